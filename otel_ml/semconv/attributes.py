@@ -1,0 +1,211 @@
+"""Attribute keys of otel-ml events and metrics: the single source of truth.
+
+Every key is registered with its meaning, value type, cardinality and whether it may appear on metrics
+(:data:`ATTRIBUTES`). Unbounded values (prediction ids, feature values) go on events only, never on metrics.
+Metric attribute values are additionally capped per model by the processor (overflow value :data:`OVERFLOW_VALUE`).
+
+The ``ml.*`` namespace is not claimed by the OpenTelemetry semantic conventions today (a proposal is open); keeping
+every name here makes a later rename a one-file change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+ValueType = Literal["string", "double", "int", "bool", "string[]", "double[]", "any"]
+Cardinality = Literal["bounded", "low", "medium", "unbounded"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSpec:
+    """Description of one attribute key.
+
+    Attributes:
+        key: The attribute key on the wire (dotted OTel style).
+        type: OTLP value type.
+        cardinality: ``bounded`` (a fixed enum), ``low`` (tens), ``medium`` (hundreds, capped on metrics) or
+            ``unbounded`` (never on metrics).
+        on_metrics: Whether the attribute may be put on metric data points.
+        on_events: Whether the attribute appears on events.
+        doc: What the attribute means.
+    """
+
+    key: str
+    type: ValueType
+    cardinality: Cardinality
+    on_metrics: bool
+    on_events: bool
+    doc: str
+
+
+ATTRIBUTES: dict[str, AttributeSpec] = {}
+"""Registry of every attribute key, by key."""
+
+PREFIX_ATTRIBUTES: dict[str, AttributeSpec] = {}
+"""Registry of attribute key prefixes (``ml.feature.``, ``ml.segment.``), by prefix."""
+
+
+def _register(
+    key: str, type_: ValueType, cardinality: Cardinality, *, metrics: bool, events: bool = True, doc: str
+) -> str:
+    if cardinality == "unbounded" and metrics:
+        raise ValueError(f"{key}: an unbounded attribute may not appear on metrics")
+    spec = AttributeSpec(key, type_, cardinality, metrics, events, doc)
+    (PREFIX_ATTRIBUTES if key.endswith(".") else ATTRIBUTES)[key] = spec
+    return key
+
+
+# --- identity of the model -----------------------------------------------------------------------------------------
+ML_MODEL_NAME: Final = _register(
+    "ml.model.name", "string", "low", metrics=True,
+    doc="Name of the model (e.g. `fraud`). Required on every event; the join key's namespace.")
+ML_MODEL_VERSION: Final = _register(
+    "ml.model.version", "string", "low", metrics=True,
+    doc="Version of the model that made the prediction (e.g. `2024-06-01` or a git sha). Optional on labels.")
+ML_TASK: Final = _register(
+    "ml.task", "string", "bounded", metrics=False,
+    doc="Task of the model: `binary`, `multiclass`, `multilabel`, `regression` or `ranking` (see `Task`).")
+
+# --- the prediction -------------------------------------------------------------------------------------------------
+ML_PREDICTION_ID: Final = _register(
+    "ml.prediction.id", "string", "unbounded", metrics=False,
+    doc="Unique id of the prediction; labels refer to it. Events only, never a metric attribute.")
+ML_PREDICTION_VALUE: Final = _register(
+    "ml.prediction.value", "any", "unbounded", metrics=False,
+    doc="Predicted value: the class as a string (binary, multiclass) or a double (regression).")
+ML_PREDICTION_VALUES: Final = _register(
+    "ml.prediction.values", "string[]", "unbounded", metrics=False,
+    doc="Predicted set (multilabel: the labels predicted for the sample) or ranked list, best first (ranking).")
+ML_PREDICTION_SCORE: Final = _register(
+    "ml.prediction.score", "double", "unbounded", metrics=False,
+    doc="Binary: probability of the positive class (the last of `ml.prediction.classes`, or `1`). "
+        "Other tasks: the model's confidence in its prediction.")
+ML_PREDICTION_SCORES: Final = _register(
+    "ml.prediction.scores", "double[]", "unbounded", metrics=False,
+    doc="Per-class probabilities (multiclass, multilabel, binary), aligned with `ml.prediction.classes`.")
+ML_PREDICTION_CLASSES: Final = _register(
+    "ml.prediction.classes", "string[]", "low", metrics=False,
+    doc="Class order of `ml.prediction.scores` (and, for binary, `[negative, positive]`).")
+
+# --- the label (ground truth) --------------------------------------------------------------------------------------
+ML_LABEL_VALUE: Final = _register(
+    "ml.label.value", "any", "unbounded", metrics=False,
+    doc="True value: the class as a string (binary, multiclass) or a double (regression).")
+ML_LABEL_VALUES: Final = _register(
+    "ml.label.values", "string[]", "unbounded", metrics=False,
+    doc="True set (multilabel) or the relevant items (ranking).")
+ML_LABEL_RELEVANCE: Final = _register(
+    "ml.label.relevance", "double[]", "unbounded", metrics=False,
+    doc="Ranking only: graded relevance aligned with `ml.label.values` (default 1 for every listed item).")
+
+# --- features and segments (prefixes) ------------------------------------------------------------------------------
+ML_FEATURE_PREFIX: Final = _register(
+    "ml.feature.", "any", "unbounded", metrics=False,
+    doc="Prefix of one selected input feature: `ml.feature.<name>` = its value (double, int, bool or string).")
+ML_SEGMENT_PREFIX: Final = _register(
+    "ml.segment.", "string", "medium", metrics=False,
+    doc="Prefix of one segment dimension on events: `ml.segment.<dimension>` = its value (e.g. `ml.segment.region`).")
+
+# --- metric-only attributes ----------------------------------------------------------------------------------------
+ML_SEGMENT: Final = _register(
+    "ml.segment", "string", "medium", metrics=True, events=False,
+    doc="Segment of a metric point: the event's segment dimensions as `dim=value` joined with `,` in key order "
+        "(e.g. `region=eu`); absent when the prediction has no segment. Capped per model.")
+ML_CLASS: Final = _register(
+    "ml.class", "string", "medium", metrics=True, events=False,
+    doc="A class (or label, for multilabel) on per-class metrics. Capped per model.")
+ML_OUTCOME: Final = _register(
+    "ml.outcome", "string", "bounded", metrics=True, events=False,
+    doc="Per-class outcome of a joined prediction: `tp`, `fp` or `fn` (see `Outcome`).")
+ML_RANKING_K: Final = _register(
+    "ml.ranking.k", "int", "bounded", metrics=True, events=False,
+    doc="The k of precision@k / NDCG@k (configured per processor).")
+ML_FEATURE_NAME: Final = _register(
+    "ml.feature.name", "string", "medium", metrics=True, events=False,
+    doc="Feature a drift metric is about.")
+ML_DRIFT_METHOD: Final = _register(
+    "ml.drift.method", "string", "bounded", metrics=True, events=False,
+    doc="Drift statistic: `psi`, `jensen_shannon`, `ks` or `wasserstein`.")
+ML_BIN: Final = _register(
+    "ml.bin", "string", "low", metrics=True, events=False,
+    doc="Bin of a reference distribution (feature, score or predictions-per-sample), e.g. `3` or `[0.5,0.75)`.")
+ML_METRIC: Final = _register(
+    "ml.metric", "string", "bounded", metrics=True, events=False,
+    doc="Name of a quality metric a gauge refers to (e.g. `accuracy`, `f1_macro`, `mae`), see `QualityMetric`.")
+ML_WEAK_SEGMENT: Final = _register(
+    "ml.weak_segment", "string", "low", metrics=True, events=False,
+    doc="A weak slice of the evaluation set a prediction falls in (e.g. `region=apac`, `n_labels>=4`).")
+ML_ESTIMATOR: Final = _register(
+    "ml.estimator", "string", "bounded", metrics=True, events=False,
+    doc="Correctness estimator that produced an estimate: `cbpe`, `atc`, `learned`, `dle` or `blend`.")
+ML_REASON: Final = _register(
+    "ml.reason", "string", "bounded", metrics=True, events=False,
+    doc="Why a record, event or sample was dropped, rejected or selected (see `DropReason`, `RejectReason`).")
+ML_ATTRIBUTE_KEY: Final = _register(
+    "ml.attribute.key", "string", "bounded", metrics=True, events=False,
+    doc="The metric attribute whose cardinality cap overflowed.")
+ERROR_TYPE: Final = _register(
+    "error.type", "string", "low", metrics=True, events=True,
+    doc="OTel `error.type`: qualified name of the exception an instrumented inference raised.")
+
+OVERFLOW_VALUE: Final = "_other"
+"""Value a capped metric attribute takes once its per-model cardinality limit is reached."""
+
+
+class Task:
+    """Values of ``ml.task``."""
+
+    BINARY: Final = "binary"
+    MULTICLASS: Final = "multiclass"
+    MULTILABEL: Final = "multilabel"
+    REGRESSION: Final = "regression"
+    RANKING: Final = "ranking"
+    ALL: Final = (BINARY, MULTICLASS, MULTILABEL, REGRESSION, RANKING)
+    CLASSIFICATION: Final = (BINARY, MULTICLASS)
+
+
+class Outcome:
+    """Values of ``ml.outcome``."""
+
+    TP: Final = "tp"
+    FP: Final = "fp"
+    FN: Final = "fn"
+
+
+class DropReason:
+    """Values of ``ml.reason`` on ``ml.client.events.dropped`` (client-side drops)."""
+
+    QUEUE_FULL: Final = "queue_full"
+    EXPORT_FAILED: Final = "export_failed"
+    SHUTDOWN: Final = "shutdown"
+    INVALID: Final = "invalid"
+
+
+class RejectReason:
+    """Values of ``ml.reason`` on ``ml.processor.records.rejected`` (processor-side rejections)."""
+
+    MISSING_ATTRIBUTE: Final = "missing_attribute"
+    WRONG_TYPE: Final = "wrong_type"
+    UNKNOWN_TASK: Final = "unknown_task"
+    NOT_FINITE: Final = "not_finite"
+    TOO_LARGE: Final = "too_large"
+    DECODE_ERROR: Final = "decode_error"
+    TASK_MISMATCH: Final = "task_mismatch"
+
+
+class QualityMetric:
+    """Values of ``ml.metric`` (baseline and estimate gauges)."""
+
+    ACCURACY: Final = "accuracy"
+    F1_MACRO: Final = "f1_macro"
+    PRECISION_MACRO: Final = "precision_macro"
+    RECALL_MACRO: Final = "recall_macro"
+    ROC_AUC: Final = "roc_auc"
+    MAE: Final = "mae"
+    RMSE: Final = "rmse"
+    MRR: Final = "mrr"
+    PRECISION_AT_K: Final = "precision_at_k"
+    NDCG_AT_K: Final = "ndcg_at_k"
+    EXACT_MATCH: Final = "exact_match"
+    LABELS_PER_SAMPLE: Final = "labels_per_sample"

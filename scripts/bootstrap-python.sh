@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv and install otel-ml with the given extras (default: test). Idempotent: a stamp keyed by
+# pyproject.toml and the extras skips pip when nothing changed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+extras="${1:-test}"
+venv="${OTEL_ML_VENV:-$root/.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+stamp="$venv/.otel-ml-$extras-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]" >&2
+  touch "$stamp"
+fi
+echo "$venv"
