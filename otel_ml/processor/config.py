@@ -1,0 +1,406 @@
+"""Processor configuration: YAML -> frozen dataclasses, validated at start-up.
+
+Every key has a named default (``DEFAULT_*``) and a row in :data:`CONFIG_KEYS`, from which the README reference table
+is generated (:func:`reference_table`; a test checks the README is up to date). Errors raise
+:class:`ConfigError` naming the key and showing a valid example; the CLI turns them into exit status 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+DEFAULT_GRPC_ENDPOINT: Final = "0.0.0.0:4317"
+DEFAULT_HTTP_ENDPOINT: Final = "0.0.0.0:4318"
+DEFAULT_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_REQUESTS: Final = 8
+DEFAULT_RETRY_AFTER_S: Final = 1
+DEFAULT_STORE_BACKEND: Final = "sqlite"
+DEFAULT_STORE_PATH: Final = "./otel-ml-data/store.db"
+DEFAULT_LABEL_WINDOW_S: Final = 7 * 86400.0
+DEFAULT_MAX_PENDING: Final = 20_000_000
+DEFAULT_EXPIRE_INTERVAL_S: Final = 10.0
+DEFAULT_OTLP_METRICS_ENDPOINT: Final = "http://127.0.0.1:4317"
+DEFAULT_OTLP_METRICS_PROTOCOL: Final = "grpc"
+DEFAULT_EXPORT_INTERVAL_S: Final = 10.0
+DEFAULT_PROMETHEUS_ENDPOINT: Final = "127.0.0.1:9464"
+DEFAULT_CARDINALITY_LIMIT: Final = 200
+DEFAULT_RANKING_K: Final = (1, 5, 10)
+DEFAULT_AUC_WINDOW: Final = 10_000
+DEFAULT_REFERENCE_DIRECTORY: Final = "./references"
+DEFAULT_RELOAD_INTERVAL_S: Final = 30.0
+DEFAULT_RELABEL_PATH: Final = "./otel-ml-data/relabel.jsonl"
+DEFAULT_RELABEL_MAX_SAMPLES: Final = 10_000
+BACKENDS: Final = ("sqlite", "memory")
+PROTOCOLS: Final = ("grpc", "http/protobuf")
+
+EXAMPLE: Final = """\
+instance_id: replica-a
+receiver:
+  grpc: {endpoint: 0.0.0.0:4317}
+  http: {endpoint: 0.0.0.0:4318}
+  max_request_bytes: 16777216
+  max_inflight_requests: 8
+store:
+  backend: sqlite
+  path: ./otel-ml-data/store.db
+  label_window: 7d
+  max_pending: 20000000
+metrics:
+  otlp: {endpoint: http://127.0.0.1:4317, protocol: grpc, interval: 10s}
+  prometheus: {endpoint: 127.0.0.1:9464}
+  cardinality_limit: 200
+  ranking_k: [1, 5, 10]
+  auc_window: 10000
+"""
+"""A complete valid config (shown in error messages)."""
+
+
+class ConfigError(ValueError):
+    """The processor config is invalid; the message names the key and shows a valid example."""
+
+    def __init__(self, key: str, problem: str, example: str) -> None:
+        super().__init__(f"invalid processor config at `{key}`: {problem}\n  valid example:\n    {example}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverConfig:
+    """OTLP receivers (``receiver:``)."""
+
+    grpc_endpoint: str | None = DEFAULT_GRPC_ENDPOINT
+    http_endpoint: str | None = DEFAULT_HTTP_ENDPOINT
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
+    retry_after: int = DEFAULT_RETRY_AFTER_S
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Join store (``store:``)."""
+
+    backend: str = DEFAULT_STORE_BACKEND
+    path: str = DEFAULT_STORE_PATH
+    label_window: float = DEFAULT_LABEL_WINDOW_S
+    max_pending: int = DEFAULT_MAX_PENDING
+    expire_interval: float = DEFAULT_EXPIRE_INTERVAL_S
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpMetricsConfig:
+    """OTLP metric export (``metrics.otlp``)."""
+
+    endpoint: str = DEFAULT_OTLP_METRICS_ENDPOINT
+    protocol: str = DEFAULT_OTLP_METRICS_PROTOCOL
+    interval: float = DEFAULT_EXPORT_INTERVAL_S
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Metric output (``metrics:``)."""
+
+    otlp: OtlpMetricsConfig | None = field(default_factory=OtlpMetricsConfig)
+    prometheus_endpoint: str | None = None
+    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT
+    ranking_k: tuple[int, ...] = DEFAULT_RANKING_K
+    auc_window: int = DEFAULT_AUC_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceConfig:
+    """Reference artifacts for the estimation/drift stage (``reference:``)."""
+
+    directory: str = DEFAULT_REFERENCE_DIRECTORY
+    reload_interval: float = DEFAULT_RELOAD_INTERVAL_S
+
+
+@dataclass(frozen=True, slots=True)
+class RelabelConfig:
+    """Samples-to-relabel sink of the estimation stage (``relabel:``)."""
+
+    path: str = DEFAULT_RELABEL_PATH
+    max_samples: int = DEFAULT_RELABEL_MAX_SAMPLES
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    """The whole processor config."""
+
+    instance_id: str = ""
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reference: ReferenceConfig | None = None
+    relabel: RelabelConfig = field(default_factory=RelabelConfig)
+    stages: tuple[str, ...] = ()
+    stages_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolved_instance_id(self) -> str:
+        """``instance_id``, or hostname + a hash of the absolute store path when unset (stable across restarts)."""
+        if self.instance_id:
+            return self.instance_id
+        digest = hashlib.sha256(str(Path(self.store.path).resolve()).encode()).hexdigest()[:8]
+        return f"{socket.gethostname()}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDoc:
+    """One row of the reference table."""
+
+    key: str
+    type: str
+    default: str
+    doc: str
+
+
+CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
+    KeyDoc("instance_id", "string", "hostname + store path hash",
+           "`service.instance.id` of exported metrics; keep it stable so a restart continues the same series."),
+    KeyDoc("receiver.grpc.endpoint", "host:port or null", DEFAULT_GRPC_ENDPOINT,
+           "OTLP/gRPC `LogsService` (gzip accepted); `receiver.grpc: null` disables it."),
+    KeyDoc("receiver.http.endpoint", "host:port or null", DEFAULT_HTTP_ENDPOINT,
+           "OTLP/HTTP `POST /v1/logs` (protobuf, `Content-Encoding: gzip`); `receiver.http: null` disables it."),
+    KeyDoc("receiver.max_request_bytes", "int", str(DEFAULT_MAX_REQUEST_BYTES),
+           "Largest request (decompressed); larger: HTTP 413 / gRPC RESOURCE_EXHAUSTED, counted `too_large`."),
+    KeyDoc("receiver.max_inflight_requests", "int", str(DEFAULT_MAX_INFLIGHT_REQUESTS),
+           "Requests parsed or waiting for the store at once; beyond: gRPC UNAVAILABLE / HTTP 503 + Retry-After."),
+    KeyDoc("receiver.retry_after", "int seconds", str(DEFAULT_RETRY_AFTER_S),
+           "`Retry-After` of HTTP 503/429 answers."),
+    KeyDoc("store.backend", "`sqlite` or `memory`", DEFAULT_STORE_BACKEND,
+           "Join store; `memory` is not durable (tests and benchmarks)."),
+    KeyDoc("store.path", "path", DEFAULT_STORE_PATH, "SQLite database (WAL mode); created with its directory."),
+    KeyDoc("store.label_window", "duration", "7d",
+           "TTL of a pending prediction or label; expired predictions count as never labeled."),
+    KeyDoc("store.max_pending", "int", str(DEFAULT_MAX_PENDING),
+           "Bound on pending records; beyond it the oldest are evicted (counted)."),
+    KeyDoc("store.expire_interval", "duration", "10s", "How often expired and evicted records are swept."),
+    KeyDoc("metrics.otlp.endpoint", "URL", DEFAULT_OTLP_METRICS_ENDPOINT,
+           "OTLP metrics destination (cumulative temporality); `metrics.otlp: null` disables it."),
+    KeyDoc("metrics.otlp.protocol", "`grpc` or `http/protobuf`", DEFAULT_OTLP_METRICS_PROTOCOL,
+           "OTLP transport (`http/protobuf` posts to `<endpoint>/v1/metrics`)."),
+    KeyDoc("metrics.otlp.interval", "duration", "10s", "Export interval."),
+    KeyDoc("metrics.prometheus.endpoint", "host:port", "disabled",
+           "Optional Prometheus scrape endpoint (`/metrics`) for setups without a collector."),
+    KeyDoc("metrics.cardinality_limit", "int", str(DEFAULT_CARDINALITY_LIMIT),
+           "Distinct values per model and metric attribute; overflow goes to `_other` (counted)."),
+    KeyDoc("metrics.ranking_k", "list of int", "[1, 5, 10]", "The k of precision@k and NDCG@k."),
+    KeyDoc("metrics.auc_window", "int", str(DEFAULT_AUC_WINDOW),
+           "Most recent joined binary predictions per model and version behind the ROC-AUC gauge."),
+    KeyDoc("reference.directory", "path", "disabled (default dir `./references`)",
+           "Reference artifacts; setting `reference:` enables the estimation/drift stage."),
+    KeyDoc("reference.reload_interval", "duration", "30s", "How often the reference directory is re-read."),
+    KeyDoc("relabel.path", "path", DEFAULT_RELABEL_PATH, "JSONL sink of samples to relabel (estimation stage)."),
+    KeyDoc("relabel.max_samples", "int", str(DEFAULT_RELABEL_MAX_SAMPLES), "Bound of the relabel sink."),
+    KeyDoc("stages", "list of `module:factory`", "[]", "Extra processor stages (see `otel_ml/processor/stage.py`)."),
+    KeyDoc("stages_config", "mapping", "{}", "Free-form options handed to every stage factory."),
+)
+"""Documented keys, in README order."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any, key: str, example: str) -> float:
+    """Seconds from ``30s``, ``5m``, ``7d``, ``250ms`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected a duration, got {value!r}", example)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(key, f"expected a duration like 30s, 5m, 7d; got {value!r}", example)
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(key, f"must be positive, got {value!r}", example)
+    return seconds
+
+
+def _section(raw: Mapping[str, Any], name: str, allowed: set[str], example: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, f"expected a mapping, got {type(value).__name__}", example)
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(allowed))})", example)
+    return dict(value)
+
+
+def _int(value: Any, key: str, example: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(key, f"expected an integer >= {minimum}, got {value!r}", example)
+    return value
+
+
+def _endpoint(section: Mapping[str, Any], name: str, default: str, example: str) -> str | None:
+    if name not in section:
+        return default
+    value = section[name]
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - {"endpoint"}:
+        raise ConfigError(f"receiver.{name}", "expected {endpoint: host:port} or null", example)
+    endpoint = value.get("endpoint", default)
+    if not isinstance(endpoint, str) or not re.match(r"^[^:\s]*:\d+$", endpoint):
+        raise ConfigError(f"receiver.{name}.endpoint", f"expected host:port, got {endpoint!r}", example)
+    return endpoint
+
+
+def _receiver(raw: Mapping[str, Any]) -> ReceiverConfig:
+    ex = "receiver: {grpc: {endpoint: 0.0.0.0:4317}, http: null, max_request_bytes: 16777216}"
+    s = _section(raw, "receiver", {"grpc", "http", "max_request_bytes", "max_inflight_requests", "retry_after"}, ex)
+    return ReceiverConfig(
+        grpc_endpoint=_endpoint(s, "grpc", DEFAULT_GRPC_ENDPOINT, ex),
+        http_endpoint=_endpoint(s, "http", DEFAULT_HTTP_ENDPOINT, ex),
+        max_request_bytes=_int(s.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES), "receiver.max_request_bytes",
+                               ex, 1024),
+        max_inflight_requests=_int(s.get("max_inflight_requests", DEFAULT_MAX_INFLIGHT_REQUESTS),
+                                   "receiver.max_inflight_requests", "receiver: {max_inflight_requests: 8}"),
+        retry_after=_int(s.get("retry_after", DEFAULT_RETRY_AFTER_S), "receiver.retry_after",
+                         "receiver: {retry_after: 1}"),
+    )
+
+
+def _store(raw: Mapping[str, Any]) -> StoreConfig:
+    ex = "store: {backend: sqlite, path: ./otel-ml-data/store.db, label_window: 7d, max_pending: 20000000}"
+    s = _section(raw, "store", {"backend", "path", "label_window", "max_pending", "expire_interval"}, ex)
+    backend = s.get("backend", DEFAULT_STORE_BACKEND)
+    if backend not in BACKENDS:
+        raise ConfigError("store.backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}", ex)
+    path = s.get("path", DEFAULT_STORE_PATH)
+    if not isinstance(path, str) or not path:
+        raise ConfigError("store.path", f"expected a file path, got {path!r}", ex)
+    return StoreConfig(
+        backend=backend, path=path,
+        label_window=parse_duration(s.get("label_window", DEFAULT_LABEL_WINDOW_S), "store.label_window", ex),
+        max_pending=_int(s.get("max_pending", DEFAULT_MAX_PENDING), "store.max_pending", ex),
+        expire_interval=parse_duration(s.get("expire_interval", DEFAULT_EXPIRE_INTERVAL_S), "store.expire_interval",
+                                       "store: {expire_interval: 10s}"),
+    )
+
+
+def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
+    ex = ("metrics: {otlp: {endpoint: http://127.0.0.1:4317, protocol: grpc, interval: 10s}, "
+          "prometheus: {endpoint: 127.0.0.1:9464}, cardinality_limit: 200, ranking_k: [1, 5, 10]}")
+    s = _section(raw, "metrics", {"otlp", "prometheus", "cardinality_limit", "ranking_k", "auc_window"}, ex)
+    otlp: OtlpMetricsConfig | None = OtlpMetricsConfig()
+    if "otlp" in s:
+        o = s["otlp"]
+        if o is None:
+            otlp = None
+        elif not isinstance(o, Mapping) or set(o) - {"endpoint", "protocol", "interval"}:
+            raise ConfigError("metrics.otlp", "expected {endpoint, protocol, interval} or null", ex)
+        else:
+            endpoint = o.get("endpoint", DEFAULT_OTLP_METRICS_ENDPOINT)
+            if not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint):
+                raise ConfigError("metrics.otlp.endpoint", f"expected http(s)://host:port, got {endpoint!r}", ex)
+            protocol = o.get("protocol", DEFAULT_OTLP_METRICS_PROTOCOL)
+            if protocol not in PROTOCOLS:
+                raise ConfigError("metrics.otlp.protocol", f"expected one of {', '.join(PROTOCOLS)}, got {protocol!r}",
+                                  ex)
+            otlp = OtlpMetricsConfig(endpoint, protocol, parse_duration(
+                o.get("interval", DEFAULT_EXPORT_INTERVAL_S), "metrics.otlp.interval", ex))
+    prom: str | None = None
+    if s.get("prometheus") is not None:
+        p = s["prometheus"]
+        endpoint = p.get("endpoint", DEFAULT_PROMETHEUS_ENDPOINT) if isinstance(p, Mapping) else None
+        if not isinstance(endpoint, str) or not re.match(r"^[^:\s]*:\d+$", endpoint):
+            raise ConfigError("metrics.prometheus.endpoint", f"expected host:port, got {endpoint!r}", ex)
+        prom = endpoint
+    ks = s.get("ranking_k", list(DEFAULT_RANKING_K))
+    if not isinstance(ks, list) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise ConfigError("metrics.ranking_k", f"expected a non-empty list of positive integers, got {ks!r}", ex)
+    return MetricsConfig(
+        otlp=otlp, prometheus_endpoint=prom,
+        cardinality_limit=_int(s.get("cardinality_limit", DEFAULT_CARDINALITY_LIMIT), "metrics.cardinality_limit",
+                               ex),
+        ranking_k=tuple(sorted(set(ks))),
+        auc_window=_int(s.get("auc_window", DEFAULT_AUC_WINDOW), "metrics.auc_window", ex, 2),
+    )
+
+
+def _reference(raw: Mapping[str, Any]) -> ReferenceConfig | None:
+    if raw.get("reference") is None:
+        return None
+    ex = "reference: {directory: ./references, reload_interval: 30s}"
+    s = _section(raw, "reference", {"directory", "reload_interval"}, ex)
+    directory = s.get("directory", DEFAULT_REFERENCE_DIRECTORY)
+    if not isinstance(directory, str) or not directory:
+        raise ConfigError("reference.directory", f"expected a directory path, got {directory!r}", ex)
+    return ReferenceConfig(directory, parse_duration(s.get("reload_interval", DEFAULT_RELOAD_INTERVAL_S),
+                                                     "reference.reload_interval", ex))
+
+
+def _relabel(raw: Mapping[str, Any]) -> RelabelConfig:
+    ex = "relabel: {path: ./otel-ml-data/relabel.jsonl, max_samples: 10000}"
+    s = _section(raw, "relabel", {"path", "max_samples"}, ex)
+    path = s.get("path", DEFAULT_RELABEL_PATH)
+    if not isinstance(path, str) or not path:
+        raise ConfigError("relabel.path", f"expected a file path, got {path!r}", ex)
+    return RelabelConfig(path, _int(s.get("max_samples", DEFAULT_RELABEL_MAX_SAMPLES), "relabel.max_samples", ex))
+
+
+_TOP = {"instance_id", "receiver", "store", "metrics", "reference", "relabel", "stages", "stages_config"}
+
+
+def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
+    """Validate a parsed YAML mapping.
+
+    Raises:
+        ConfigError: On the first invalid key.
+    """
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("<root>", f"expected a mapping, got {type(raw).__name__}", EXAMPLE.replace("\n", "\n    "))
+    unknown = sorted(set(raw) - _TOP)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key (known: {', '.join(sorted(_TOP))})",
+                          EXAMPLE.replace("\n", "\n    "))
+    instance_id = raw.get("instance_id") or ""
+    if not isinstance(instance_id, str):
+        raise ConfigError("instance_id", f"expected a string, got {instance_id!r}", "instance_id: replica-a")
+    stages = raw.get("stages") or []
+    if not isinstance(stages, list) or any(not isinstance(x, str) or ":" not in x for x in stages):
+        raise ConfigError("stages", f"expected a list of 'module:factory' strings, got {stages!r}",
+                          "stages: [mypackage.stages:create_stage]")
+    stages_config = raw.get("stages_config") or {}
+    if not isinstance(stages_config, Mapping):
+        raise ConfigError("stages_config", "expected a mapping", "stages_config: {threshold: 0.5}")
+    return ProcessorConfig(
+        instance_id=instance_id, receiver=_receiver(raw), store=_store(raw), metrics=_metrics(raw),
+        reference=_reference(raw), relabel=_relabel(raw), stages=tuple(stages), stages_config=dict(stages_config),
+    )
+
+
+def load(path: str | Path) -> ProcessorConfig:
+    """Read and validate a YAML config file.
+
+    Raises:
+        ConfigError: When the file cannot be read, is not YAML, or a key is invalid.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError("<file>", f"cannot read {path}: {exc}", "otel-ml processor --config processor.yaml") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"{path} is not valid YAML: {exc}", EXAMPLE.replace("\n", "\n    ")) from exc
+    return from_mapping(raw)
+
+
+def reference_table() -> str:
+    """Markdown table of every config key (the README section between the processor-config markers)."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for k in CONFIG_KEYS:
+        lines.append(f"| `{k.key}` | {k.type} | `{k.default}` | {k.doc} |")
+    return "\n".join(lines)
