@@ -198,6 +198,8 @@ class QualityMetric:
     """Values of ``ml.metric`` (baseline and estimate gauges)."""
 
     ACCURACY: Final = "accuracy"
+    F1: Final = "f1"
+    """F1 of the positive class (binary)."""
     F1_MACRO: Final = "f1_macro"
     PRECISION_MACRO: Final = "precision_macro"
     RECALL_MACRO: Final = "recall_macro"
