@@ -1,0 +1,323 @@
+"""Prometheus recording and alerting rules of otel-ml, built from the semantic conventions.
+
+Recording rules are named ``level:metric:operations`` (Prometheus naming practice): the level lists the labels kept
+(``model_version`` = ``ml_model_name`` + ``ml_model_version``), the metric is the otel-ml quantity, the operations
+say how it was computed (``ratio_rate1h``: a ratio of sums of ``increase`` over 1h). The same builders
+(:mod:`otel_ml.dashboarding.promql`) feed the dashboards, so a panel and its alert compute the same number.
+
+Every alert carries ``severity`` (``critical`` pages, ``warning`` opens a ticket or posts to chat), a ``summary``, a
+``description`` with the value, a ``runbook_url`` pointing at its section of ``alerts/README.md`` and a ``dashboard``
+link to the model overview with the model and version preselected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from otel_ml.alerting.thresholds import LATENCY_SLO_SECONDS, THRESHOLDS, ThresholdConfig, format_number
+from otel_ml.alerting.thresholds import promql_regex_escape as _escape
+from otel_ml.dashboarding import MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
+from otel_ml.dashboarding import promql as q
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.attributes import QualityMetric
+
+QUALITY_WINDOW = "1h"
+"""Window of realized and estimated quality ratios (labels are sparse: shorter windows are noise)."""
+SLO_WINDOWS = ("5m", "30m", "1h", "6h")
+"""Windows of the multi-window, multi-burn-rate SLO alerts (Google SRE workbook, chapter 5)."""
+FAST_BURN = 14.4
+"""Burn rate that spends 2% of a 30-day budget in 1h: pages (5m and 1h windows)."""
+SLOW_BURN = 6.0
+"""Burn rate that spends 5% of a 30-day budget in 6h: tickets (30m and 6h windows)."""
+
+MV = q.MV
+_J = q.JOB
+
+
+def _r(level: str, metric: str, operations: str) -> str:
+    return f"{level}:{metric}:{operations}"
+
+
+# --- recording rule names ------------------------------------------------------------------------------------------
+ACCURACY = _r("model_version", "ml_accuracy", "ratio_rate1h")
+F1_MACRO = _r("model_version", "ml_f1_macro", "ratio_rate1h")
+MAE = _r("model_version", "ml_mae", "ratio_rate1h")
+RMSE = _r("model_version", "ml_rmse", "ratio_rate1h")
+MRR = _r("model_version", "ml_mrr", "ratio_rate1h")
+LABELED_1H = _r("model_version", "ml_labeled_predictions", "increase1h")
+EST_ACCURACY = _r("model_version", "ml_estimated_accuracy", "ratio_rate1h")
+EST_ACCURACY_MARGIN = _r("model_version", "ml_estimated_accuracy_margin", "ratio_rate1h")
+EST_F1_MACRO = _r("model_version", "ml_estimated_f1_macro", "ratio_rate1h")
+EST_MAE = _r("model_version", "ml_estimated_mae", "ratio_rate1h")
+ESTIMATED_1H = _r("model_version", "ml_estimated_predictions", "increase1h")
+REFERENCE = _r("model_version_metric", "ml_reference_metric", "max")
+LABEL_COVERAGE = _r("model_version", "ml_label_coverage", "ratio_rate1d")
+LABELS_6H = _r("model", "ml_labels", "increase6h")
+PREDICTIONS_6H = _r("model", "ml_predictions", "increase6h")
+PREDICTIONS_PER_SAMPLE = _r("model_version", "ml_predictions_per_sample", "ratio_rate1h")
+UNSEEN_CLASSES = _r("model_version_class", "ml_unseen_class_predictions", "increase1h")
+WEAK_SHARE_1H = _r("model_version", "ml_weak_segment_share", "ratio_rate1h")
+WEAK_SHARE_1D = _r("model_version", "ml_weak_segment_share", "ratio_rate1d")
+FEATURE_DRIFT = _r("model_version_feature_method", "ml_feature_drift", "max")
+DROPPED_RATIO = _r("model", "ml_client_events_dropped", "ratio_rate15m")
+REJECTED_RATIO = _r("job_reason", "ml_processor_records_rejected", "ratio_rate15m")
+EXPORT_FAILURES = _r("job", "ml_processor_export_failures", "increase15m")
+
+
+def slow_ratio(window: str) -> str:
+    """Recording rule: share of inferences slower than the model's latency SLO threshold."""
+    return _r("model_version", "ml_inference_slow", f"ratio_rate{window}")
+
+
+def error_ratio(window: str) -> str:
+    """Recording rule: share of inferences that raised."""
+    return _r("model_version", "ml_inference_errors", f"ratio_rate{window}")
+
+
+def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
+    """The otel-ml recording rules (ratios over sums across processor replicas)."""
+    w = QUALITY_WINDOW
+    rules: list[dict[str, Any]] = [
+        {"record": ACCURACY, "expr": q.accuracy(w)},
+        {"record": F1_MACRO, "expr": q.f1_macro(w)},
+        {"record": MAE, "expr": q.mae(w)},
+        {"record": RMSE, "expr": q.rmse(w)},
+        {"record": MRR, "expr": q.mrr(w)},
+        {"record": LABELED_1H, "expr": q.summed_increase(m.LABELED_PREDICTIONS, w, MV)},
+        {"record": EST_ACCURACY, "expr": q.estimated_accuracy(w)},
+        {"record": EST_ACCURACY_MARGIN, "expr": q.estimated_accuracy_margin(w)},
+        {"record": EST_F1_MACRO, "expr": q.estimated_f1_macro(w)},
+        {"record": EST_MAE, "expr": q.estimated_mae(w)},
+        {"record": ESTIMATED_1H, "expr": q.summed_increase(m.ESTIMATED_PREDICTIONS, w, MV)},
+        {"record": REFERENCE, "expr": q.max_by((*MV, q.METRIC), q.sel(m.REFERENCE_METRIC))},
+        {"record": LABEL_COVERAGE, "expr": q.label_coverage("1d")},
+        {"record": LABELS_6H, "expr": q.summed_increase(m.LABELS, "6h", (q.MODEL,))},
+        {"record": PREDICTIONS_6H, "expr": q.summed_increase(m.PREDICTIONS, "6h", (q.MODEL,))},
+        {"record": PREDICTIONS_PER_SAMPLE, "expr": q.predictions_per_sample(w)},
+        {"record": UNSEEN_CLASSES, "expr": q.summed_increase(m.UNSEEN_CLASS_PREDICTIONS, w, (*MV, q.CLASS))},
+        {"record": WEAK_SHARE_1H, "expr": q.weak_segment_share(w)},
+        {"record": WEAK_SHARE_1D, "expr": q.weak_segment_share("1d")},
+        {"record": FEATURE_DRIFT, "expr": q.max_by((*MV, q.FEATURE, q.DRIFT_METHOD), q.sel(m.FEATURE_DRIFT))},
+        {"record": DROPPED_RATIO, "expr": q.dropped_event_ratio("15m")},
+        {"record": REJECTED_RATIO,
+         "expr": f"{q.summed_increase(m.PROCESSOR_RECORDS_REJECTED, '15m', (_J, q.REASON))} / ignoring ({q.REASON})"
+                 f" group_left {q.summed_increase(m.PROCESSOR_RECORDS_RECEIVED, '15m', (_J,))}"},
+        {"record": EXPORT_FAILURES, "expr": q.summed_increase(m.PROCESSOR_EXPORT_FAILURES, "15m", (_J,))},
+    ]
+    # The latency SLO threshold picks a histogram bucket: one rule per distinct bound (default models, overrides).
+    overrides = config.overridden(LATENCY_SLO_SECONDS.name)
+    default_le = format_number(config.defaults[LATENCY_SLO_SECONDS.name])
+    others = {q.MODEL: "!" + "|".join(_escape(x) for x in overrides)} if overrides else {}
+    for window in SLO_WINDOWS:
+        parts = [q.inference_slow_ratio(window, format_number(seconds), MV, {q.MODEL: _escape(model)})
+                 for model, seconds in overrides.items()]
+        parts.append(q.inference_slow_ratio(window, default_le, MV, others))
+        rules.append({"record": slow_ratio(window), "expr": "\nor\n".join(f"({p})" for p in parts)})
+        rules.append({"record": error_ratio(window), "expr": q.inference_error_ratio(window)})
+    return rules
+
+
+# --- alerts --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    """One alerting rule.
+
+    Attributes:
+        name: Alert name (``alertname``); its lower-cased form is the runbook anchor in ``alerts/README.md``.
+        expr: PromQL; returns one series per firing instance, whose value is the one the description shows.
+        for_: How long the condition must hold before the alert fires.
+        severity: ``critical`` (page) or ``warning`` (ticket / chat).
+        summary: One line, Go-template with ``$labels``.
+        description: What is wrong, with the value (``$value``) and what it is compared with.
+        dashboard: uid of the dashboard the alert links to.
+        per_model: Whether the alert is about one model (its dashboard link preselects the model and version).
+        extra_labels: Labels added to the alert (e.g. ``slo``).
+    """
+
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str
+    dashboard: str = MODEL_DASHBOARD_UID
+    per_model: bool = True
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+def _thr(name: str) -> str:
+    return THRESHOLDS[name].record
+
+
+def _tag(record: str, metric: str) -> str:
+    return f'label_replace({record}, "{q.METRIC}", "{metric}", "", "")'
+
+
+_MODEL_LABELS = "{{ $labels.ml_model_name }} {{ $labels.ml_model_version }}"
+_ON_MODEL = f"on ({q.MODEL}) group_left ()"
+_ON_MV = f"on ({q.MODEL}, {q.VERSION})"
+
+
+def _slo_burn(name: str, what: str, ratio: Callable[[str], str], objective: str,
+              severity: str, burn: float, windows: tuple[str, str], for_: str) -> AlertSpec:
+    budget = f"({format_number(burn)} * (1 - {_thr(objective)}))"
+    long_w, short_w = windows
+    return AlertSpec(
+        name, f"{ratio(long_w)} > {_ON_MODEL} {budget}\nand\n{ratio(short_w)} > {_ON_MODEL} {budget}",
+        for_, severity,
+        f"Model {_MODEL_LABELS} is burning its {what} error budget {format_number(burn)}x too fast",
+        f"{{{{ $value | humanizePercentage }}}} of inferences of {_MODEL_LABELS} were {what} violations over the "
+        f"last {long_w} (and still over the last {short_w}): at this rate the 30-day error budget of the "
+        f"{objective.replace('_', ' ')} is gone in {720 / burn:.0f}h or less.",
+        extra_labels={"slo": what, "window": long_w})
+
+
+def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
+    """Every otel-ml alert, in the order of ``alerts/README.md``."""
+    quality = f"(\n  {_tag(ACCURACY, QualityMetric.ACCURACY)}\n  or {_tag(F1_MACRO, QualityMetric.F1_MACRO)}\n" \
+              f"  or {_tag(MRR, QualityMetric.MRR)}\n)"
+    errors = f"(\n  {_tag(MAE, QualityMetric.MAE)}\n  or {_tag(RMSE, QualityMetric.RMSE)}\n)"
+    estimated = f"(\n  {_tag(EST_ACCURACY, QualityMetric.ACCURACY)}\n  or {_tag(EST_F1_MACRO, QualityMetric.F1_MACRO)}\n)"
+    mvm = f"on ({q.MODEL}, {q.VERSION}, {q.METRIC})"
+    enough_labels = f"{_ON_MV} ({LABELED_1H} >= {_ON_MODEL} {_thr('min_labeled_predictions')})"
+    enough_estimates = f"{_ON_MV} ({ESTIMATED_1H} >= {_ON_MODEL} {_thr('min_estimated_predictions')})"
+    drift = "\nor\n".join(
+        f'{FEATURE_DRIFT}{{{q.DRIFT_METHOD}="{method}"}} > {_ON_MODEL} {_thr(f"feature_drift_{method}")}'
+        for method in ("psi", "jensen_shannon", "ks"))
+    return [
+        AlertSpec(
+            "MLModelQualityBelowBaseline",
+            f"{quality}\n< {mvm}\n({REFERENCE} - {_ON_MODEL} {_thr('quality_tolerance')})\n"
+            f"and {enough_labels}",
+            "30m", "critical",
+            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is below its evaluation baseline",
+            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} over the last hour is "
+            "{{ $value | humanizePercentage }}, more than the tolerance below the evaluation-set baseline "
+            "(measured on labeled predictions)."),
+        AlertSpec(
+            "MLModelErrorAboveBaseline",
+            f"{errors}\n> {mvm}\n({REFERENCE} * {_ON_MODEL} (1 + {_thr('error_tolerance')}))\nand {enough_labels}",
+            "30m", "critical",
+            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is above its evaluation baseline",
+            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} over the last hour is "
+            "{{ $value | humanize }}, more than the tolerated relative rise above the evaluation-set baseline."),
+        AlertSpec(
+            "MLModelEstimatedQualityDrop",
+            f"{estimated}\n< {mvm}\n({REFERENCE} - {_ON_MODEL} {_thr('estimated_quality_tolerance')})\n"
+            f"and {enough_estimates}",
+            "30m", "warning",
+            f"Estimated {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} dropped (no labels needed)",
+            f"The label-free estimate of {{{{ $labels.ml_metric }}}} for {_MODEL_LABELS} over the last hour is "
+            "{{ $value | humanizePercentage }}, more than the tolerance below the evaluation-set baseline. "
+            "Labels, when they arrive, will confirm or refute it."),
+        AlertSpec(
+            "MLModelUnseenClass",
+            f"{UNSEEN_CLASSES} > {_ON_MODEL} {_thr('unseen_class_predictions')}",
+            "0m", "warning",
+            f"Model {_MODEL_LABELS} predicts class {{{{ $labels.ml_class }}}} unseen in its evaluation set",
+            f"{{{{ $value | humanize }}}} predictions of {_MODEL_LABELS} in the last hour were of class "
+            "{{ $labels.ml_class }}, which the evaluation set never had: its quality there is unknown."),
+        AlertSpec(
+            "MLModelPredictionsPerSampleShift",
+            f"abs({PREDICTIONS_PER_SAMPLE} / ignoring ({q.METRIC}) "
+            f'{REFERENCE}{{{q.METRIC}="{QualityMetric.LABELS_PER_SAMPLE}"}} - 1)\n'
+            f"> {_ON_MODEL} {_thr('predictions_per_sample_shift')}",
+            "30m", "warning",
+            f"Model {_MODEL_LABELS} predicts a different number of labels per sample than on its evaluation set",
+            f"The average number of labels predicted per sample by {_MODEL_LABELS} differs by "
+            "{{ $value | humanizePercentage }} from the evaluation set over the last hour."),
+        AlertSpec(
+            "MLModelFeatureDrift", drift, "30m", "warning",
+            f"Feature {{{{ $labels.ml_feature_name }}}} of {_MODEL_LABELS} drifted",
+            f"The {{{{ $labels.ml_drift_method }}}} drift of feature {{{{ $labels.ml_feature_name }}}} for "
+            f"{_MODEL_LABELS} is {{{{ $value | humanize }}}}, above its threshold."),
+        AlertSpec(
+            "MLModelWeakSegmentTrafficRising",
+            f"{WEAK_SHARE_1H} - {WEAK_SHARE_1D} > {_ON_MODEL} {_thr('weak_segment_share_increase')}",
+            "30m", "warning",
+            f"More traffic of {_MODEL_LABELS} falls in its known weak segments",
+            f"The share of predictions of {_MODEL_LABELS} in known weak segments rose by "
+            "{{ $value | humanizePercentage }} (last hour vs last day): expect lower quality."),
+        AlertSpec(
+            "MLModelLabelsStopped",
+            f"{PREDICTIONS_6H} > 0\nand on ({q.MODEL}) {LABELS_6H} == 0\n"
+            f"and on ({q.MODEL}) {q.sum_by((q.MODEL,), q.sel(m.LABELS))} > 0",
+            "30m", "warning",
+            "Labels stopped arriving for model {{ $labels.ml_model_name }}",
+            "Model {{ $labels.ml_model_name }} made {{ $value | humanize }} predictions in the last 6h but "
+            "received no label, although it did before: realized quality is blind until labels flow again."),
+        AlertSpec(
+            "MLModelLabelCoverageLow",
+            f"{LABEL_COVERAGE} < {_ON_MODEL} {_thr('label_coverage')}",
+            "1h", "warning",
+            f"Few predictions of {_MODEL_LABELS} get a label",
+            f"Only {{{{ $value | humanizePercentage }}}} of the predictions of {_MODEL_LABELS} that settled in the "
+            "last day got a label before the label window expired."),
+        _slo_burn("MLModelLatencyBudgetBurn", "latency", slow_ratio, "latency_slo_objective", "critical",
+                  FAST_BURN, ("1h", "5m"), "2m"),
+        _slo_burn("MLModelLatencyBudgetBurn", "latency", slow_ratio, "latency_slo_objective", "warning",
+                  SLOW_BURN, ("6h", "30m"), "15m"),
+        _slo_burn("MLModelErrorBudgetBurn", "error", error_ratio, "error_slo_objective", "critical",
+                  FAST_BURN, ("1h", "5m"), "2m"),
+        _slo_burn("MLModelErrorBudgetBurn", "error", error_ratio, "error_slo_objective", "warning",
+                  SLOW_BURN, ("6h", "30m"), "15m"),
+        AlertSpec(
+            "MLInstrumentationDroppingEvents",
+            f"{DROPPED_RATIO} > {_ON_MODEL} {_thr('dropped_events_ratio')}",
+            "15m", "warning",
+            "Instrumentation of model {{ $labels.ml_model_name }} drops events",
+            "The instrumentation of {{ $labels.ml_model_name }} dropped {{ $value | humanizePercentage }} of its "
+            "prediction and label events over the last 15 minutes: quality metrics see a biased sample.",
+            dashboard=SELF_DASHBOARD_UID),
+        AlertSpec(
+            "MLProcessorRejectingRecords",
+            f"{REJECTED_RATIO} > {format_number(config.defaults['processor_reject_ratio'])}",
+            "15m", "warning",
+            "otel-ml processor {{ $labels.job }} rejects records ({{ $labels.ml_reason }})",
+            "{{ $value | humanizePercentage }} of the records received by {{ $labels.job }} over the last 15 minutes "
+            "were rejected as malformed ({{ $labels.ml_reason }}); senders see it in OTLP partial_success.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorExportFailing",
+            f"{EXPORT_FAILURES} > 0",
+            "5m", "warning",
+            "otel-ml processor {{ $labels.job }} fails to export its metrics",
+            "{{ $value | humanize }} metric exports of {{ $labels.job }} failed in the last 15 minutes: quality "
+            "metrics are stale or missing.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+    ]
+
+
+def render_alert(spec: AlertSpec, runbook_url: str, grafana_url: str) -> dict[str, Any]:
+    """Prometheus rule-file form of an alert."""
+    link = f"{grafana_url.rstrip('/')}/d/{spec.dashboard}"
+    if spec.per_model:
+        link += "?var-model={{ $labels.ml_model_name }}&var-version={{ $labels.ml_model_version }}"
+    return {
+        "alert": spec.name,
+        "expr": spec.expr,
+        "for": spec.for_,
+        "labels": {"severity": spec.severity, **spec.extra_labels},
+        "annotations": {
+            "summary": spec.summary,
+            "description": spec.description,
+            "runbook_url": f"{runbook_url}#{spec.name.lower()}",
+            "dashboard": link,
+        },
+    }
+
+
+def rule_groups(config: ThresholdConfig, runbook_url: str, grafana_url: str,
+                threshold_rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole rule file: thresholds, recording rules, alerts."""
+    return {"groups": [
+        {"name": "otel-ml-thresholds", "rules": threshold_rules},
+        {"name": "otel-ml-recording", "rules": recording_rules(config)},
+        {"name": "otel-ml-alerts", "rules": [render_alert(s, runbook_url, grafana_url) for s in alert_specs(config)]},
+    ]}
+
+
+__all__ = ["AlertSpec", "alert_specs", "recording_rules", "render_alert", "rule_groups"]
+
