@@ -1,0 +1,265 @@
+"""OTLP logs -> prediction and label rows: one pass over the records, validation, rejection reasons.
+
+No business logic here: a record is either ignored (not an otel-ml event), rejected with a
+:class:`~otel_ml.semconv.attributes.RejectReason`, or turned into a :mod:`~otel_ml.processor.records` row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_ml.processor.records import Row, join_key
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv.attributes import RejectReason, Task
+from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
+
+_FEATURE: Final = a.ML_FEATURE_PREFIX
+_SEGMENT: Final = a.ML_SEGMENT_PREFIX
+_FEATURE_LEN: Final = len(_FEATURE)
+_SEGMENT_LEN: Final = len(_SEGMENT)
+_TASKS: Final = frozenset(Task.ALL)
+_LIST_TASKS: Final = frozenset({Task.MULTILABEL, Task.RANKING})
+_LABEL_KEYS: Final = (a.ML_LABEL_VALUE, a.ML_LABEL_VALUES)
+
+
+class _Bad:
+    """Marker of an attribute value of an unsupported OTLP type (kvlist, bytes, mixed arrays, empty)."""
+
+
+BAD: Final = _Bad()
+
+
+class Reject(Exception):
+    """A record is invalid; ``reason`` is a RejectReason value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+Extra = tuple[dict[str, Any], list[float] | None, tuple[str, ...] | None]
+"""Per-prediction data that is not stored: ``(features, scores, classes)``."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """Result of decoding one request.
+
+    Attributes:
+        received: Log records in the request.
+        ignored: Records that are not otel-ml events.
+        rejected: Rejected records by reason.
+        first_error: Message of the first rejection (the OTLP ``partial_success.error_message``).
+        predictions: Prediction rows (pairs have their label half set).
+        extras: Aligned with ``predictions``: features, scores and classes (for stages).
+        labels: Label rows.
+    """
+
+    received: int = 0
+    ignored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    first_error: str = ""
+    predictions: list[Row] = field(default_factory=list)
+    extras: list[Extra] = field(default_factory=list)
+    labels: list[Row] = field(default_factory=list)
+
+    @property
+    def rejected_count(self) -> int:
+        """Total rejected records."""
+        return sum(self.rejected.values())
+
+    def reject(self, reason: str, message: str) -> None:
+        """Count one rejection."""
+        self.rejected[reason] += 1
+        if not self.first_error:
+            self.first_error = f"{reason}: {message}"
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "double_value":
+        return v.double_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "array_value":
+        out = [_value(x) for x in v.array_value.values]
+        return BAD if any(x is BAD or isinstance(x, list) for x in out) else out
+    return BAD
+
+
+def _opt_str(attrs: dict[str, Any], key: str) -> str | None:
+    v = attrs.get(key)
+    if v is not None and not isinstance(v, str):
+        raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
+    return v
+
+
+def _req_str(attrs: dict[str, Any], key: str) -> str:
+    v = _opt_str(attrs, key)
+    if not v:
+        raise Reject(RejectReason.MISSING_ATTRIBUTE, f"missing {key}")
+    return v
+
+
+def _num(v: Any, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a number")
+    f = float(v)
+    if not math.isfinite(f):
+        raise Reject(RejectReason.NOT_FINITE, f"{key} is not finite")
+    return f
+
+
+def _class(v: Any, key: str) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool | int):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise Reject(RejectReason.NOT_FINITE, f"{key} is not finite")
+    raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a class string")
+
+
+def _str_list(v: Any, key: str) -> list[str]:
+    if v == []:
+        return []
+    if not isinstance(v, list) or any(not isinstance(x, str) for x in v):
+        raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string array")
+    return v
+
+
+def _num_list(v: Any, key: str) -> list[float]:
+    if not isinstance(v, list):
+        raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a double array")
+    return [_num(x, key) for x in v]
+
+
+def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
+    """``(l_str, l_num, l_list, l_rel, l_ts)`` of a label (or pair)."""
+    value = attrs.get(a.ML_LABEL_VALUE)
+    values = attrs.get(a.ML_LABEL_VALUES)
+    l_str = l_num = l_list = l_rel = None
+    if value is not None:
+        if value is BAD or isinstance(value, list):
+            raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_LABEL_VALUE} must be a string or a number")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise Reject(RejectReason.NOT_FINITE, f"{a.ML_LABEL_VALUE} is not finite")
+            l_num = value
+        elif isinstance(value, bool):
+            l_str = str(value)
+        elif isinstance(value, int):
+            l_str, l_num = str(value), float(value)
+        else:
+            l_str = value
+    elif values is not None:
+        items = _str_list(values, a.ML_LABEL_VALUES)
+        l_list = json.dumps(items)
+        rel = attrs.get(a.ML_LABEL_RELEVANCE)
+        if rel is not None:
+            grades = _num_list(rel, a.ML_LABEL_RELEVANCE)
+            if len(grades) != len(items):
+                raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_LABEL_RELEVANCE} must align with {a.ML_LABEL_VALUES}")
+            l_rel = json.dumps(grades)
+    else:
+        raise Reject(RejectReason.MISSING_ATTRIBUTE, f"missing {a.ML_LABEL_VALUE} or {a.ML_LABEL_VALUES}")
+    return l_str, l_num, l_list, l_rel, ts
+
+
+_NO_LABEL: Final = (None, None, None, None, None)
+
+
+def _prediction(attrs: dict[str, Any], ts: float, now: float) -> tuple[Row, Extra]:
+    model = _req_str(attrs, a.ML_MODEL_NAME)
+    pid = _req_str(attrs, a.ML_PREDICTION_ID)
+    task = _req_str(attrs, a.ML_TASK)
+    if task not in _TASKS:
+        raise Reject(RejectReason.UNKNOWN_TASK, f"unknown {a.ML_TASK} {task!r}")
+    version = _opt_str(attrs, a.ML_MODEL_VERSION) or ""
+    p_str = p_num = p_aux = p_list = None
+    if task in _LIST_TASKS:
+        raw = attrs.get(a.ML_PREDICTION_VALUES)
+        if raw is None:
+            raise Reject(RejectReason.MISSING_ATTRIBUTE, f"missing {a.ML_PREDICTION_VALUES}")
+        p_list = json.dumps(_str_list(raw, a.ML_PREDICTION_VALUES))
+    else:
+        raw = attrs.get(a.ML_PREDICTION_VALUE)
+        if raw is None:
+            raise Reject(RejectReason.MISSING_ATTRIBUTE, f"missing {a.ML_PREDICTION_VALUE}")
+        if task == Task.REGRESSION:
+            p_num = _num(raw, a.ML_PREDICTION_VALUE)
+        else:
+            p_str = _class(raw, a.ML_PREDICTION_VALUE)
+    score = attrs.get(a.ML_PREDICTION_SCORE)
+    if score is not None:
+        score = _num(score, a.ML_PREDICTION_SCORE)
+    scores = attrs.get(a.ML_PREDICTION_SCORES)
+    classes = attrs.get(a.ML_PREDICTION_CLASSES)
+    classes_t: tuple[str, ...] | None = None
+    if classes is not None:
+        classes_t = tuple(_str_list(classes, a.ML_PREDICTION_CLASSES))
+    if scores is not None:
+        scores = _num_list(scores, a.ML_PREDICTION_SCORES)
+        if classes_t is not None and len(classes_t) != len(scores):
+            raise Reject(RejectReason.WRONG_TYPE,
+                         f"{a.ML_PREDICTION_SCORES} must align with {a.ML_PREDICTION_CLASSES}")
+    if task == Task.BINARY:
+        p_aux = classes_t[-1] if classes_t else "1"
+    features: dict[str, Any] = {}
+    segments: list[str] = []
+    for key, v in attrs.items():
+        if key.startswith(_FEATURE):
+            features[key[_FEATURE_LEN:]] = None if v is BAD or isinstance(v, list) else v
+        elif key.startswith(_SEGMENT):
+            if not isinstance(v, str):
+                raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
+            segments.append(f"{key[_SEGMENT_LEN:]}={v}")
+    segment = ",".join(sorted(segments)) if segments else ""
+    label = _label_half(attrs, ts) if (a.ML_LABEL_VALUE in attrs or a.ML_LABEL_VALUES in attrs) else _NO_LABEL
+    row = (join_key(model, pid), now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts,
+           *label)
+    return row, (features, scores, classes_t)
+
+
+def _label(attrs: dict[str, Any], ts: float, now: float) -> Row:
+    model = _req_str(attrs, a.ML_MODEL_NAME)
+    pid = _req_str(attrs, a.ML_PREDICTION_ID)
+    return (join_key(model, pid), now, model, None, None, None, None, None, None, None, None, None,
+            *_label_half(attrs, ts))
+
+
+def decode_request(request: ExportLogsServiceRequest, now: float) -> Decoded:
+    """Decode every record of ``request``; ``now`` is the processor clock (arrival time and fallback timestamp)."""
+    out = Decoded()
+    preds, extras, labels = out.predictions, out.extras, out.labels
+    for rl in request.resource_logs:
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                out.received += 1
+                name = rec.event_name
+                if name != ML_PREDICTION_EVENT and name != ML_LABEL_EVENT:
+                    out.ignored += 1
+                    continue
+                attrs = {kv.key: _value(kv.value) for kv in rec.attributes}
+                t = rec.time_unix_nano or rec.observed_time_unix_nano
+                ts = t / 1e9 if t else now
+                try:
+                    if name == ML_PREDICTION_EVENT:
+                        row, extra = _prediction(attrs, ts, now)
+                        preds.append(row)
+                        extras.append(extra)
+                    else:
+                        labels.append(_label(attrs, ts, now))
+                except Reject as exc:
+                    out.reject(exc.reason, str(exc))
+    return out

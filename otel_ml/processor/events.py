@@ -1,0 +1,52 @@
+"""Build OTLP ``ExportLogsServiceRequest`` messages of otel-ml events (tests, benchmarks, load generators).
+
+The instrumentation SDK is the real producer; this module writes the same wire format directly with the
+opentelemetry-proto classes, so the processor can be exercised without an application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from otel_ml.semconv.events import INSTRUMENTATION_SCOPE
+
+
+def any_value(v: Any) -> AnyValue:
+    """AnyValue of a Python value (str, bool, int, float, bytes, or a sequence of those)."""
+    if isinstance(v, str):
+        return AnyValue(string_value=v)
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, bytes):
+        return AnyValue(bytes_value=v)
+    if isinstance(v, Mapping):
+        from opentelemetry.proto.common.v1.common_pb2 import KeyValueList
+
+        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=any_value(x)) for k, x in v.items()]))
+    if isinstance(v, Sequence):
+        return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
+    raise TypeError(f"unsupported attribute value {v!r}")
+
+
+def log_record(event_name: str, attributes: Mapping[str, Any], time_unix_nano: int = 0) -> LogRecord:
+    """One event record."""
+    return LogRecord(event_name=event_name, time_unix_nano=time_unix_nano,
+                     attributes=[KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()])
+
+
+def request(records: Iterable[LogRecord], service_name: str = "app") -> ExportLogsServiceRequest:
+    """A request with one resource and one scope holding ``records``."""
+    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+        resource=Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=service_name))]),
+        scope_logs=[ScopeLogs(scope=InstrumentationScope(name=INSTRUMENTATION_SCOPE), log_records=list(records))],
+    )])

@@ -1,0 +1,202 @@
+"""The join store contract (:class:`JoinStore`) and the join logic every backend shares (:class:`BaseJoinStore`).
+
+Contract (checked by ``tests/processor/test_store_conformance.py`` for every backend):
+
+* ``ingest(predictions, labels, now)`` inside the current transaction: a prediction meets a pending label (labels can
+  overtake predictions) or waits; a label meets a pending prediction or waits; a *pair* (a prediction carrying its
+  label) joins at once. Duplicates are idempotent: a prediction id (per model) or label seen before, pending or
+  already joined, changes nothing and is reported as a duplicate. Joined keys are remembered (as *tombstones*) for
+  the label window, so a re-sent request never joins or counts twice within it.
+* ``expire(now)``: pending records older than the label window (by arrival time) leave the store: predictions are
+  returned as expired (never labeled), labels as orphaned. Tombstones older than the window are dropped.
+* Bounded size: when more than ``max_pending`` records are pending, the oldest are evicted in the same transaction
+  and returned as evicted.
+* ``commit(totals)`` persists the changed cumulative metric aggregates and commits everything since the last commit
+  atomically; ``rollback()`` discards it. ``load_aggregates()`` returns the persisted totals (restart).
+* Time comes from the caller (injectable clock); single writer: not thread-safe.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from otel_ml.processor.aggregates import Key
+from otel_ml.processor.records import ARRIVED, LABEL_START, K, Row, has_label, is_prediction, join_rows
+
+DONE = object()
+"""Lookup result of a key that was already joined (a tombstone)."""
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one ``ingest`` call did.
+
+    Attributes:
+        new_predictions: Indexes (into the ``predictions`` argument) of predictions accepted for the first time.
+        new_labels: Indexes of labels accepted for the first time.
+        joined: Joined rows (prediction half + label half), in this step.
+        duplicates: Records ignored as already seen.
+        evicted: Pending rows evicted to respect ``max_pending``.
+    """
+
+    new_predictions: list[int] = field(default_factory=list)
+    new_labels: list[int] = field(default_factory=list)
+    joined: list[Row] = field(default_factory=list)
+    duplicates: int = 0
+    evicted: list[Row] = field(default_factory=list)
+
+
+class JoinStore(Protocol):
+    """Durable prediction-label join (see the module docstring for the contract)."""
+
+    label_window: float
+    max_pending: int
+
+    def ingest(self, predictions: Sequence[Row], labels: Sequence[Row], now: float) -> IngestResult:
+        """Insert and join records (inside the current transaction)."""
+
+    def expire(self, now: float) -> list[Row]:
+        """Remove and return pending rows older than the label window (inside the current transaction)."""
+
+    def commit(self, totals: Mapping[Key, float]) -> None:
+        """Persist ``totals`` and commit the transaction."""
+
+    def rollback(self) -> None:
+        """Discard everything since the last commit."""
+
+    def load_aggregates(self) -> dict[Key, float]:
+        """Persisted aggregate totals."""
+
+    def pending(self) -> int:
+        """Records waiting for their counterpart."""
+
+    def oldest_pending_arrival(self) -> float | None:
+        """Arrival time of the oldest pending record."""
+
+    def close(self) -> None:
+        """Release resources (uncommitted work is discarded)."""
+
+
+class BaseJoinStore(ABC):
+    """Join logic over a few storage primitives; backends implement the primitives."""
+
+    def __init__(self, label_window: float, max_pending: int) -> None:
+        self.label_window = label_window
+        self.max_pending = max_pending
+
+    # --- primitives ------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def _lookup(self, keys: Sequence[str]) -> dict[str, object]:
+        """Pending rows (as rows) and tombstones (as :data:`DONE`) for ``keys``; absent keys are omitted."""
+
+    @abstractmethod
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[tuple[str, float]]) -> None:
+        """Insert pending rows, delete pending keys, add tombstones."""
+
+    @abstractmethod
+    def _pop_oldest(self, limit: int, before: float | None) -> list[Row]:
+        """Remove and return up to ``limit`` oldest pending rows (only those arrived before ``before`` if given)."""
+
+    @abstractmethod
+    def _drop_done(self, before: float, keep_at_most: int) -> None:
+        """Drop tombstones older than ``before`` and the oldest beyond ``keep_at_most``."""
+
+    @abstractmethod
+    def pending(self) -> int:
+        """Records waiting for their counterpart."""
+
+    @abstractmethod
+    def oldest_pending_arrival(self) -> float | None:
+        """Arrival time of the oldest pending record."""
+
+    @abstractmethod
+    def commit(self, totals: Mapping[Key, float]) -> None:
+        """Persist ``totals`` and commit the transaction."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Discard everything since the last commit."""
+
+    @abstractmethod
+    def load_aggregates(self) -> dict[Key, float]:
+        """Persisted aggregate totals."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release resources (uncommitted work is discarded)."""
+
+    # --- logic -----------------------------------------------------------------------------------------------------
+    def ingest(self, predictions: Sequence[Row], labels: Sequence[Row], now: float) -> IngestResult:
+        """See :class:`JoinStore`."""
+        result = IngestResult()
+        keys = list({r[K] for r in predictions}.union(r[K] for r in labels))
+        state = self._lookup(keys) if keys else {}
+        inserts: dict[str, Row] = {}
+        deletes: list[str] = []
+        done: list[tuple[str, float]] = []
+
+        def finish(key: str, row: Row) -> None:
+            result.joined.append(row)
+            if key in inserts:
+                del inserts[key]
+            elif key in state:
+                deletes.append(key)
+            state[key] = DONE
+            done.append((key, now))
+
+        for i, row in enumerate(predictions):
+            key = row[K]
+            current = state.get(key)
+            if current is DONE or (current is not None and is_prediction(current)):  # type: ignore[arg-type]
+                result.duplicates += 1
+                continue
+            result.new_predictions.append(i)
+            if has_label(row):
+                finish(key, row)
+            elif current is not None:  # a pending label overtook this prediction
+                finish(key, join_rows(row, current))  # type: ignore[arg-type]
+            else:
+                inserts[key] = row
+                state[key] = row
+        for i, row in enumerate(labels):
+            key = row[K]
+            current = state.get(key)
+            if current is DONE or (current is not None and not is_prediction(current)):  # type: ignore[arg-type]
+                result.duplicates += 1
+                continue
+            result.new_labels.append(i)
+            if current is not None:
+                finish(key, join_rows(current, row))  # type: ignore[arg-type]
+            else:
+                inserts[key] = row
+                state[key] = row
+        self._write(list(inserts.values()), deletes, done)
+        over = self.pending() - self.max_pending
+        if over > 0:
+            result.evicted = self._pop_oldest(over, None)
+        return result
+
+    def expire(self, now: float) -> list[Row]:
+        """See :class:`JoinStore`."""
+        cutoff = now - self.label_window
+        expired: list[Row] = []
+        while True:
+            chunk = self._pop_oldest(10_000, cutoff)
+            expired.extend(chunk)
+            if len(chunk) < 10_000:
+                break
+        self._drop_done(cutoff, max(self.max_pending, 1))
+        return expired
+
+
+def label_half(row: Row) -> Row:
+    """The label columns of a row."""
+    return row[LABEL_START:]
+
+
+def arrival(row: Row) -> float:
+    """Arrival time of a row."""
+    return float(row[ARRIVED])

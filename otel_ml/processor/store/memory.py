@@ -1,0 +1,117 @@
+"""In-memory join store (not durable): tests, benchmarks, and setups that accept losing pending joins on restart.
+
+Transactions are emulated with an undo log so ``rollback`` behaves like the SQLite backend's.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+from otel_ml.processor.aggregates import Key
+from otel_ml.processor.records import ARRIVED, Row
+from otel_ml.processor.store.base import DONE, BaseJoinStore
+
+
+class MemoryJoinStore(BaseJoinStore):
+    """Ordered dicts in arrival order; see :mod:`otel_ml.processor.store.base` for the contract."""
+
+    def __init__(self, label_window: float, max_pending: int) -> None:
+        super().__init__(label_window, max_pending)
+        self._pending: OrderedDict[str, Row] = OrderedDict()
+        self._done: OrderedDict[str, float] = OrderedDict()
+        self._aggregates: dict[Key, float] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    def _lookup(self, keys: Sequence[str]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for k in keys:
+            row = self._pending.get(k)
+            if row is not None:
+                out[k] = row
+            elif k in self._done:
+                out[k] = DONE
+        return out
+
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[tuple[str, float]]) -> None:
+        pending, done_map = self._pending, self._done
+        for row in inserts:
+            pending[row[0]] = row
+        removed = [pending.pop(k) for k in deletes]
+        for k, at in done:
+            done_map[k] = at
+        keys = [r[0] for r in inserts]
+        dkeys = [k for k, _ in done]
+
+        def undo() -> None:
+            for k in dkeys:
+                done_map.pop(k, None)
+            for k in keys:
+                pending.pop(k, None)
+            for row in removed:
+                pending[row[0]] = row
+        self._undo.append(undo)
+
+    def _pop_oldest(self, limit: int, before: float | None) -> list[Row]:
+        out: list[Row] = []
+        while self._pending and len(out) < limit:
+            row = next(iter(self._pending.values()))
+            if before is not None and row[ARRIVED] >= before:
+                break
+            self._pending.popitem(last=False)
+            out.append(row)
+        if out:
+            pending = self._pending
+
+            def undo(rows: list[Row] = out) -> None:
+                for r in reversed(rows):
+                    pending[r[0]] = r
+                    pending.move_to_end(r[0], last=False)
+            self._undo.append(undo)
+        return out
+
+    def _drop_done(self, before: float, keep_at_most: int) -> None:
+        done = self._done
+        dropped: list[tuple[str, float]] = []
+        while done:
+            k, at = next(iter(done.items()))
+            if at >= before and len(done) <= keep_at_most:
+                break
+            done.popitem(last=False)
+            dropped.append((k, at))
+
+        def undo() -> None:
+            for k, at in reversed(dropped):
+                done[k] = at
+                done.move_to_end(k, last=False)
+        if dropped:
+            self._undo.append(undo)
+
+    def pending(self) -> int:
+        """Records waiting for their counterpart."""
+        return len(self._pending)
+
+    def oldest_pending_arrival(self) -> float | None:
+        """Arrival time of the oldest pending record."""
+        if not self._pending:
+            return None
+        return float(next(iter(self._pending.values()))[ARRIVED])
+
+    def commit(self, totals: Mapping[Key, float]) -> None:
+        """Keep ``totals`` and forget the undo log."""
+        self._aggregates.update(totals)
+        self._undo.clear()
+
+    def rollback(self) -> None:
+        """Undo every change since the last commit."""
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    def load_aggregates(self) -> dict[Key, float]:
+        """Totals committed so far (empty after a restart: this backend is not durable)."""
+        return dict(self._aggregates)
+
+    def close(self) -> None:
+        """Discard uncommitted work."""
+        self.rollback()
