@@ -29,5 +29,8 @@ ML_EVENT_NAMES: Final = frozenset({ML_PREDICTION_EVENT, ML_LABEL_EVENT})
 EVENT_SCHEMA_VERSION: Final = "1"
 """Version of the event schema, sent as the instrumentation scope attribute ``ml.schema.version``."""
 
+SCHEMA_VERSION_ATTRIBUTE: Final = "ml.schema.version"
+"""Instrumentation scope attribute carrying :data:`EVENT_SCHEMA_VERSION` (on events and client metrics)."""
+
 INSTRUMENTATION_SCOPE: Final = "otel_ml"
 """Instrumentation scope name of every event and in-process metric otel-ml emits."""

@@ -1,0 +1,175 @@
+"""In-process aggregation of the ``ml.client.*`` metrics, exported as OTLP with cumulative temporality.
+
+Owned by the background worker (no lock), except the drop counters, which the caller side increments under a lock
+(dropping is the rare path). Attribute keys and metric names come from :mod:`otel_ml.semconv`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from otel_ml.instrumentation import limits as lim
+from otel_ml.instrumentation.limits import TruncationReason
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+
+ModelKey = tuple[str, str]
+
+
+class _Histogram:
+    __slots__ = ("bounds", "count", "counts", "max", "min", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.count = 0
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+
+    def record(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+
+
+class Aggregator:
+    """Cumulative client metrics of every model in this process."""
+
+    def __init__(self) -> None:
+        self.start_ns = time.time_ns()
+        self.duration: dict[tuple[ModelKey, str | None], _Histogram] = {}
+        self.predictions: defaultdict[tuple[ModelKey, str | None], int] = defaultdict(int)
+        self.classes: defaultdict[ModelKey, set[str]] = defaultdict(set)
+        self.score: dict[ModelKey, _Histogram] = {}
+        self.errors: defaultdict[tuple[ModelKey, str], int] = defaultdict(int)
+        self.exported: defaultdict[str, int] = defaultdict(int)
+        self.dropped: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.truncated: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.drop_lock = threading.Lock()
+
+    def record_duration(self, model: ModelKey, seconds: float, error_type: str | None = None) -> None:
+        """One instrumented call's wall time."""
+        h = self.duration.get((model, error_type))
+        if h is None:
+            h = self.duration[(model, error_type)] = _Histogram(m.DURATION_BUCKETS_S)
+        h.record(seconds)
+
+    def record_prediction(self, model: ModelKey, cls: str | None, score: float | None) -> None:
+        """One prediction (class capped per model)."""
+        if cls is not None:
+            seen = self.classes[model]
+            if cls not in seen:
+                if len(seen) >= lim.MAX_METRIC_CLASSES:
+                    self.truncated[(model[0], TruncationReason.CLASS_OVERFLOW)] += 1
+                    cls = a.OVERFLOW_VALUE
+                else:
+                    seen.add(cls)
+        self.predictions[(model, cls)] += 1
+        if score is not None:
+            h = self.score.get(model)
+            if h is None:
+                h = self.score[model] = _Histogram(m.SCORE_BUCKETS)
+            h.record(score)
+
+    def record_error(self, model: ModelKey, error_type: str) -> None:
+        """One instrumented call that raised."""
+        self.errors[(model, error_type)] += 1
+
+    def record_drop(self, model_name: str, reason: str, n: int = 1) -> None:
+        """Events dropped (thread-safe: called from the caller side too)."""
+        with self.drop_lock:
+            self.dropped[(model_name, reason)] += n
+
+    def add_truncated(self, counts: dict[tuple[str, str], int]) -> None:
+        """Merge the normalizer's truncation counts."""
+        for k, v in counts.items():
+            self.truncated[k] += v
+        counts.clear()
+
+    def export_request(self, resource: dict[str, Any], scope_version: str, queue_size: int) -> Any:
+        """Build an ``ExportMetricsServiceRequest`` of the current cumulative state."""
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+        from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+        from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+        from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+        from otel_ml.semconv.events import EVENT_SCHEMA_VERSION, INSTRUMENTATION_SCOPE, SCHEMA_VERSION_ATTRIBUTE
+
+        now = time.time_ns()
+        start = self.start_ns
+        cumulative = pb.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+        out: list[Any] = []
+
+        def kv(attrs: Iterable[tuple[str, Any]]) -> list[Any]:
+            return [_kv(k, v) for k, v in attrs if v is not None]
+
+        def model_attrs(model: ModelKey) -> list[tuple[str, Any]]:
+            return [(a.ML_MODEL_NAME, model[0]), (a.ML_MODEL_VERSION, model[1])]
+
+        def sum_metric(spec: m.MetricSpec, points: list[tuple[list[tuple[str, Any]], int]]) -> None:
+            if not points:
+                return
+            dps = [pb.NumberDataPoint(attributes=kv(attrs), start_time_unix_nano=start, time_unix_nano=now,
+                                      as_int=value) for attrs, value in points]
+            out.append(pb.Metric(name=spec.name, unit=spec.unit, description=spec.doc, sum=pb.Sum(
+                data_points=dps, aggregation_temporality=cumulative, is_monotonic=True)))
+
+        def hist_metric(spec: m.MetricSpec, points: list[tuple[list[tuple[str, Any]], _Histogram]]) -> None:
+            if not points:
+                return
+            dps = [pb.HistogramDataPoint(
+                attributes=kv(attrs), start_time_unix_nano=start, time_unix_nano=now, count=h.count, sum=h.sum,
+                bucket_counts=h.counts, explicit_bounds=list(h.bounds), min=h.min, max=h.max)
+                for attrs, h in points]
+            out.append(pb.Metric(name=spec.name, unit=spec.unit, description=spec.doc, histogram=pb.Histogram(
+                data_points=dps, aggregation_temporality=cumulative)))
+
+        hist_metric(m.CLIENT_INFERENCE_DURATION,
+                    [([*model_attrs(k), (a.ERROR_TYPE, e)], h) for (k, e), h in self.duration.items()])
+        sum_metric(m.CLIENT_PREDICTIONS,
+                   [([*model_attrs(k), (a.ML_CLASS, c)], v) for (k, c), v in self.predictions.items()])
+        hist_metric(m.CLIENT_PREDICTION_SCORE, [(model_attrs(k), h) for k, h in self.score.items()])
+        sum_metric(m.CLIENT_INFERENCE_ERRORS,
+                   [([*model_attrs(k), (a.ERROR_TYPE, e)], v) for (k, e), v in self.errors.items()])
+        sum_metric(m.CLIENT_EVENTS_EXPORTED, [([(a.ML_MODEL_NAME, n)], v) for n, v in self.exported.items()])
+        with self.drop_lock:
+            dropped = list(self.dropped.items())
+        sum_metric(m.CLIENT_EVENTS_DROPPED,
+                   [([(a.ML_MODEL_NAME, n), (a.ML_REASON, r)], v) for (n, r), v in dropped])
+        sum_metric(m.CLIENT_VALUES_TRUNCATED,
+                   [([(a.ML_MODEL_NAME, n), (a.ML_REASON, r)], v) for (n, r), v in self.truncated.items()])
+        out.append(pb.Metric(name=m.CLIENT_QUEUE_SIZE.name, unit=m.CLIENT_QUEUE_SIZE.unit,
+                             description=m.CLIENT_QUEUE_SIZE.doc, gauge=pb.Gauge(data_points=[
+                                 pb.NumberDataPoint(time_unix_nano=now, as_int=queue_size)])))
+        scope = InstrumentationScope(name=INSTRUMENTATION_SCOPE, version=scope_version,
+                                     attributes=[_kv(SCHEMA_VERSION_ATTRIBUTE, EVENT_SCHEMA_VERSION)])
+        return ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
+            resource=Resource(attributes=[_kv(k, v) for k, v in resource.items()]),
+            scope_metrics=[pb.ScopeMetrics(scope=scope, metrics=out)])])
+
+
+def _kv(key: str, value: Any) -> Any:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+
+    def any_value(v: Any) -> Any:
+        if isinstance(v, bool):
+            return AnyValue(bool_value=v)
+        if isinstance(v, int):
+            return AnyValue(int_value=v)
+        if isinstance(v, float):
+            return AnyValue(double_value=v)
+        if isinstance(v, (list, tuple)):
+            return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
+        return AnyValue(string_value=str(v))
+
+    return KeyValue(key=key, value=any_value(value))

@@ -1,0 +1,100 @@
+"""Process-wide setup: :func:`configure`, :func:`force_flush`, :func:`shutdown`.
+
+Usage::
+
+    import otel_ml
+    otel_ml.configure(endpoint="http://collector:4318")              # OTLP/HTTP protobuf, the fast path
+    otel_ml.configure(endpoint="http://collector:4317", protocol="grpc", compression="gzip")
+    otel_ml.configure(mode="sdk")                                     # through the app's own Logger/MeterProvider
+    otel_ml.configure(protocol="console")                             # print events (examples, debugging)
+
+Without any ``configure`` call, otel-ml configures itself at the first event from the standard ``OTEL_*``
+environment variables (see :mod:`otel_ml.instrumentation.config`); with no OTLP endpoint in the environment it is a
+silent no-op (about the cost of generating the prediction id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otel_ml.instrumentation.config import build_settings
+from otel_ml.instrumentation.pipeline import STATE, Pipeline, make_pipeline
+
+
+def configure(
+    *,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    compression: str | None = None,
+    timeout: float | None = None,
+    resource: Any = None,
+    mode: str | None = None,
+    queue_size: int | None = None,
+    batch_size: int | None = None,
+    schedule_delay: float | None = None,
+    metric_interval: float | None = None,
+    shutdown_timeout: float | None = None,
+    max_retry: float | None = None,
+    transport: Any = None,
+    logger_provider: Any = None,
+    meter_provider: Any = None,
+) -> None:
+    """Configure where otel-ml sends events and metrics (replaces any earlier configuration).
+
+    Every argument left ``None`` comes from the ``OTEL_*`` environment or the default.
+
+    Args:
+        endpoint: OTLP base URL (``http://host:4318`` for HTTP, ``http://host:4317`` for gRPC).
+        protocol: ``http/protobuf`` (default), ``grpc`` or ``console``.
+        headers: Request headers / gRPC metadata (e.g. an API key).
+        compression: ``gzip`` or ``none``.
+        timeout: Seconds per export attempt.
+        resource: Resource attributes (mapping or SDK ``Resource``); default: the app's global SDK resource,
+            else ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``.
+        mode: ``otlp`` (fast path, default), ``sdk`` (through the app's providers) or ``noop``.
+        queue_size: Bound of the event queue (overflow: newest dropped and counted).
+        batch_size: Most events per export request.
+        schedule_delay: Longest seconds an event waits before export.
+        metric_interval: Seconds between client-metric exports.
+        shutdown_timeout: Seconds :func:`shutdown` waits for the queue to drain.
+        max_retry: Longest seconds one batch is retried before it is dropped.
+        transport: A transport object replacing the exporter (``InMemoryTransport`` in tests).
+        logger_provider: ``sdk`` mode: the LoggerProvider (implies ``mode="sdk"``); default the global one.
+        meter_provider: ``sdk`` mode: the MeterProvider; default the global one.
+
+    Raises:
+        ConfigurationError: An argument is invalid (the message shows a valid example).
+    """
+    settings = build_settings(
+        endpoint=endpoint, protocol=protocol, headers=headers, compression=compression, timeout=timeout,
+        resource=resource, mode=mode, queue_size=queue_size, batch_size=batch_size, schedule_delay=schedule_delay,
+        metric_interval=metric_interval, shutdown_timeout=shutdown_timeout, max_retry=max_retry,
+        transport=transport, logger_provider=logger_provider, meter_provider=meter_provider, explicit=True)
+    STATE.install(make_pipeline(settings))
+
+
+def force_flush(timeout: float | None = None) -> bool:
+    """Export everything recorded so far (events and metrics); ``False`` if ``timeout`` seconds passed first."""
+    p = STATE.pipeline
+    return True if p is None else p.force_flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush within ``timeout`` seconds and stop; later events are dropped until :func:`configure` is called again."""
+    p = STATE.pipeline
+    if p is None:
+        STATE.install(Pipeline())
+        return True
+    done = p.shutdown(timeout)
+    STATE.install(Pipeline())
+    return done
+
+
+def reset() -> None:
+    """Shut down and forget the configuration: the next event configures from the environment again (tests)."""
+    p = STATE.pipeline
+    if p is not None:
+        p.shutdown(0.0)
+    STATE.pipeline = None

@@ -1,0 +1,236 @@
+"""Where the background worker puts finished events and metrics.
+
+* :class:`OtlpSink` (the fast path): hand-encodes OTLP log records (:mod:`~otel_ml.instrumentation.wire`) with
+  per-model constant bytes, aggregates the client metrics itself and sends both through a transport.
+* :class:`SdkSink`: emits each event with ``Logger.emit(event_name=..., attributes=...)`` on the application's
+  LoggerProvider and records metrics on its MeterProvider; the SDK's processors and readers export them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from otel_ml.instrumentation import wire
+from otel_ml.instrumentation.aggregate import Aggregator
+from otel_ml.instrumentation.config import Settings
+from otel_ml.instrumentation.spec import ModelSpec
+from otel_ml.instrumentation.transport import LOGS, METRICS, Transport, send_with_retry
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.attributes import ML_MODEL_NAME, ML_REASON, DropReason
+from otel_ml.semconv.events import (
+    EVENT_SCHEMA_VERSION,
+    INSTRUMENTATION_SCOPE,
+    ML_LABEL_EVENT,
+    ML_PREDICTION_EVENT,
+    SCHEMA_VERSION_ATTRIBUTE,
+)
+
+_logger = logging.getLogger(__name__)
+
+Item = tuple[str, Any]
+"""A finished event: ``(model name, payload)``."""
+
+
+def _scope_version() -> str:
+    from otel_ml import __version__
+
+    return __version__
+
+
+def span_ids(span: Any) -> tuple[bytes, bytes, int] | None:
+    """``(trace_id, span_id, flags)`` of a span when its context is valid."""
+    if span is None:
+        return None
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), int(ctx.trace_flags)
+
+
+class OtlpSink:
+    """Encodes events to OTLP bytes and exports them (and the aggregated metrics) through a transport."""
+
+    def __init__(self, settings: Settings, transport: Transport) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.metrics = Aggregator()
+        self._enc = wire.AttributeEncoder()
+        self._pred_name = wire.event_name_field(ML_PREDICTION_EVENT)
+        self._label_name = wire.event_name_field(ML_LABEL_EVENT)
+        self._consts: dict[tuple[ModelSpec, bool], bytes] = {}
+        self.set_resource(settings.resource)
+        self._scope = wire.scope_header(INSTRUMENTATION_SCOPE, _scope_version(),
+                                        {SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
+
+    def set_resource(self, resource: dict[str, Any]) -> None:
+        """Use new resource attributes (after a fork)."""
+        self.settings.resource = resource
+        self._resource = wire.resource_field(resource)
+
+    def _constants(self, spec: ModelSpec, label: bool) -> bytes:
+        key = (spec, label)
+        data = self._consts.get(key)
+        if data is None:
+            enc = self._enc
+            pairs = spec.label_constants if label else spec.prediction_constants
+            data = b"".join(enc.value(k, v) for k, v in pairs)
+            self._consts[key] = data
+        return data
+
+    def event(self, spec: ModelSpec, label: bool, time_ns: int, pairs: Sequence[tuple[str, Any]], span: Any) -> Item:
+        """Encode one event."""
+        value = self._enc.value
+        attrs = [self._constants(spec, label)]
+        for k, v in pairs:
+            attrs.append(value(k, v))
+        ids = span_ids(span) if span is not None else None
+        if ids is None:
+            rec = wire.log_record(time_ns, self._label_name if label else self._pred_name, attrs)
+        else:
+            rec = wire.log_record(time_ns, self._label_name if label else self._pred_name, attrs, *ids)
+        return spec.name, rec
+
+    def send(self, items: list[Item], stop: threading.Event, deadline: float | None) -> None:
+        """Export one batch; count exported or dropped events per model."""
+        body = wire.logs_request(self._resource, self._scope, [rec for _, rec in items])
+        s = self.settings
+        outcome = send_with_retry(self.transport, LOGS, body, s.timeout_s, s.max_retry_s, stop, deadline)
+        counts: dict[str, int] = {}
+        for name, _ in items:
+            counts[name] = counts.get(name, 0) + 1
+        if outcome.ok:
+            for name, n in counts.items():
+                self.metrics.exported[name] += n
+            if outcome.rejected:
+                _logger.warning("otel-ml: the endpoint rejected %d of %d events", outcome.rejected, len(items))
+        else:
+            _logger.warning("otel-ml: dropping %d events after failed export (%s)", len(items), outcome.detail)
+            for name, n in counts.items():
+                self.metrics.record_drop(name, DropReason.EXPORT_FAILED, n)
+
+    def export_metrics(self, queue_size: int, stop: threading.Event, deadline: float | None) -> None:
+        """Export the cumulative client metrics."""
+        req = self.metrics.export_request(self.settings.resource, _scope_version(), queue_size)
+        s = self.settings
+        outcome = send_with_retry(self.transport, METRICS, req.SerializeToString(), s.timeout_s,
+                                  min(s.max_retry_s, s.metric_interval_s), stop, deadline)
+        if not outcome.ok:
+            _logger.debug("otel-ml: metrics export failed (%s)", outcome.detail)
+
+    def close(self) -> None:
+        """Close the transport."""
+        self.transport.close()
+
+
+class SdkMetrics:
+    """The :class:`Aggregator` interface backed by the application's MeterProvider instruments."""
+
+    def __init__(self, meter_provider: Any, queue_len: Any) -> None:
+        from opentelemetry.metrics import CallbackOptions, Observation
+
+        meter = meter_provider.get_meter(INSTRUMENTATION_SCOPE, _scope_version(),
+                                         attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
+
+        def hist(spec: m.MetricSpec) -> Any:
+            return meter.create_histogram(spec.name, unit=spec.unit, description=spec.doc,
+                                          explicit_bucket_boundaries_advisory=list(spec.buckets))
+
+        def counter(spec: m.MetricSpec) -> Any:
+            return meter.create_counter(spec.name, unit=spec.unit, description=spec.doc)
+
+        def observe(options: CallbackOptions) -> list[Observation]:
+            return [Observation(queue_len())]
+
+        self._duration = hist(m.CLIENT_INFERENCE_DURATION)
+        self._score = hist(m.CLIENT_PREDICTION_SCORE)
+        self._predictions = counter(m.CLIENT_PREDICTIONS)
+        self._errors = counter(m.CLIENT_INFERENCE_ERRORS)
+        self._dropped = counter(m.CLIENT_EVENTS_DROPPED)
+        self._truncated = counter(m.CLIENT_VALUES_TRUNCATED)
+        meter.create_observable_gauge(m.CLIENT_QUEUE_SIZE.name, callbacks=[observe], unit=m.CLIENT_QUEUE_SIZE.unit,
+                                      description=m.CLIENT_QUEUE_SIZE.doc)
+        self._agg = Aggregator()  # class capping only
+
+    @staticmethod
+    def _attrs(model: tuple[str, str], extra: tuple[str, Any] | None = None) -> dict[str, Any]:
+        from otel_ml.semconv.attributes import ML_MODEL_VERSION
+
+        attrs: dict[str, Any] = {ML_MODEL_NAME: model[0], ML_MODEL_VERSION: model[1]}
+        if extra is not None and extra[1] is not None:
+            attrs[extra[0]] = extra[1]
+        return attrs
+
+    def record_duration(self, model: tuple[str, str], seconds: float, error_type: str | None = None) -> None:
+        """See :meth:`Aggregator.record_duration`."""
+        from otel_ml.semconv.attributes import ERROR_TYPE
+
+        self._duration.record(seconds, self._attrs(model, (ERROR_TYPE, error_type)))
+
+    def record_prediction(self, model: tuple[str, str], cls: str | None, score: float | None) -> None:
+        """See :meth:`Aggregator.record_prediction`."""
+        from otel_ml.semconv.attributes import ML_CLASS
+
+        if cls is not None:
+            before = sum(self._agg.truncated.values())
+            self._agg.record_prediction(model, cls, None)
+            if sum(self._agg.truncated.values()) != before:
+                cls = "_other"
+        self._predictions.add(1, self._attrs(model, (ML_CLASS, cls)))
+        if score is not None:
+            self._score.record(score, self._attrs(model))
+
+    def record_error(self, model: tuple[str, str], error_type: str) -> None:
+        """See :meth:`Aggregator.record_error`."""
+        from otel_ml.semconv.attributes import ERROR_TYPE
+
+        self._errors.add(1, self._attrs(model, (ERROR_TYPE, error_type)))
+
+    def record_drop(self, model_name: str, reason: str, n: int = 1) -> None:
+        """See :meth:`Aggregator.record_drop`."""
+        self._dropped.add(n, {ML_MODEL_NAME: model_name, ML_REASON: reason})
+
+    def add_truncated(self, counts: dict[tuple[str, str], int]) -> None:
+        """See :meth:`Aggregator.add_truncated`."""
+        for (name, reason), n in counts.items():
+            self._truncated.add(n, {ML_MODEL_NAME: name, ML_REASON: reason})
+        counts.clear()
+
+
+class SdkSink:
+    """Emits events through an SDK LoggerProvider (``Logger.emit(event_name=...)``) and metrics through its meters."""
+
+    def __init__(self, settings: Settings, queue_len: Any) -> None:
+        from opentelemetry import metrics
+        from opentelemetry._logs import get_logger_provider
+        from opentelemetry.trace import set_span_in_context
+
+        self.settings = settings
+        lp = settings.logger_provider or get_logger_provider()
+        self._logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version(),
+                                     attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
+        self.metrics = SdkMetrics(settings.meter_provider or metrics.get_meter_provider(), queue_len)
+        self._set_span = set_span_in_context
+
+    def set_resource(self, resource: dict[str, Any]) -> None:
+        """The SDK providers own the resource."""
+
+    def event(self, spec: ModelSpec, label: bool, time_ns: int, pairs: Sequence[tuple[str, Any]], span: Any) -> Item:
+        """Emit one event now (the SDK's processor batches and exports it)."""
+        attrs = dict(spec.label_constants if label else spec.prediction_constants)
+        attrs.update(pairs)
+        ctx = self._set_span(span) if span is not None else None
+        self._logger.emit(event_name=ML_LABEL_EVENT if label else ML_PREDICTION_EVENT, attributes=attrs,
+                          timestamp=time_ns, observed_timestamp=time_ns, context=ctx)
+        return spec.name, None
+
+    def send(self, items: list[Item], stop: threading.Event, deadline: float | None) -> None:
+        """Events were handed to the SDK already."""
+
+    def export_metrics(self, queue_size: int, stop: threading.Event, deadline: float | None) -> None:
+        """The SDK's metric reader exports."""
+
+    def close(self) -> None:
+        """The application owns its providers."""
