@@ -1,0 +1,228 @@
+"""Metric output: OTel SDK MeterProvider over the committed aggregates -> OTLP (and optionally a Prometheus endpoint).
+
+* Counters and up-down counters are ``Observable*`` instruments whose callbacks read the committed
+  :class:`~otel_ml.processor.aggregates.Aggregates` mirror (cumulative; restored at start, so a restarted processor
+  with the same ``instance_id`` continues its series).
+* Gauges (ROC-AUC, drift, self-telemetry) are ``ObservableGauge`` callbacks over the mirror's gauges and live values.
+* Histograms (``ml.label.delay``, ``ml.multilabel.predicted_labels``) are not SDK ``Histogram`` instruments (one
+  ``record`` costs ~16 µs, a third of the per-event budget): the pipeline keeps cumulative bucket counts in the
+  aggregates (durable too), and :class:`HistogramInjector` appends them as cumulative OTLP histogram points to every
+  collection before it reaches the OTLP exporter or the Prometheus collector.
+
+Resource: ``service.name=otel-ml-processor``, ``service.instance.id=<instance_id>``. Temporality: cumulative.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_ml.processor.aggregates import Aggregates, Attrs
+from otel_ml.processor.config import ProcessorConfig
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.events import INSTRUMENTATION_SCOPE
+from otel_ml.semconv.metrics import METRICS, MetricSpec
+
+_logger = logging.getLogger(__name__)
+SERVICE_NAME = "otel-ml-processor"
+SCOPE_NAME = f"{INSTRUMENTATION_SCOPE}.processor"
+
+LiveGauges = dict[str, Callable[[], float]]
+"""Gauges read live at collection time (queue depth), by metric name."""
+
+
+def processor_metrics() -> list[MetricSpec]:
+    """Every metric the processor (and its stages) can export."""
+    return [spec for spec in METRICS.values() if spec.source == "processor"]
+
+
+def histogram_points(aggregates: Aggregates, spec: MetricSpec, start_ns: int, now_ns: int) -> list[HistogramDataPoint]:
+    """Cumulative histogram points of ``spec`` from the aggregates' bucket pseudo-metrics."""
+    counts: dict[Attrs, list[int]] = {}
+    n_buckets = len(spec.buckets) + 1
+    for i in range(n_buckets):
+        for attrs, value in aggregates.snapshot(f"{spec.name}|b{i}"):
+            counts.setdefault(attrs, [0] * n_buckets)[i] = int(value)
+    sums = dict(aggregates.snapshot(f"{spec.name}|sum"))
+    totals = dict(aggregates.snapshot(f"{spec.name}|count"))
+    return [HistogramDataPoint(
+        attributes=dict(attrs), start_time_unix_nano=start_ns, time_unix_nano=now_ns, count=int(totals.get(attrs, 0)),
+        sum=sums.get(attrs, 0.0), bucket_counts=bucket_counts, explicit_bounds=list(spec.buckets),
+        min=None, max=None,  # type: ignore[arg-type] # not tracked; optional in OTLP, unused by Prometheus
+    ) for attrs, bucket_counts in counts.items()]
+
+
+class HistogramInjector:
+    """Appends the aggregates' histograms to a collection (as if an SDK Histogram had produced them)."""
+
+    def __init__(self, aggregates: Aggregates, start_ns: int) -> None:
+        self.aggregates = aggregates
+        self.start_ns = start_ns
+        self.specs = [s for s in processor_metrics() if s.instrument == "histogram"]
+
+    def __call__(self, data: MetricsData) -> MetricsData:
+        now_ns = time.time_ns()
+        metrics = []
+        for spec in self.specs:
+            points = histogram_points(self.aggregates, spec, self.start_ns, now_ns)
+            if points:
+                metrics.append(Metric(name=spec.name, description=spec.doc, unit=spec.unit, data=Histogram(
+                    data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE)))
+        if not metrics or not data.resource_metrics:
+            return data
+        rm = data.resource_metrics[0]
+        scope = ScopeMetrics(scope=InstrumentationScope(SCOPE_NAME), metrics=metrics, schema_url="")
+        first = replace(rm, scope_metrics=[*rm.scope_metrics, scope])
+        return replace(data, resource_metrics=[first, *data.resource_metrics[1:]])
+
+
+class _InjectingExporter(MetricExporter):
+    """Wraps the OTLP exporter: injects histograms and counts failed exports."""
+
+    def __init__(self, inner: MetricExporter, inject: HistogramInjector, on_failure: Callable[[], None]) -> None:
+        super().__init__(preferred_temporality=inner._preferred_temporality,
+                         preferred_aggregation=inner._preferred_aggregation)
+        self._inner = inner
+        self._inject = inject
+        self._on_failure = on_failure
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        try:
+            result = self._inner.export(self._inject(metrics_data), timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            _logger.exception("OTLP metric export failed")
+            result = MetricExportResult.FAILURE
+        if result != MetricExportResult.SUCCESS:
+            self._on_failure()
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _otlp_exporter(endpoint: str, protocol: str) -> MetricExporter:
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        insecure = endpoint.startswith("http://")
+        return GrpcExporter(endpoint=endpoint.split("://", 1)[-1], insecure=insecure)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+    return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics")
+
+
+_RATIO_GAUGES = frozenset(s.name for s in METRICS.values() if s.instrument == "gauge" and s.unit == "1")
+
+
+def prometheus_names(data: MetricsData) -> MetricsData:
+    """Align the Python Prometheus exporter's names with the collector's (``otel_ml.semconv.prometheus.prom_name``).
+
+    The only difference (checked by ``tests/processor/test_export.py`` for every metric): opentelemetry-exporter-
+    prometheus 0.66b2 does not add ``_ratio`` to gauges with unit ``1``, the collector does. Those gauges are renamed
+    ``<name>_ratio`` on the way into the Prometheus collector (OTLP output keeps the semconv names).
+    """
+    return replace(data, resource_metrics=[
+        replace(rm, scope_metrics=[
+            replace(sm, metrics=[replace(x, name=f"{x.name}_ratio") if x.name in _RATIO_GAUGES else x
+                                 for x in sm.metrics])
+            for sm in rm.scope_metrics])
+        for rm in data.resource_metrics])
+
+
+def prometheus_reader(inject: HistogramInjector) -> MetricReader:
+    """A PrometheusMetricReader whose collections include the injected histograms, with the collector's names."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    class _Reader(PrometheusMetricReader):
+        def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+            if metrics_data is None:
+                return
+            super()._receive_metrics(prometheus_names(inject(metrics_data)), timeout_millis, **kwargs)
+
+    return _Reader()
+
+
+class MetricsOutput:
+    """The processor's MeterProvider, its readers and the observable instruments."""
+
+    def __init__(self, config: ProcessorConfig, aggregates: Aggregates, live: LiveGauges | None = None,
+                 extra_readers: Sequence[MetricReader] = ()) -> None:
+        self.aggregates = aggregates
+        self.live = live or {}
+        self.inject = HistogramInjector(aggregates, time.time_ns())
+        self._prom_server: Any = None
+        readers: list[MetricReader] = list(extra_readers)
+        otlp = config.metrics.otlp
+        if otlp is not None:
+            exporter = _InjectingExporter(_otlp_exporter(otlp.endpoint, otlp.protocol), self.inject,
+                                          self._export_failed)
+            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=otlp.interval * 1000))
+        if config.metrics.prometheus_endpoint:
+            readers.append(prometheus_reader(self.inject))
+            from prometheus_client import start_http_server
+
+            host, port = config.metrics.prometheus_endpoint.rsplit(":", 1)
+            self._prom_server, _ = start_http_server(int(port), addr=host or "0.0.0.0")
+        resource = Resource.create({"service.name": SERVICE_NAME,
+                                    "service.instance.id": config.resolved_instance_id()})
+        self.provider = MeterProvider(resource=resource, metric_readers=readers)
+        meter = self.provider.get_meter(SCOPE_NAME)
+        for spec in processor_metrics():
+            kwargs: dict[str, Any] = {"name": spec.name, "unit": spec.unit, "description": spec.doc}
+            if spec.instrument == "counter":
+                meter.create_observable_counter(callbacks=[self._sum_callback(spec.name)], **kwargs)
+            elif spec.instrument == "updowncounter":
+                meter.create_observable_up_down_counter(callbacks=[self._sum_callback(spec.name)], **kwargs)
+            elif spec.instrument == "gauge":
+                meter.create_observable_gauge(callbacks=[self._gauge_callback(spec.name)], **kwargs)
+
+    def _export_failed(self) -> None:
+        self.aggregates.add_uncommitted(m.PROCESSOR_EXPORT_FAILURES.name, (), 1.0)
+
+    def _sum_callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(v, dict(attrs)) for attrs, v in self.aggregates.snapshot(name)]
+        return callback
+
+    def _gauge_callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            live = self.live.get(name)
+            if live is not None:
+                return [Observation(live(), {})]
+            return [Observation(v, dict(attrs)) for attrs, v in self.aggregates.gauge_snapshot(name)]
+        return callback
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Export now."""
+        return bool(self.provider.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        """Final export and shutdown."""
+        try:
+            self.provider.shutdown()
+        finally:
+            if self._prom_server is not None:
+                self._prom_server.shutdown()

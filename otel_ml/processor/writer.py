@@ -1,0 +1,141 @@
+"""The single writer thread: group commit of decoded requests, periodic ticks, admission control.
+
+Receiver threads decode requests (protobuf parsing runs outside the writer) and :meth:`Writer.submit` them; the writer
+takes every request waiting, processes them in one :meth:`Pipeline.process` call (one transaction, one commit) and
+resolves their futures only after the commit, so an acknowledgement always means "committed". If a group fails, each
+request is retried alone, so one bad request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from otel_ml.processor.decode import Decoded
+from otel_ml.processor.pipeline import Pipeline, StepResult
+
+_logger = logging.getLogger(__name__)
+MAX_GROUP_RECORDS = 20_000
+"""Records per group commit (bounds the latency of one transaction)."""
+TICK_INTERVAL_S = 1.0
+
+
+class StoreUnavailable(RuntimeError):
+    """The step could not be committed (the sender should retry)."""
+
+
+class Admission:
+    """Bounded number of requests in flight; beyond it, requests are refused with a retryable code."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self.inflight = 0
+
+    def try_enter(self) -> bool:
+        """Take a slot, or return False when all are taken."""
+        with self._lock:
+            if self.inflight >= self.limit:
+                return False
+            self.inflight += 1
+            return True
+
+    def leave(self) -> None:
+        """Release a slot."""
+        with self._lock:
+            self.inflight -= 1
+
+
+class Writer:
+    """Owns the pipeline on one thread."""
+
+    def __init__(self, pipeline: Pipeline, tick_interval: float = TICK_INTERVAL_S,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.tick_interval = tick_interval
+        self._queue: queue.Queue[tuple[Decoded, Future[StepResult]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="otel-ml-writer", daemon=True)
+        self._stopping = False
+        self._on_error = on_error
+
+    def start(self) -> Writer:
+        """Start the thread."""
+        self._thread.start()
+        return self
+
+    def submit(self, decoded: Decoded) -> Future[StepResult]:
+        """Queue a decoded request; the future resolves after its commit (or raises :class:`StoreUnavailable`)."""
+        fut: Future[StepResult] = Future()
+        if self._stopping:
+            fut.set_exception(StoreUnavailable("processor is shutting down"))
+        else:
+            self._queue.put((decoded, fut))
+        return fut
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Process what is queued, run a last tick, stop the thread."""
+        self._stopping = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self.tick_interval
+        running = True
+        while running:
+            group: list[tuple[Decoded, Future[StepResult]]] = []
+            try:
+                item = self._queue.get(timeout=max(next_tick - time.monotonic(), 0.0))
+            except queue.Empty:
+                pass
+            else:
+                if item is None:
+                    running = False
+                else:
+                    group.append(item)
+                    records = item[0].received
+                    while records < MAX_GROUP_RECORDS:
+                        try:
+                            nxt = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if nxt is None:
+                            running = False
+                            break
+                        group.append(nxt)
+                        records += nxt[0].received
+            if group:
+                self._process(group)
+            if time.monotonic() >= next_tick or not running:
+                next_tick = time.monotonic() + self.tick_interval
+                try:
+                    self.pipeline.tick()
+                except Exception as exc:
+                    _logger.exception("periodic tick failed (retried next tick)")
+                    if self._on_error:
+                        self._on_error(exc)
+        # fail whatever arrived after the stop marker
+        while True:
+            try:
+                rest = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if rest is not None:
+                rest[1].set_exception(StoreUnavailable("processor is shutting down"))
+
+    def _process(self, group: list[tuple[Decoded, Future[StepResult]]]) -> None:
+        try:
+            results = self.pipeline.process([d for d, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                _logger.exception("a request could not be committed")
+                group[0][1].set_exception(StoreUnavailable(str(exc)))
+                return
+            for one in group:  # isolate the failing request
+                self._process([one])
+            return
+        for (_, fut), result in zip(group, results, strict=True):
+            fut.set_result(result)
