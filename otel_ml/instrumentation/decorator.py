@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from time import perf_counter_ns, time_ns
 from typing import Any
 
+import numpy as np
+
 from otel_ml.instrumentation.context import set_current
 from otel_ml.instrumentation.errors import ConfigurationError
 from otel_ml.instrumentation.ids import IDS
@@ -32,6 +34,9 @@ from otel_ml.instrumentation.span import current_span
 from otel_ml.instrumentation.spec import ModelSpec
 
 _logger = logging.getLogger(__name__)
+
+_SINGLE_TYPES = frozenset({str, int, float, bool, np.float64, np.float32, np.int64, np.int32, np.bool_, np.str_})
+"""Result types that are one prediction under the default interpretation (checked first, cheaply)."""
 
 Extractor = Callable[[tuple[Any, ...], dict[str, Any], Any], Any]
 _EXAMPLE = ("example: @monitor.instrument(features='x', prediction=lambda args, kwargs, result: result[0], "
@@ -90,7 +95,8 @@ def _extractor(value: Any, what: str, sig: inspect.Signature | None, skip_self: 
 class CallSpec:
     """How one instrumented function's calls become predictions (built once, at decoration time)."""
 
-    __slots__ = ("_first_arg", "batch", "features", "prediction", "prediction_id", "scores", "segments", "spec")
+    __slots__ = ("_first_arg", "batch", "features", "prediction", "prediction_id", "scores", "segments", "simple",
+                 "spec")
 
     def __init__(self, spec: ModelSpec, func: Callable[..., Any], *, features: Any, prediction: Any, scores: Any,
                  prediction_id: Any, segments: Any, batch: bool | None) -> None:
@@ -110,9 +116,14 @@ class CallSpec:
             raise ConfigurationError(f"batch must be None, True or False, got {batch!r}; {_EXAMPLE}")
         self.batch = batch
         self._first_arg = 1 if skip_self else 0
+        self.simple = batch is None and self.prediction_id is None and self.prediction is None
 
     def ids(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> str | Sequence[str]:
         """Prediction id(s) of a call (caller side: cheap, guarded by the wrapper)."""
+        if self.simple:
+            t = type(result)
+            if t in _SINGLE_TYPES or (t is tuple and len(result) == 2 and type(result[0]) in _SINGLE_TYPES):
+                return IDS.new_id()
         n: int | None
         if self.batch is None:
             n = is_batch_result(self.spec, result) if self.prediction is None else None
@@ -170,7 +181,15 @@ def _record(call: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any], resul
         set_current(ids)
         p = STATE.pipeline or STATE.resolve()
         if p.active:
-            p.submit((K_CALL, call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns))
+            rec = (K_CALL, call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns)
+            q = p.queue  # Pipeline.submit, inlined: this is the hot path
+            n = len(q)
+            if n < p.max_len:
+                q.append(rec)
+                if n == p.wake_at:
+                    p.wake.set()
+            else:
+                p.drop_full(rec)
     except Exception:
         _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
 

@@ -179,20 +179,33 @@ class Normalizer:
         selected = spec.feature_set
         n = 0
         prefix = a.ML_FEATURE_PREFIX
+        append = pairs.append
         for name, value in features.items():
             if selected is not None and name not in selected:
                 continue
             if n >= lim.MAX_FEATURES:
                 self.truncated[(spec.name, R.TOO_MANY_FEATURES)] += 1
                 break
-            v = self._feature_value(spec, value)
-            if v is None:
-                continue
-            key = name if type(name) is str else str(name)
-            if len(key) > lim.MAX_KEY_LENGTH:
-                self.truncated[(spec.name, R.TOO_LONG)] += 1
-                key = key[: lim.MAX_KEY_LENGTH]
-            pairs.append((prefix + key, v))
+            t = type(value)
+            if t is float:
+                if value - value != 0.0:  # NaN or inf
+                    self.truncated[(spec.name, R.NOT_FINITE)] += 1
+                    continue
+            elif t is bool or (t is str and len(value) <= lim.MAX_STRING_LENGTH) or (
+                    t is int and -(2**63) <= value < 2**63):
+                pass
+            else:
+                value = self._feature_value(spec, value)
+                if value is None:
+                    continue
+            if type(name) is str and len(name) <= lim.MAX_KEY_LENGTH:
+                append((prefix + name, value))
+            else:
+                key = str(name)
+                if len(key) > lim.MAX_KEY_LENGTH:
+                    self.truncated[(spec.name, R.TOO_LONG)] += 1
+                    key = key[: lim.MAX_KEY_LENGTH]
+                append((prefix + key, value))
             n += 1
 
     def segments(self, spec: ModelSpec, segments: Any, pairs: Pairs) -> None:

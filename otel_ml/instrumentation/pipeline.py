@@ -33,7 +33,7 @@ from typing import Any
 from otel_ml.instrumentation.config import Settings, with_instance_id
 from otel_ml.instrumentation.normalize import MISSING, Normalizer
 from otel_ml.instrumentation.spec import ModelSpec
-from otel_ml.semconv.attributes import ML_PREDICTION_ID, DropReason
+from otel_ml.semconv.attributes import DropReason
 
 _logger = logging.getLogger(__name__)
 
@@ -63,9 +63,20 @@ def _spec_of(rec: tuple[Any, ...]) -> ModelSpec:
 
 
 class Pipeline:
-    """The no-op pipeline: used when nothing is configured (or ``OTEL_SDK_DISABLED=true``)."""
+    """The no-op pipeline: used when nothing is configured (or ``OTEL_SDK_DISABLED=true``).
+
+    Hot paths inline :meth:`WorkerPipeline.submit` (``queue``, ``max_len``, ``wake_at``, ``wake``, ``drop_full``)
+    after checking ``active``.
+    """
 
     active = False
+    queue: deque[tuple[Any, ...]]
+    max_len: int
+    wake_at: int
+    wake: threading.Event
+
+    def drop_full(self, rec: tuple[Any, ...]) -> None:
+        """Count a record dropped because the queue is full."""
 
     def submit(self, rec: tuple[Any, ...]) -> None:
         """Drop silently."""
@@ -96,9 +107,9 @@ class WorkerPipeline(Pipeline):
     def _start(self) -> None:
         s = self.settings
         self.queue: deque[tuple[Any, ...]] = deque()
-        self._max = s.queue_size
-        self._wake_at = min(s.batch_size, s.queue_size)
-        self._wake = threading.Event()
+        self.max_len = s.queue_size
+        self.wake_at = min(s.batch_size, s.queue_size)
+        self.wake = threading.Event()
         self._stop = threading.Event()
         self._flush_lock = threading.Condition()
         self._flush_requested = 0
@@ -118,14 +129,14 @@ class WorkerPipeline(Pipeline):
         """Queue a record, or drop it (newest) and count when the queue is full. Never blocks."""
         q = self.queue
         n = len(q)
-        if n < self._max:
+        if n < self.max_len:
             q.append(rec)
-            if n == self._wake_at:
-                self._wake.set()
+            if n == self.wake_at:
+                self.wake.set()
         else:
-            self._drop_full(rec)
+            self.drop_full(rec)
 
-    def _drop_full(self, rec: tuple[Any, ...]) -> None:
+    def drop_full(self, rec: tuple[Any, ...]) -> None:
         try:
             count = _events_of(rec)
             if count:
@@ -146,7 +157,7 @@ class WorkerPipeline(Pipeline):
         with self._flush_lock:
             self._flush_requested += 1
             target = self._flush_requested
-            self._wake.set()
+            self.wake.set()
             return self._flush_lock.wait_for(lambda: self._flush_done >= target or not self._thread.is_alive(),
                                              timeout)
 
@@ -158,7 +169,7 @@ class WorkerPipeline(Pipeline):
         timeout = self.settings.shutdown_timeout_s if timeout is None else timeout
         self._deadline = time.monotonic() + timeout
         self._stop.set()
-        self._wake.set()
+        self.wake.set()
         self._thread.join(timeout + 0.5)
         done = not self._thread.is_alive()
         try:
@@ -184,8 +195,8 @@ class WorkerPipeline(Pipeline):
         cpu0 = time.thread_time_ns()
         while True:
             now = time.monotonic()
-            self._wake.wait(max(0.0, min(s.schedule_delay_s, next_metrics - now)))
-            self._wake.clear()
+            self.wake.wait(max(0.0, min(s.schedule_delay_s, next_metrics - now)))
+            self.wake.clear()
             stopping = self._stop.is_set()
             flush_target = self._flush_requested
             try:
@@ -286,7 +297,7 @@ class WorkerPipeline(Pipeline):
         if duration_ns is not None:
             metrics.record_duration(spec.key, duration_ns / 1e9)
         pid = pid if type(pid) is str and len(pid) <= 256 else norm._str(spec, pid)
-        pairs: list[tuple[str, Any]] = [(ML_PREDICTION_ID, pid)]
+        pairs: list[tuple[str, Any]] = []
         ok, cls, score = norm.prediction(spec, prediction, scores, pairs)
         if not ok or pid is None:
             metrics.record_drop(spec.name, DropReason.INVALID)
@@ -298,16 +309,16 @@ class WorkerPipeline(Pipeline):
         if label is not MISSING:
             norm.label(spec, label, pairs)
         metrics.record_prediction(spec.key, cls, score)
-        return [self.sink.event(spec, False, time_ns, pairs, span)]
+        return [self.sink.event(spec, False, time_ns, pid, pairs, span)]
 
     def _label(self, spec: ModelSpec, time_ns: int, pid: Any, label: Any, relevance: Any) -> list[Any]:
         norm = self.normalizer
         pid = pid if type(pid) is str and len(pid) <= 256 else norm._str(spec, pid)
-        pairs: list[tuple[str, Any]] = [(ML_PREDICTION_ID, pid)]
+        pairs: list[tuple[str, Any]] = []
         if pid is None or not norm.label(spec, label, pairs, relevance):
             self.metrics.record_drop(spec.name, DropReason.INVALID)
             return []
-        return [self.sink.event(spec, True, time_ns, pairs, None)]
+        return [self.sink.event(spec, True, time_ns, pid, pairs, None)]
 
     def _batch(
         self, spec: ModelSpec, time_ns: int, ids: Any, predictions: Any, scores: Any, features: Any, segments: Any,

@@ -19,7 +19,7 @@ from otel_ml.instrumentation.config import Settings
 from otel_ml.instrumentation.spec import ModelSpec
 from otel_ml.instrumentation.transport import LOGS, METRICS, Transport, send_with_retry
 from otel_ml.semconv import metrics as m
-from otel_ml.semconv.attributes import ML_MODEL_NAME, ML_REASON, DropReason
+from otel_ml.semconv.attributes import ML_MODEL_NAME, ML_PREDICTION_ID, ML_REASON, DropReason
 from otel_ml.semconv.events import (
     EVENT_SCHEMA_VERSION,
     INSTRUMENTATION_SCOPE,
@@ -80,12 +80,13 @@ class OtlpSink:
             self._consts[key] = data
         return data
 
-    def event(self, spec: ModelSpec, label: bool, time_ns: int, pairs: Sequence[tuple[str, Any]], span: Any) -> Item:
+    def event(
+        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any
+    ) -> Item:
         """Encode one event."""
-        value = self._enc.value
-        attrs = [self._constants(spec, label)]
-        for k, v in pairs:
-            attrs.append(value(k, v))
+        enc = self._enc
+        attrs = [self._constants(spec, label), enc.string(ML_PREDICTION_ID, pid)]
+        enc.encode_pairs(pairs, attrs)
         ids = span_ids(span) if span is not None else None
         if ids is None:
             rec = wire.log_record(time_ns, self._label_name if label else self._pred_name, attrs)
@@ -217,9 +218,12 @@ class SdkSink:
     def set_resource(self, resource: dict[str, Any]) -> None:
         """The SDK providers own the resource."""
 
-    def event(self, spec: ModelSpec, label: bool, time_ns: int, pairs: Sequence[tuple[str, Any]], span: Any) -> Item:
+    def event(
+        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any
+    ) -> Item:
         """Emit one event now (the SDK's processor batches and exports it)."""
         attrs = dict(spec.label_constants if label else spec.prediction_constants)
+        attrs[ML_PREDICTION_ID] = pid
         attrs.update(pairs)
         ctx = self._set_span(span) if span is not None else None
         self._logger.emit(event_name=ML_LABEL_EVENT if label else ML_PREDICTION_EVENT, attributes=attrs,

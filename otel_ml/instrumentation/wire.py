@@ -81,11 +81,14 @@ class AttributeEncoder:
     so the whole prefix is cached per key and one concatenation with the packed double remains.
     """
 
-    __slots__ = ("_dbl", "_key")
+    __slots__ = ("_dbl", "_key", "_small")
+
+    _SMALL_CACHE_SIZE = 20_000
 
     def __init__(self) -> None:
         self._key: dict[str, bytes] = {}
         self._dbl: dict[str, bytes] = {}
+        self._small: dict[tuple[Any, ...], bytes] = {}
 
     def _key_bytes(self, key: str) -> bytes:
         kb = self._key.get(key)
@@ -109,9 +112,40 @@ class AttributeEncoder:
     def string(self, key: str, value: str) -> bytes:
         """A string attribute."""
         raw = value.encode("utf-8", "replace")
+        n = len(raw)
+        if n < 100:
+            kb = self._key_bytes(key)
+            if len(kb) < 24:  # every length below fits one varint byte
+                return b"".join((b"\x32", _VARINT_CACHE[len(kb) + n + 4], kb, b"\x12", _VARINT_CACHE[n + 2], b"\x0a",
+                                 _VARINT_CACHE[n], raw))
         av = b"\x0a" + varint(len(raw)) + raw
         kv = self._key_bytes(key) + b"\x12" + varint(len(av)) + av
         return b"\x32" + varint(len(kv)) + kv
+
+    def encode_pairs(self, pairs: Iterable[tuple[str, Any]], out: list[bytes]) -> None:
+        """Append the encoded entries of ``pairs`` to ``out``.
+
+        Doubles use the cached per-key prefix; short strings, ints and bools (categorical values: predicted
+        classes, segments, categorical features) are cached whole in a bounded dict that is cleared when full.
+        """
+        dbl = self._dbl
+        small = self._small
+        for k, v in pairs:
+            t = type(v)
+            if t is float:
+                prefix = dbl.get(k)
+                out.append(self.double(k, v) if prefix is None else prefix + _pack_d(v))
+            elif (t is str and len(v) <= 64) or t is bool or t is int:
+                kv = (k, v) if t is str else (k, t, v)
+                b = small.get(kv)
+                if b is None:
+                    b = self.value(k, v)
+                    if len(small) >= self._SMALL_CACHE_SIZE:
+                        small.clear()
+                    small[kv] = b
+                out.append(b)
+            else:
+                out.append(self.value(k, v))
 
     def value(self, key: str, value: Any) -> bytes:
         """Any supported attribute value (str, float, int, bool, list of those)."""
