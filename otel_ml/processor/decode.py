@@ -66,7 +66,7 @@ class Decoded:
     rejected: Counter[str] = field(default_factory=Counter)
     first_error: str = ""
     predictions: list[Row] = field(default_factory=list)
-    extras: list[Extra] = field(default_factory=list)
+    extras: list[Extra | None] = field(default_factory=list)
     labels: list[Row] = field(default_factory=list)
 
     @property
@@ -92,8 +92,21 @@ def _value(v: Any) -> Any:
     if kind == "bool_value":
         return v.bool_value
     if kind == "array_value":
-        out = [_value(x) for x in v.array_value.values]
-        return BAD if any(x is BAD or isinstance(x, list) for x in out) else out
+        out: list[Any] = []
+        append = out.append
+        for x in v.array_value.values:
+            k = x.WhichOneof("value")
+            if k == "string_value":
+                append(x.string_value)
+            elif k == "double_value":
+                append(x.double_value)
+            elif k == "int_value":
+                append(x.int_value)
+            elif k == "bool_value":
+                append(x.bool_value)
+            else:
+                return BAD
+        return out
     return BAD
 
 
@@ -131,17 +144,21 @@ def _class(v: Any, key: str) -> str:
 
 
 def _str_list(v: Any, key: str) -> list[str]:
-    if v == []:
-        return []
-    if not isinstance(v, list) or any(not isinstance(x, str) for x in v):
+    if not isinstance(v, list):
         raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string array")
+    for x in v:
+        if type(x) is not str:
+            raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string array")
     return v
 
 
 def _num_list(v: Any, key: str) -> list[float]:
     if not isinstance(v, list):
         raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a double array")
-    return [_num(x, key) for x in v]
+    for x in v:
+        if type(x) is not float or not math.isfinite(x):
+            return [_num(x, key) for x in v]  # slow path: ints, or raise the precise reason
+    return v
 
 
 def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
@@ -177,9 +194,11 @@ def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
 
 
 _NO_LABEL: Final = (None, None, None, None, None)
+_CLASSES: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""Interned class tuples (one object per distinct class order: cheap grouping downstream)."""
 
 
-def _prediction(attrs: dict[str, Any], ts: float, now: float) -> tuple[Row, Extra]:
+def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> tuple[Row, Extra | None]:
     model = _req_str(attrs, a.ML_MODEL_NAME)
     pid = _req_str(attrs, a.ML_PREDICTION_ID)
     task = _req_str(attrs, a.ML_TASK)
@@ -208,6 +227,7 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float) -> tuple[Row, Extr
     classes_t: tuple[str, ...] | None = None
     if classes is not None:
         classes_t = tuple(_str_list(classes, a.ML_PREDICTION_CLASSES))
+        classes_t = _CLASSES.setdefault(classes_t, classes_t) if len(_CLASSES) < 10_000 else classes_t
     if scores is not None:
         scores = _num_list(scores, a.ML_PREDICTION_SCORES)
         if classes_t is not None and len(classes_t) != len(scores):
@@ -218,9 +238,7 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float) -> tuple[Row, Extr
     features: dict[str, Any] = {}
     segments: list[str] = []
     for key, v in attrs.items():
-        if key.startswith(_FEATURE):
-            features[key[_FEATURE_LEN:]] = None if v is BAD or isinstance(v, list) else v
-        elif key.startswith(_SEGMENT):
+        if key.startswith(_SEGMENT):
             if not isinstance(v, str):
                 raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
             segments.append(f"{key[_SEGMENT_LEN:]}={v}")
@@ -228,6 +246,11 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float) -> tuple[Row, Extr
     label = _label_half(attrs, ts) if (a.ML_LABEL_VALUE in attrs or a.ML_LABEL_VALUES in attrs) else _NO_LABEL
     row = (join_key(model, pid), now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts,
            *label)
+    if not extras:
+        return row, None
+    for key, v in attrs.items():
+        if key.startswith(_FEATURE):
+            features[key[_FEATURE_LEN:]] = None if v is BAD or isinstance(v, list) else v
     return row, (features, scores, classes_t)
 
 
@@ -238,28 +261,45 @@ def _label(attrs: dict[str, Any], ts: float, now: float) -> Row:
             *_label_half(attrs, ts))
 
 
-def decode_request(request: ExportLogsServiceRequest, now: float) -> Decoded:
-    """Decode every record of ``request``; ``now`` is the processor clock (arrival time and fallback timestamp)."""
+def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool = True) -> Decoded:
+    """Decode every record of ``request``.
+
+    Args:
+        request: The OTLP request.
+        now: The processor clock (arrival time and fallback timestamp).
+        extras: Collect features, scores and classes for stages (skipped when no stage is configured).
+    """
     out = Decoded()
-    preds, extras, labels = out.predictions, out.extras, out.labels
+    preds, extra_list, labels = out.predictions, out.extras, out.labels
+    received = ignored = 0
     for rl in request.resource_logs:
         for sl in rl.scope_logs:
             for rec in sl.log_records:
-                out.received += 1
+                received += 1
                 name = rec.event_name
                 if name != ML_PREDICTION_EVENT and name != ML_LABEL_EVENT:
-                    out.ignored += 1
+                    ignored += 1
                     continue
-                attrs = {kv.key: _value(kv.value) for kv in rec.attributes}
+                attrs: dict[str, Any] = {}
+                for kv in rec.attributes:
+                    v = kv.value
+                    kind = v.WhichOneof("value")
+                    if kind == "string_value":
+                        attrs[kv.key] = v.string_value
+                    elif kind == "double_value":
+                        attrs[kv.key] = v.double_value
+                    else:
+                        attrs[kv.key] = _value(v)
                 t = rec.time_unix_nano or rec.observed_time_unix_nano
                 ts = t / 1e9 if t else now
                 try:
                     if name == ML_PREDICTION_EVENT:
-                        row, extra = _prediction(attrs, ts, now)
+                        row, extra = _prediction(attrs, ts, now, extras)
                         preds.append(row)
-                        extras.append(extra)
+                        extra_list.append(extra)
                     else:
                         labels.append(_label(attrs, ts, now))
                 except Reject as exc:
                     out.reject(exc.reason, str(exc))
+    out.received, out.ignored = received, ignored
     return out

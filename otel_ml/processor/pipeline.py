@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,9 +99,11 @@ class Pipeline:
         self.capper.restore(totals)
         self.aggregates = Aggregates(totals)
         self.ks = config.metrics.ranking_k
-        self._auc: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+        self._auc: dict[tuple[str, str], _Window] = {}
         self._auc_dirty: set[tuple[str, str]] = set()
         self._last_expire = 0.0
+        self.wants_extras = bool(self.stages)
+        """Whether decoding should collect features, scores and classes (only stages use them)."""
 
     # --- the step --------------------------------------------------------------------------------------------------
     def process(self, items: Sequence[Decoded]) -> list[StepResult]:
@@ -124,8 +126,8 @@ class Pipeline:
         for key, scores, ys in auc_updates:
             window = self._auc.get(key)
             if window is None:
-                window = self._auc[key] = deque(maxlen=self.config.metrics.auc_window)
-            window.extend(zip(scores.tolist(), ys.tolist(), strict=True))
+                window = self._auc[key] = _Window(self.config.metrics.auc_window)
+            window.extend(scores, ys)
             self._auc_dirty.add(key)
         return results
 
@@ -317,12 +319,33 @@ class Pipeline:
         oldest = self.store.oldest_pending_arrival()
         step.set_gauge(m.PROCESSOR_STORE_OLDEST_PENDING_AGE, max(now - oldest, 0.0) if oldest else 0.0, {})
         for key in self._auc_dirty:
-            window = self._auc[key]
-            scores = np.fromiter((s for s, _ in window), dtype=np.float64, count=len(window))
-            ys = np.fromiter((y for _, y in window), dtype=bool, count=len(window))
+            scores, ys = self._auc[key].values()
             step.set_gauge(m.CLASSIFICATION_ROC_AUC, roc_auc_score(ys, scores),
                            {a.ML_MODEL_NAME: key[0], a.ML_MODEL_VERSION: key[1]})
         self._auc_dirty.clear()
+
+
+class _Window:
+    """Ring buffer of the most recent (score, is_positive) pairs of one model version (ROC-AUC window)."""
+
+    def __init__(self, size: int) -> None:
+        self.scores = np.empty(size, dtype=np.float64)
+        self.ys = np.empty(size, dtype=bool)
+        self.pos = 0
+        self.filled = 0
+
+    def extend(self, scores: np.ndarray, ys: np.ndarray) -> None:
+        size = self.scores.size
+        if scores.size >= size:
+            scores, ys = scores[-size:], ys[-size:]
+        idx = (self.pos + np.arange(scores.size)) % size
+        self.scores[idx] = scores
+        self.ys[idx] = ys
+        self.pos = int((self.pos + scores.size) % size)
+        self.filled = min(self.filled + scores.size, size)
+
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.scores[:self.filled], self.ys[:self.filled]
 
 
 def _seg_attrs(model: str, version: str, segment: str, cls: str | None) -> dict[str, str]:

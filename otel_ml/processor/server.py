@@ -69,7 +69,7 @@ class Ingest:
 
     def ingest(self, request: ExportLogsServiceRequest) -> StepResult:
         """Decode and commit; raises :class:`StoreUnavailable` when the commit failed."""
-        decoded = decode_request(request, self.clock())
+        decoded = decode_request(request, self.clock(), self.writer.pipeline.wants_extras)
         return self.writer.submit(decoded).result(COMMIT_TIMEOUT_S)
 
 
