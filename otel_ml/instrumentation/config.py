@@ -72,6 +72,7 @@ class Settings:
         transport: A transport object replacing the OTLP exporter (tests, examples).
         logger_provider: LoggerProvider of ``sdk`` mode (default: the global one).
         meter_provider: MeterProvider of ``sdk`` mode (default: the global one).
+        generated_instance_id: ``service.instance.id`` was not set explicitly (renewed in a forked child).
     """
 
     mode: str = "noop"
@@ -319,6 +320,9 @@ def build_settings(
 
     explicit_resource = normalize_resource(resource)
     base = explicit_resource or global_resource() or default_resource()
-    s.generated_instance_id = "service.instance.id" not in base
+    # An id nobody chose explicitly (ours, or the SDK's per-process default) is renewed in a forked child, so that
+    # the cumulative series of pre-forked workers never collide.
+    s.generated_instance_id = ("service.instance.id" not in explicit_resource
+                               and "service.instance.id" not in (_env("OTEL_RESOURCE_ATTRIBUTES") or ""))
     s.resource = with_instance_id(base)
     return s
