@@ -51,6 +51,7 @@ class SqliteJoinStore(BaseJoinStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA journal_mode=WAL")
         sync = os.environ.get("OTEL_ML_SQLITE_SYNCHRONOUS", "NORMAL").upper()
         self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'FULL' else 'NORMAL'}")
