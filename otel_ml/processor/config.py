@@ -168,7 +168,7 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("receiver.http.endpoint", "host:port or null", DEFAULT_HTTP_ENDPOINT,
            "OTLP/HTTP `POST /v1/logs` (protobuf, `Content-Encoding: gzip`); `receiver.http: null` disables it."),
     KeyDoc("receiver.max_request_bytes", "int", str(DEFAULT_MAX_REQUEST_BYTES),
-           "Largest request (decompressed); larger: HTTP 413 / gRPC RESOURCE_EXHAUSTED, counted `too_large`."),
+           "Largest request (decompressed); larger: HTTP 413 (counted `too_large`) / gRPC RESOURCE_EXHAUSTED (by grpc)."),
     KeyDoc("receiver.max_inflight_requests", "int", str(DEFAULT_MAX_INFLIGHT_REQUESTS),
            "Requests parsed or waiting for the store at once; beyond: gRPC UNAVAILABLE / HTTP 503 + Retry-After."),
     KeyDoc("receiver.retry_after", "int seconds", str(DEFAULT_RETRY_AFTER_S),
@@ -180,7 +180,7 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
            "TTL of a pending prediction or label; expired predictions count as never labeled."),
     KeyDoc("store.max_pending", "int", str(DEFAULT_MAX_PENDING),
            "Bound on pending records; beyond it the oldest are evicted (counted)."),
-    KeyDoc("store.expire_interval", "duration", "10s", "How often expired and evicted records are swept."),
+    KeyDoc("store.expire_interval", "duration", "10s", "How often records older than the label window are swept (eviction happens at once)."),
     KeyDoc("metrics.otlp.endpoint", "URL", DEFAULT_OTLP_METRICS_ENDPOINT,
            "OTLP metrics destination (cumulative temporality); `metrics.otlp: null` disables it."),
     KeyDoc("metrics.otlp.protocol", "`grpc` or `http/protobuf`", DEFAULT_OTLP_METRICS_PROTOCOL,
@@ -193,7 +193,7 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("metrics.ranking_k", "list of int", "[1, 5, 10]", "The k of precision@k and NDCG@k."),
     KeyDoc("metrics.auc_window", "int", str(DEFAULT_AUC_WINDOW),
            "Most recent joined binary predictions per model and version behind the ROC-AUC gauge."),
-    KeyDoc("reference.directory", "path", "disabled (default dir `./references`)",
+    KeyDoc("reference.directory", "path", "unset (then ./references)",
            "Reference artifacts; setting `reference:` enables the estimation/drift stage."),
     KeyDoc("reference.reload_interval", "duration", "30s", "How often the reference directory is re-read."),
     KeyDoc("relabel.path", "path", DEFAULT_RELABEL_PATH, "JSONL sink of samples to relabel (estimation stage)."),
@@ -404,3 +404,29 @@ def reference_table() -> str:
     for k in CONFIG_KEYS:
         lines.append(f"| `{k.key}` | {k.type} | `{k.default}` | {k.doc} |")
     return "\n".join(lines)
+
+
+README_START: Final = "<!-- processor-config:start -->"
+README_END: Final = "<!-- processor-config:end -->"
+
+
+def readme_block() -> str:
+    """The generated README block, markers included."""
+    return (f"{README_START}\n<!-- generated from otel_ml/processor/config.py: "
+            f"python -c 'from otel_ml.processor.config import write_readme; write_readme()' -->\n"
+            f"{reference_table()}\n{README_END}")
+
+
+def write_readme(path: str | Path = "README.md") -> bool:
+    """Replace the block between the markers in ``path`` (appended with a heading when absent); True if changed."""
+    p = Path(path)
+    text = p.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start >= 0 and end > start:
+        new = text[:start] + readme_block() + text[end + len(README_END):]
+    else:
+        new = text.rstrip("\n") + "\n\n## Processor configuration\n\n`otel-ml processor --config processor.yaml`; " \
+            "every key is optional.\n\n" + readme_block() + "\n"
+    if new != text:
+        p.write_text(new)
+    return new != text

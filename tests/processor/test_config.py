@@ -1,0 +1,91 @@
+"""Config: defaults valid, errors name the key with a valid example, README table up to date, CLI exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from otel_ml.processor import config as cfg
+from otel_ml.processor.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_and_example_are_valid() -> None:
+    default = cfg.from_mapping({})
+    assert default.store.label_window == cfg.DEFAULT_LABEL_WINDOW_S == 7 * 86400
+    assert default.reference is None and default.metrics.prometheus_endpoint is None
+    example = cfg.from_mapping(yaml.safe_load(cfg.EXAMPLE))
+    assert example.metrics.ranking_k == (1, 5, 10)
+    assert example.resolved_instance_id() == "replica-a"
+    assert cfg.from_mapping({}).resolved_instance_id() == cfg.from_mapping({}).resolved_instance_id()
+
+
+def test_design_doc_example_is_valid() -> None:
+    text = (ROOT / "docs" / "design.md").read_text()
+    block = text.split("## Processor configuration", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    config = cfg.from_mapping(yaml.safe_load(block))
+    assert config.reference is not None and config.reference.reload_interval == 30
+
+
+@pytest.mark.parametrize(("raw", "key", "fragment"), [
+    ({"store": {"backend": "redis"}}, "store.backend", "sqlite, memory"),
+    ({"store": {"label_window": "a week"}}, "store.label_window", "duration"),
+    ({"store": {"label_window": -5}}, "store.label_window", "positive"),
+    ({"store": {"max_pending": 0}}, "store.max_pending", "integer >= 1"),
+    ({"store": {"pth": "x"}}, "store.pth", "unknown key"),
+    ({"receiver": {"grpc": {"endpoint": "localhost"}}}, "receiver.grpc.endpoint", "host:port"),
+    ({"receiver": {"max_inflight_requests": True}}, "receiver.max_inflight_requests", "integer"),
+    ({"metrics": {"ranking_k": [0, 5]}}, "metrics.ranking_k", "positive integers"),
+    ({"metrics": {"otlp": {"endpoint": "127.0.0.1:4317"}}}, "metrics.otlp.endpoint", "http(s)://"),
+    ({"metrics": {"otlp": {"protocol": "thrift"}}}, "metrics.otlp.protocol", "grpc"),
+    ({"metrics": {"prometheus": {"endpoint": 9464}}}, "metrics.prometheus.endpoint", "host:port"),
+    ({"metrics": "yes"}, "metrics", "mapping"),
+    ({"stages": ["nocolon"]}, "stages", "module:factory"),
+    ({"instance": "x"}, "instance", "unknown key"),
+])
+def test_invalid_configs_name_the_key_and_show_an_example(raw: dict[str, Any], key: str, fragment: str) -> None:
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.from_mapping(raw)
+    msg = str(err.value)
+    assert f"`{key}`" in msg and fragment in msg and "valid example" in msg
+    assert err.value.key == key
+
+
+def test_readme_table_is_up_to_date() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert cfg.readme_block() in readme, (
+        "README processor-config table is stale: run "
+        "python -c 'from otel_ml.processor.config import write_readme; write_readme()'")
+    for key in cfg.CONFIG_KEYS:
+        assert f"`{key.key}`" in readme
+
+
+def test_cli_exit_2_on_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("store: {backend: redis}\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "store.backend" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    bad.write_text("store: [unclosed\n")
+    assert main(["--config", str(bad)]) == 2
+    bad.write_text("reference: {directory: /nowhere}\nstages: ['no_such_module_x:create']\nreceiver: {grpc: null, "
+                   "http: null}\nmetrics: {otlp: null}\nstore: {backend: memory}\n")
+    assert main(["--config", str(bad)]) == 2
+
+
+def test_python_m_entry_point_checks_config(tmp_path: Path) -> None:
+    good = tmp_path / "p.yaml"
+    good.write_text(cfg.EXAMPLE)
+    out = subprocess.run([sys.executable, "-m", "otel_ml.processor", "--config", str(good), "--check"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    good.write_text("metrics: {cardinality_limit: -1}\n")
+    out = subprocess.run([sys.executable, "-m", "otel_ml", "processor", "--config", str(good)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "metrics.cardinality_limit" in out.stderr
