@@ -334,6 +334,15 @@ class ModelMonitor:
         """
         if self._spec.task is None:
             raise _fail(f"monitor {self._spec.name!r} has no task: instrumenting predictions needs task=...")
+        for what, value in (("features", features), ("prediction", prediction), ("scores", scores),
+                            ("prediction_id", prediction_id), ("segments", segments)):
+            if value is not None and not isinstance(value, str) and not callable(value):
+                raise ConfigurationError(
+                    f"{what} must be None, a callable (args, kwargs, result) -> value, or a name, got "
+                    f"{type(value).__name__}; example: @monitor.instrument(features='x', scores='proba')")
+        if batch is not None and not isinstance(batch, bool):
+            raise ConfigurationError(f"batch must be None, True or False, got {batch!r}; "
+                                     "example: @monitor.instrument(batch=True)")
 
         def decorate(target: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(target):

@@ -137,7 +137,11 @@ class WorkerPipeline(Pipeline):
             self.drop_full(rec)
 
     def drop_full(self, rec: tuple[Any, ...]) -> None:
+        """Count a record dropped because the queue is full (drop-newest policy)."""
         try:
+            if rec[0] == K_PRED:
+                self.metrics.record_drop(rec[1].name, DropReason.QUEUE_FULL)
+                return
             count = _events_of(rec)
             if count:
                 self.metrics.record_drop(_spec_of(rec).name, DropReason.QUEUE_FULL, count)

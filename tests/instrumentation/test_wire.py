@@ -56,7 +56,7 @@ def test_every_field_of_every_record(sink: OtlpSink, protocol: str, compression:
         pid_span = mon.log_prediction(scores=0.2)
         ctx = span.get_span_context()
     mon.log_label(pid, "legit")
-    pair = mon.log_pair("legit", "legit", prediction_id="req-7")
+    assert mon.log_pair("legit", "legit", prediction_id="req-7") == "req-7"
     ids = mon.log_predictions(scores=np.array([[0.3, 0.7], [0.8, 0.2]]),
                               features={"amount": np.array([1.0, 2.0]), "country": ["DE", "US"]},
                               segments={"region": np.array(["eu", "us"])})

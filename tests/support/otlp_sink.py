@@ -227,7 +227,7 @@ class _LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
     def __init__(self, owner: OtlpSink) -> None:
         self.owner = owner
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def Export(self, request: Any, context: Any) -> Any:
         return _grpc_export(self.owner, LOGS, request, context, logs_service_pb2.ExportLogsServiceResponse())
 
 
@@ -235,7 +235,7 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, owner: OtlpSink) -> None:
         self.owner = owner
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def Export(self, request: Any, context: Any) -> Any:
         return _grpc_export(self.owner, METRICS, request, context, metrics_service_pb2.ExportMetricsServiceResponse())
 
 
@@ -252,10 +252,10 @@ class _HttpHandler(BaseHTTPRequestHandler):
     owner: OtlpSink
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server method name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         paths = {"/v1/logs": (LOGS, logs_service_pb2.ExportLogsServiceRequest,

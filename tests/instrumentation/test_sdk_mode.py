@@ -1,0 +1,44 @@
+"""SDK-integrated mode: events through the application's LoggerProvider, metrics through its MeterProvider."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_ml
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
+
+
+def test_events_and_metrics_through_the_app_providers() -> None:
+    exporter = InMemoryLogRecordExporter()
+    lp = LoggerProvider()
+    lp.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    reader = InMemoryMetricReader()
+    mp = MeterProvider(metric_readers=[reader])
+    otel_ml.configure(logger_provider=lp, meter_provider=mp, schedule_delay=0.01)
+    mon = otel_ml.ModelMonitor("fraud", version="1", task="binary", classes=["legit", "fraud"])
+    with TracerProvider().get_tracer("t").start_as_current_span("infer") as span:
+        pid = mon.log_prediction("fraud", scores=0.9, features={"amount": 3.0})
+    mon.log_label(pid, "legit")
+    assert otel_ml.force_flush(10)
+    records = [d.log_record for d in exporter.get_finished_logs()]
+    assert [r.event_name for r in records] == [ML_PREDICTION_EVENT, ML_LABEL_EVENT]
+    assert dict(records[0].attributes or {}) == {
+        a.ML_MODEL_NAME: "fraud", a.ML_MODEL_VERSION: "1", a.ML_TASK: "binary",
+        a.ML_PREDICTION_CLASSES: ("legit", "fraud"), a.ML_PREDICTION_ID: pid, a.ML_PREDICTION_VALUE: "fraud",
+        a.ML_PREDICTION_SCORE: 0.9, "ml.feature.amount": 3.0}
+    assert records[0].trace_id == span.get_span_context().trace_id
+    assert dict(records[1].attributes or {}) == {a.ML_MODEL_NAME: "fraud", a.ML_MODEL_VERSION: "1",
+                                                 a.ML_PREDICTION_ID: pid, a.ML_LABEL_VALUE: "legit"}
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {metric.name: metric for rm in data.resource_metrics for sm in rm.scope_metrics
+             for metric in sm.metrics}
+    (point,) = names[m.CLIENT_PREDICTIONS.name].data.data_points
+    assert point.value == 1 and dict(point.attributes or {})[a.ML_CLASS] == "fraud"
+    assert m.CLIENT_PREDICTION_SCORE.name in names
