@@ -1,0 +1,1 @@
+"""A scikit-learn model behind FastAPI with otel-ml, and a separate feedback service that sends labels."""

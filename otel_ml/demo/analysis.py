@@ -1,0 +1,209 @@
+"""What changed, when, and how it moved quality: findings read off the metric time series alone.
+
+Each injected change has a *signal* (a series an on-call engineer would look at) and a detection rule: the first
+day the signal leaves its baseline band (the days before the first change) by more than a minimum effect. The
+schedule is used only to put the detected day next to the injected one and to name the change; the detection itself
+looks at metrics only.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from otel_ml.demo import scenario
+from otel_ml.demo.models import ROUTER, TAGGER
+from otel_ml.demo.scenario import Schedule
+from otel_ml.demo.timeline import Series, Timeline
+
+QUALITY_TOLERANCE = 0.05
+"""Drop below the evaluation baseline that counts as a quality decline (absolute accuracy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """How one change shows in the metrics."""
+
+    key: str
+    name: str
+    min_effect: float
+    unit: str = ""
+
+
+SIGNALS: dict[str, Signal] = {
+    "feature_drift": Signal("feature_drift", f"drift of `{scenario.DRIFTING_FEATURE}` (ml.feature.drift)", 0.1),
+    "weak_segment": Signal("weak_segment", "share of traffic in weak evaluation slices (ml.weak_segment.predictions)",
+                           0.10, "%"),
+    "unseen_class": Signal("unseen_class", "share of predictions of unseen classes (ml.unseen_class_predictions)",
+                           0.02, "%"),
+    "set_size": Signal("set_size", "tags predicted per ticket (ml.multilabel.predicted_labels)", 0.5),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One change, as detected from the metrics.
+
+    Attributes:
+        key: Change key.
+        what: The change, in words.
+        injected_day: Day the change started.
+        detected_day: First day its signal left the baseline band, or ``None``.
+        signal: What was looked at.
+        before: Baseline mean of the signal.
+        after: Signal on the last day.
+        estimated: Mean estimated accuracy of the router in the days before and after the change started.
+        realized: Same for realized accuracy (labels arrive late, so this lags).
+        unit: ``%`` when the signal is a share.
+    """
+
+    key: str
+    what: str
+    injected_day: int
+    detected_day: int | None
+    signal: str
+    before: float | None
+    after: float | None
+    estimated: tuple[float | None, float | None]
+    realized: tuple[float | None, float | None]
+    unit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QualityMove:
+    """How a quality series moved over the period."""
+
+    name: str
+    baseline: float | None
+    start: float | None
+    end: float | None
+    first_below_day: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything the summary and the report say."""
+
+    findings: tuple[Finding, ...]
+    quality: tuple[QualityMove, ...]
+    unseen_classes: tuple[str, ...]
+    weak_segments: tuple[str, ...]
+    estimator: str | None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def _last(values: Series) -> float | None:
+    return next((v for v in reversed(values) if v is not None), None)
+
+
+def signal_series(timeline: Timeline, key: str) -> Series:
+    """The series of the signal of change ``key``."""
+    if key == "feature_drift":
+        return timeline.drift(scenario.DRIFTING_FEATURE)
+    if key == "weak_segment":
+        return timeline.weak_share()
+    if key == "unseen_class":
+        return timeline.unseen_share()
+    if key == "set_size":
+        return timeline.tags_per_sample(TAGGER)
+    raise KeyError(key)
+
+
+def detect(values: Series, baseline_days: int, min_effect: float) -> tuple[int | None, float | None]:
+    """First day after the baseline days whose value exceeds the baseline band, and the baseline mean.
+
+    The band is mean + max(``min_effect``, 4 standard deviations) of the baseline days (day 0 excluded: the
+    processor's windows are still filling).
+    """
+    base = [v for v in values[1:baseline_days] if v is not None] or [v for v in values[:baseline_days]
+                                                                     if v is not None]
+    if not base:
+        return None, None
+    mean = statistics.fmean(base)
+    spread = statistics.pstdev(base) if len(base) > 1 else 0.0
+    threshold = mean + max(min_effect, 4 * spread)
+    for day in range(baseline_days, len(values)):
+        v = values[day]
+        if v is not None and v > threshold:
+            return day, mean
+    return None, mean
+
+
+def _first_below(values: Series, threshold: float | None, start: int) -> int | None:
+    if threshold is None:
+        return None
+    return next((d for d in range(start, len(values)) if (v := values[d]) is not None and v < threshold), None)
+
+
+def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
+    """Findings for every change and the movement of realized and estimated quality."""
+    days = len(timeline.points)
+    starts = sorted(c.start_day(timeline.days) for c in schedule.changes)
+    baseline_days = starts[0]
+    estimated, _ = timeline.estimated_accuracy(ROUTER)
+    realized = timeline.realized_accuracy(ROUTER)
+    findings = []
+    for change in schedule.changes:
+        sig = SIGNALS[change.key]
+        values = signal_series(timeline, change.key)
+        detected, before = detect(values, baseline_days, sig.min_effect)
+        start = change.start_day(timeline.days)
+        later = [s for s in starts if s > start]
+        end = later[0] if later else days
+        earlier = [s for s in starts if s < start]
+        prev = earlier[-1] if earlier else 0
+        findings.append(Finding(
+            key=change.key, what=change.what, injected_day=start, detected_day=detected, signal=sig.name,
+            before=before, after=_last(values),
+            estimated=(_mean(estimated[prev:start]), _mean(estimated[start:end])),
+            realized=(_mean(realized[prev:start]), _mean(realized[start:end])), unit=sig.unit,
+        ))
+    baseline = timeline.baseline(ROUTER)
+    threshold = baseline - QUALITY_TOLERANCE if baseline is not None else None
+    quality = (
+        QualityMove("estimated accuracy", baseline, _mean(estimated[1:baseline_days]), _last(estimated),
+                    _first_below(estimated, threshold, 1)),
+        QualityMove("realized accuracy", baseline, _mean(realized[1:baseline_days]), _last(realized),
+                    _first_below(realized, threshold, 1)),
+    )
+    return Analysis(tuple(findings), quality, tuple(timeline.unseen_classes()), tuple(timeline.weak_segments()),
+                    timeline.estimator())
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if unit == "%" else f"{value:.3f}"
+
+
+def summary(result: Analysis, days: int) -> str:
+    """The closing summary printed by ``otel-ml demo``."""
+    lines = ["", "What changed (days counted from 1; everything read back from otel-ml's metrics):"]
+    for f in result.findings:
+        when = f"detected on day {f.detected_day + 1}" if f.detected_day is not None else "NOT detected"
+        lines.append(f"  day {f.injected_day + 1:>2}: {f.what}")
+        lines.append(f"          {when}: {f.signal} {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}")
+        lines.append(f"          router accuracy before -> after: estimated {_fmt(f.estimated[0])} -> "
+                     f"{_fmt(f.estimated[1])}, realized {_fmt(f.realized[0])} -> {_fmt(f.realized[1])}")
+    if result.unseen_classes:
+        lines.append(f"  unseen classes predicted: {', '.join(result.unseen_classes)}")
+    if result.weak_segments:
+        lines.append(f"  weak slices of the evaluation set hit by traffic: {', '.join(result.weak_segments)}")
+    lines.append("")
+    lines.append(f"How quality moved over {days} days (router, evaluation baseline "
+                 f"{_fmt(result.quality[0].baseline)}, tolerance {QUALITY_TOLERANCE:.2f}):")
+    for q in result.quality:
+        below = f"first below baseline - tolerance on day {q.first_below_day + 1}" if q.first_below_day is not None \
+            else "never below baseline - tolerance"
+        lines.append(f"  {q.name:<19} {_fmt(q.start)} -> {_fmt(q.end)}; {below}")
+    est, real = result.quality
+    if est.first_below_day is not None and (real.first_below_day is None or est.first_below_day < real.first_below_day):
+        lead = "" if real.first_below_day is None else f" {real.first_below_day - est.first_below_day} day(s)"
+        lines.append(f"  the label-free estimate ({result.estimator}) saw the decline{lead} before the late, partial "
+                     "labels did")
+    return "\n".join(lines)
