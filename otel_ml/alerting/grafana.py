@@ -3,7 +3,7 @@
 For teams that alert from Grafana instead of Prometheus + Alertmanager: every :class:`AlertSpec` becomes a
 file-provisioned Grafana rule querying the same Prometheus expression (which already returns only the firing series)
 then ``reduce`` (last, non-numbers dropped) and a ``math`` condition true for every returned series. The recording
-rules (``alerts/generated/otel-ml.rules.yaml``) must still be loaded in Prometheus: the alerts read them.
+rules (``alerts/otel-ml.rules.yaml``) must still be loaded in Prometheus: the alerts read them.
 """
 
 from __future__ import annotations

@@ -160,18 +160,27 @@ _ON_MODEL = f"on ({q.MODEL}) group_left ()"
 _ON_MV = f"on ({q.MODEL}, {q.VERSION})"
 
 
-def _slo_burn(name: str, what: str, ratio: Callable[[str], str], objective: str,
+def _slo_burn(name: str, slo: str, bad: str, ratio: Callable[[str], str], objective: str,
               severity: str, burn: float, windows: tuple[str, str], for_: str) -> AlertSpec:
     budget = f"({format_number(burn)} * (1 - {_thr(objective)}))"
     long_w, short_w = windows
     return AlertSpec(
         name, f"{ratio(long_w)} > {_ON_MODEL} {budget}\nand\n{ratio(short_w)} > {_ON_MODEL} {budget}",
         for_, severity,
-        f"Model {_MODEL_LABELS} is burning its {what} error budget {format_number(burn)}x too fast",
-        f"{{{{ $value | humanizePercentage }}}} of inferences of {_MODEL_LABELS} were {what} violations over the "
-        f"last {long_w} (and still over the last {short_w}): at this rate the 30-day error budget of the "
-        f"{objective.replace('_', ' ')} is gone in {720 / burn:.0f}h or less.",
-        extra_labels={"slo": what, "window": long_w})
+        f"Model {_MODEL_LABELS} burns its {slo} SLO budget {format_number(burn)}x too fast",
+        f"{{{{ $value | humanizePercentage }}}} of the inferences of {_MODEL_LABELS} {bad} over the last {long_w} "
+        f"(and still over the last {short_w}): at this rate the 30-day budget of the {slo} SLO is spent in "
+        f"{720 / burn:.0f}h.",
+        extra_labels={"slo": slo, "window": long_w})
+
+
+def _slo_alerts() -> list[AlertSpec]:
+    latency = ("MLModelLatencyBudgetBurn", "latency", "were slower than the SLO threshold", slow_ratio,
+               "latency_slo_objective")
+    errors = ("MLModelErrorBudgetBurn", "error-rate", "raised an error", error_ratio, "error_slo_objective")
+    return [_slo_burn(*slo, "critical", FAST_BURN, ("1h", "5m"), "2m") if fast
+            else _slo_burn(*slo, "warning", SLOW_BURN, ("6h", "30m"), "15m")
+            for slo in (latency, errors) for fast in (True, False)]
 
 
 def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
@@ -179,7 +188,8 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
     quality = f"(\n  {_tag(ACCURACY, QualityMetric.ACCURACY)}\n  or {_tag(F1_MACRO, QualityMetric.F1_MACRO)}\n" \
               f"  or {_tag(MRR, QualityMetric.MRR)}\n)"
     errors = f"(\n  {_tag(MAE, QualityMetric.MAE)}\n  or {_tag(RMSE, QualityMetric.RMSE)}\n)"
-    estimated = f"(\n  {_tag(EST_ACCURACY, QualityMetric.ACCURACY)}\n  or {_tag(EST_F1_MACRO, QualityMetric.F1_MACRO)}\n)"
+    estimated = (f"(\n  {_tag(EST_ACCURACY, QualityMetric.ACCURACY)}\n"
+                 f"  or {_tag(EST_F1_MACRO, QualityMetric.F1_MACRO)}\n)")
     mvm = f"on ({q.MODEL}, {q.VERSION}, {q.METRIC})"
     enough_labels = f"{_ON_MV} ({LABELED_1H} >= {_ON_MODEL} {_thr('min_labeled_predictions')})"
     enough_estimates = f"{_ON_MV} ({ESTIMATED_1H} >= {_ON_MODEL} {_thr('min_estimated_predictions')})"
@@ -202,7 +212,7 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "30m", "critical",
             f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is above its evaluation baseline",
             f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} over the last hour is "
-            "{{ $value | humanize }}, more than the tolerated relative rise above the evaluation-set baseline."),
+            "{{ $value | printf \"%.4g\" }}, more than the tolerated relative rise above the evaluation-set baseline."),
         AlertSpec(
             "MLModelEstimatedQualityDrop",
             f"{estimated}\n< {mvm}\n({REFERENCE} - {_ON_MODEL} {_thr('estimated_quality_tolerance')})\n"
@@ -232,7 +242,7 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "MLModelFeatureDrift", drift, "30m", "warning",
             f"Feature {{{{ $labels.ml_feature_name }}}} of {_MODEL_LABELS} drifted",
             f"The {{{{ $labels.ml_drift_method }}}} drift of feature {{{{ $labels.ml_feature_name }}}} for "
-            f"{_MODEL_LABELS} is {{{{ $value | humanize }}}}, above its threshold."),
+            f"{_MODEL_LABELS} is {{{{ $value | printf \"%.3g\" }}}}, above its threshold."),
         AlertSpec(
             "MLModelWeakSegmentTrafficRising",
             f"{WEAK_SHARE_1H} - {WEAK_SHARE_1D} > {_ON_MODEL} {_thr('weak_segment_share_increase')}",
@@ -255,14 +265,7 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             f"Few predictions of {_MODEL_LABELS} get a label",
             f"Only {{{{ $value | humanizePercentage }}}} of the predictions of {_MODEL_LABELS} that settled in the "
             "last day got a label before the label window expired."),
-        _slo_burn("MLModelLatencyBudgetBurn", "latency", slow_ratio, "latency_slo_objective", "critical",
-                  FAST_BURN, ("1h", "5m"), "2m"),
-        _slo_burn("MLModelLatencyBudgetBurn", "latency", slow_ratio, "latency_slo_objective", "warning",
-                  SLOW_BURN, ("6h", "30m"), "15m"),
-        _slo_burn("MLModelErrorBudgetBurn", "error", error_ratio, "error_slo_objective", "critical",
-                  FAST_BURN, ("1h", "5m"), "2m"),
-        _slo_burn("MLModelErrorBudgetBurn", "error", error_ratio, "error_slo_objective", "warning",
-                  SLOW_BURN, ("6h", "30m"), "15m"),
+        *_slo_alerts(),
         AlertSpec(
             "MLInstrumentationDroppingEvents",
             f"{DROPPED_RATIO} > {_ON_MODEL} {_thr('dropped_events_ratio')}",
@@ -270,7 +273,7 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "Instrumentation of model {{ $labels.ml_model_name }} drops events",
             "The instrumentation of {{ $labels.ml_model_name }} dropped {{ $value | humanizePercentage }} of its "
             "prediction and label events over the last 15 minutes: quality metrics see a biased sample.",
-            dashboard=SELF_DASHBOARD_UID),
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
         AlertSpec(
             "MLProcessorRejectingRecords",
             f"{REJECTED_RATIO} > {format_number(config.defaults['processor_reject_ratio'])}",

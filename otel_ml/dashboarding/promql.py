@@ -16,13 +16,14 @@ Conventions:
 Usage::
 
     >>> from otel_ml.dashboarding import promql as q
-    >>> q.accuracy("1h", by=(q.MODEL, q.VERSION))
-    'sum by (ml_model_name, ml_model_version) (increase(ml_correct_predictions_total[1h])) / sum by (ml_model_name, \
-ml_model_version) (increase(ml_labeled_predictions_total[1h]))'
+    >>> from otel_ml.semconv import metrics as m
+    >>> q.summed_increase(m.LABELED_PREDICTIONS, "1h", q.MV, {q.MODEL: "$model", q.CLASS: "x"})
+    'sum by (ml_model_name, ml_model_version) (increase(ml_labeled_predictions_total{ml_model_name=~"$model"}[1h]))'
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from otel_ml.semconv import attributes as a
@@ -324,3 +325,26 @@ def process_cpu(window: str, filters: Filters = {}) -> str:  # noqa: B006
 def process_memory(filters: Filters = {}) -> str:  # noqa: B006
     """Resident memory of the serving processes, per service (``job``) and instance."""
     return f"sum by ({JOB}, {INSTANCE}) ({PROCESS_MEMORY_USAGE}{matchers(None, filters)})"
+
+
+# --- parsing (for the structural checks) -----------------------------------------------------------------------------
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENT = re.compile(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
+                       "group_right", "inf", "nan", "Inf", "NaN"})
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names an expression selects (strings, matchers, ranges, label lists and functions removed).
+
+    >>> sorted(metric_names('sum by (a) (rate(x_total{a=~"$m"}[5m])) / ignoring (b) y:z:w > bool 0.5'))
+    ['x_total', 'y:z:w']
+    """
+    text = _STRING.sub('""', expr)
+    text = _MATCHERS.sub("", text)
+    text = _RANGE.sub("", text)
+    text = _LABEL_LIST.sub("", text)
+    return {m.group(1) for m in _IDENT.finditer(text)} - _KEYWORDS
