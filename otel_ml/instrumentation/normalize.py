@@ -42,6 +42,7 @@ Pairs = list[tuple[str, Any]]
 """Event attributes as ``(key, value)`` with values ``str``, ``float``, ``int``, ``bool`` or lists of them."""
 
 _MISSING: Any = object()
+_FLOAT_ONLY = {float}
 _SCALARS = (str, int, float, bool, np.generic)
 
 
@@ -149,15 +150,23 @@ class Normalizer:
 
     def _float_list(self, spec: ModelSpec, values: Any) -> list[float] | None:
         try:
-            items = self._list(spec, values)
-            out = [float(v) for v in items]
+            if type(values) is np.ndarray:
+                values = values.ravel().tolist()
+            elif type(values) is not list:
+                values = list(values)
+            if len(values) > lim.MAX_ARRAY_LENGTH:
+                self.truncated[(spec.name, R.TOO_MANY_ITEMS)] += 1
+                values = values[: lim.MAX_ARRAY_LENGTH]
+            if set(map(type, values)) != _FLOAT_ONLY:
+                values = [float(v) for v in values]
         except Exception:
             self.truncated[(spec.name, R.WRONG_TYPE)] += 1
             return None
-        if not all(map(math.isfinite, out)):
+        total = sum(values)
+        if total - total != 0.0 and not all(map(math.isfinite, values)):  # a finite sum means all are finite
             self.truncated[(spec.name, R.NOT_FINITE)] += 1
             return None
-        return out
+        return values
 
     # --- features and segments -------------------------------------------------------------------------------------
     def features(self, spec: ModelSpec, features: Any, pairs: Pairs) -> None:
@@ -237,7 +246,9 @@ class Normalizer:
         task = spec.task
         score: float | None = None
         score_list: list[float] | None = None
-        if scores is not None:
+        if type(scores) is float:
+            score = scores if scores - scores == 0.0 else self._float(spec, scores)
+        elif scores is not None:
             if isinstance(scores, (float, int, np.floating, np.integer)) and not isinstance(scores, bool):
                 score = self._float(spec, scores)
             else:

@@ -272,9 +272,12 @@ class ConsoleTransport(InMemoryTransport):
             for rm in mreq.resource_metrics:
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
-                        print("metric", metric.name, MessageToDict(metric).get("sum") or
-                              MessageToDict(metric).get("histogram") or MessageToDict(metric).get("gauge"),
-                              file=stream)
+                        kind = str(metric.WhichOneof("data"))
+                        for dp in getattr(metric, kind).data_points:
+                            attrs = {kv.key: _plain(MessageToDict(kv.value)) for kv in dp.attributes}
+                            value = (f"count={dp.count} sum={dp.sum:.6g}" if kind == "histogram"
+                                     else f"value={dp.as_int if dp.HasField('as_int') else dp.as_double}")
+                            print("metric", metric.name, attrs, value, file=stream)
         return Outcome(True)
 
 

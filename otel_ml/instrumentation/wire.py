@@ -58,9 +58,35 @@ def any_value(value: Any) -> bytes:
     if t is int:
         return b"\x18" + varint(value)
     if isinstance(value, (list, tuple)):
-        inner = b"".join(field_bytes(1, any_value(v)) for v in value)
+        inner = array_items(value)
         return b"\x2a" + varint(len(inner)) + inner
     return any_value(str(value))
+
+
+_FLOAT_ONLY = {float}
+_STR_ONLY = {str}
+_DOUBLE_ITEM = b"\x0a\x09\x21"  # ArrayValue.values (field 1), length 9, AnyValue.double_value (field 4)
+
+
+def array_items(values: list[Any] | tuple[Any, ...]) -> bytes:
+    """The body of an ``ArrayValue``: each item as a length-delimited ``AnyValue`` (fast paths for doubles and
+    strings)."""
+    if not values:
+        return b""
+    types = set(map(type, values))
+    if types == _FLOAT_ONLY:
+        return _DOUBLE_ITEM + _DOUBLE_ITEM.join([_pack_d(v) for v in values])
+    if types == _STR_ONLY:
+        parts = []
+        for v in values:
+            raw = v.encode("utf-8", "replace")
+            n = len(raw)
+            if n < 126:
+                parts.append(b"\x0a" + _VARINT_CACHE[n + 2] + b"\x0a" + _VARINT_CACHE[n] + raw)
+            else:
+                parts.append(field_bytes(1, b"\x0a" + varint(n) + raw))
+        return b"".join(parts)
+    return b"".join([field_bytes(1, any_value(v)) for v in values])
 
 
 def key_value(key: str, value: Any) -> bytes:
@@ -144,8 +170,19 @@ class AttributeEncoder:
                         small.clear()
                     small[kv] = b
                 out.append(b)
+            elif t is list:
+                out.append(self.array(k, v))
             else:
                 out.append(self.value(k, v))
+
+    def array(self, key: str, values: list[Any]) -> bytes:
+        """An array attribute (``ArrayValue`` of doubles, strings or mixed scalars)."""
+        inner = array_items(values)
+        kb = self._key_bytes(key)
+        n = len(inner)
+        av_len = n + (1 if n < 128 else len(varint(n))) + 1
+        kv_len = len(kb) + 1 + (1 if av_len < 128 else len(varint(av_len))) + av_len
+        return b"".join((b"\x32", varint(kv_len), kb, b"\x12", varint(av_len), b"\x2a", varint(n), inner))
 
     def value(self, key: str, value: Any) -> bytes:
         """Any supported attribute value (str, float, int, bool, list of those)."""
