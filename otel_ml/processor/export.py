@@ -90,10 +90,17 @@ class HistogramInjector:
                     data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE)))
         if not metrics or not data.resource_metrics:
             return data
+        # merge into the processor's own scope: the OTLP encoder keys scopes by identity, a second ScopeMetrics of
+        # the same scope would replace the first
         rm = data.resource_metrics[0]
-        scope = ScopeMetrics(scope=InstrumentationScope(SCOPE_NAME), metrics=metrics, schema_url="")
-        first = replace(rm, scope_metrics=[*rm.scope_metrics, scope])
-        return replace(data, resource_metrics=[first, *data.resource_metrics[1:]])
+        scopes = list(rm.scope_metrics)
+        for i, sm in enumerate(scopes):
+            if sm.scope.name == SCOPE_NAME:
+                scopes[i] = replace(sm, metrics=[*sm.metrics, *metrics])
+                break
+        else:
+            scopes.append(ScopeMetrics(scope=InstrumentationScope(SCOPE_NAME), metrics=metrics, schema_url=""))
+        return replace(data, resource_metrics=[replace(rm, scope_metrics=scopes), *data.resource_metrics[1:]])
 
 
 class _InjectingExporter(MetricExporter):
@@ -152,7 +159,7 @@ def prometheus_names(data: MetricsData) -> MetricsData:
         for rm in data.resource_metrics])
 
 
-def prometheus_reader(inject: HistogramInjector) -> MetricReader:
+def prometheus_reader(inject: HistogramInjector, registry: Any = None) -> MetricReader:
     """A PrometheusMetricReader whose collections include the injected histograms, with the collector's names."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
@@ -162,7 +169,7 @@ def prometheus_reader(inject: HistogramInjector) -> MetricReader:
                 return
             super()._receive_metrics(prometheus_names(inject(metrics_data)), timeout_millis, **kwargs)
 
-    return _Reader()
+    return _Reader() if registry is None else _Reader(registry=registry)
 
 
 class MetricsOutput:

@@ -39,7 +39,7 @@ from otel_ml.processor.decode import decode_request
 from otel_ml.processor.export import MetricsOutput
 from otel_ml.processor.pipeline import Pipeline, StepResult
 from otel_ml.processor.stage import Stage, load_stages
-from otel_ml.processor.store import open_store
+from otel_ml.processor.store import BaseJoinStore, open_store
 from otel_ml.processor.writer import Admission, StoreUnavailable, Writer
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
@@ -200,10 +200,10 @@ class ProcessorApp:
     """The whole processor: store, stages, pipeline, writer, metric output and receivers."""
 
     def __init__(self, config: ProcessorConfig, clock: Callable[[], float] = time.time,
-                 stages: list[Stage] | None = None) -> None:
+                 stages: list[Stage] | None = None, store: BaseJoinStore | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.store = open_store(config.store)
+        self.store = store if store is not None else open_store(config.store)
         self.pipeline = Pipeline(config, self.store, load_stages(config, clock) if stages is None else stages, clock)
         self.admission = Admission(config.receiver.max_inflight_requests)
         self.writer = Writer(self.pipeline)
