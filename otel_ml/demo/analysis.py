@@ -37,7 +37,8 @@ SIGNALS: dict[str, Signal] = {
                            0.10, "%"),
     "unseen_class": Signal("unseen_class", "share of predictions of unseen classes (ml.unseen_class_predictions)",
                            0.02, "%"),
-    "set_size": Signal("set_size", "tags predicted per ticket (ml.multilabel.predicted_labels)", 0.5),
+    "set_size": Signal("set_size", "tags predicted per labeled ticket (ml.multilabel.predicted_labels, recorded "
+                       "when labels join, so it lags by the label delay)", 0.5),
 }
 
 
@@ -185,7 +186,12 @@ def summary(result: Analysis, days: int) -> str:
     """The closing summary printed by ``otel-ml demo``."""
     lines = ["", "What changed (days counted from 1; everything read back from otel-ml's metrics):"]
     for f in result.findings:
-        when = f"detected on day {f.detected_day + 1}" if f.detected_day is not None else "NOT detected"
+        if f.before is None and f.after is None:
+            when = "no data (this metric needs the processor's estimation/drift stage and a reference)"
+        elif f.detected_day is None:
+            when = "NOT detected"
+        else:
+            when = f"detected on day {f.detected_day + 1}"
         lines.append(f"  day {f.injected_day + 1:>2}: {f.what}")
         lines.append(f"          {when}: {f.signal} {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}")
         lines.append(f"          router accuracy before -> after: estimated {_fmt(f.estimated[0])} -> "

@@ -125,12 +125,16 @@ def execute(settings: run.Settings, out: Path, *, collector: str | None = None, 
     trained = models.train(rng)
     print(f"  trained {models.ROUTER} (multiclass) and {models.TAGGER} (multilabel) with scikit-learn")
     fitted = reference.fit_all(trained, rng, out / "evaluation", reference_dir)
-    print(f"  fitted references from the evaluation set into {reference_dir}: {fitted}")
+    if fitted is None:
+        print("  this installation cannot fit references (otel_ml.reference and the processor's estimation stage "
+              "are missing):\n  running with realized quality only; estimated quality and drift stay empty")
+    else:
+        print(f"  fitted references from the evaluation set into {reference_dir}: {fitted}")
 
     if collector and prometheus:
-        the_stack = stack.external(collector, prometheus, reference_dir)
+        the_stack = stack.external(collector, prometheus)
     else:
-        the_stack = stack.start_local(out / "processor", reference_dir)
+        the_stack = stack.start_local(out / "processor", reference_dir if fitted is not None else None)
         print(f"  started the otel-ml processor (SQLite store): OTLP {the_stack.otlp_endpoint}")
     try:
         otel_ml.configure(endpoint=the_stack.otlp_endpoint, protocol="grpc", schedule_delay=0.2,

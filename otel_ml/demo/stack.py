@@ -52,14 +52,12 @@ class Stack:
     Attributes:
         otlp_endpoint: OTLP gRPC endpoint the instrumented models export to.
         source: Where metric snapshots come from.
-        reference_dir: Directory the processor loads reference artifacts from.
         processor: The child processor process (``None`` when an external stack is used).
         log_path: The child processor's log file.
     """
 
     otlp_endpoint: str
     source: MetricSource
-    reference_dir: Path
     processor: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -81,20 +79,25 @@ class Stack:
             self.processor.wait(5)
 
 
-def processor_config(work: Path, grpc_port: int, prom_port: int, reference_dir: Path) -> dict[str, object]:
-    """The embedded processor config: SQLite store under ``work``, loopback only, references from ``reference_dir``."""
+def processor_config(work: Path, grpc_port: int, prom_port: int, reference_dir: Path | None) -> dict[str, object]:
+    """The embedded processor config: SQLite store under ``work``, loopback only, references from ``reference_dir``.
+
+    Without ``reference_dir`` the estimation/drift stage is off (realized quality only).
+    """
     data = work / "processor-data"
-    return {
+    config: dict[str, object] = {
         "instance_id": "otel-ml-demo",
         "receiver": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}, "http": None},
         "store": {"backend": "sqlite", "path": str(data / "store.db"), "label_window": "7d"},
         "metrics": {"otlp": None, "prometheus": {"endpoint": f"127.0.0.1:{prom_port}"}},
-        "reference": {"directory": str(reference_dir), "reload_interval": "1s"},
-        "relabel": {"path": str(data / "relabel.jsonl"), "max_samples": 2000},
     }
+    if reference_dir is not None:
+        config["reference"] = {"directory": str(reference_dir), "reload_interval": "1s"}
+        config["relabel"] = {"path": str(data / "relabel.jsonl"), "max_samples": 2000}
+    return config
 
 
-def start_local(work: Path, reference_dir: Path, timeout: float = 60.0) -> Stack:
+def start_local(work: Path, reference_dir: Path | None, timeout: float = 60.0) -> Stack:
     """Start ``otel-ml processor`` as a child process and wait until it accepts OTLP and serves metrics."""
     work.mkdir(parents=True, exist_ok=True)
     grpc_port, prom_port = free_port(), free_port()
@@ -106,7 +109,7 @@ def start_local(work: Path, reference_dir: Path, timeout: float = 60.0) -> Stack
         proc = subprocess.Popen([sys.executable, "-m", "otel_ml.processor", "--config", str(config_path)],
                                 stdout=log, stderr=subprocess.STDOUT)
     metrics_url = f"http://127.0.0.1:{prom_port}/metrics"
-    stack = Stack(f"http://127.0.0.1:{grpc_port}", ScrapeSource(metrics_url), reference_dir, proc, log_path)
+    stack = Stack(f"http://127.0.0.1:{grpc_port}", ScrapeSource(metrics_url), proc, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -118,8 +121,11 @@ def start_local(work: Path, reference_dir: Path, timeout: float = 60.0) -> Stack
     raise RuntimeError(f"the processor did not get ready within {timeout:.0f}s:\n{stack.log_tail()}")
 
 
-def external(collector: str, prometheus: str, reference_dir: Path) -> Stack:
-    """A running collector (OTLP gRPC) and Prometheus; the processor behind the collector reads ``reference_dir``."""
-    if not _http_ok(f"{prometheus.rstrip('/')}/-/ready"):
-        raise RuntimeError(f"Prometheus is not ready at {prometheus}")
-    return Stack(collector, PrometheusSource(prometheus), reference_dir)
+def external(collector: str, prometheus: str, timeout: float = 120.0) -> Stack:
+    """A running collector (OTLP gRPC) and Prometheus (waited for up to ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not _http_ok(f"{prometheus.rstrip('/')}/-/ready"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Prometheus is not ready at {prometheus}")
+        time.sleep(1.0)
+    return Stack(collector, PrometheusSource(prometheus))

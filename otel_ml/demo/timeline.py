@@ -57,6 +57,8 @@ class Timeline:
     def _windowed(self, num: str, den: str, window: int, num_match: dict[str, str] | None = None,
                   den_match: dict[str, str] | None = None) -> Series:
         nm, dm = num_match or {}, den_match or {}
+        if not any(True for _ in self._at(len(self.points) - 1).select(num, **nm)):
+            return [None] * len(self.points)  # the processor does not export this metric (e.g. no reference)
         return [_ratio(self._delta(d, window, num, **nm), self._delta(d, window, den, **dm))
                 for d in range(len(self.points))]
 
