@@ -84,6 +84,7 @@ class Normalizer:
     def __init__(self) -> None:
         self.truncated: defaultdict[tuple[str, str], int] = defaultdict(int)
         self._random = random.Random()
+        self._feature_keys: dict[str, str] = {}
 
     # --- scalars ---------------------------------------------------------------------------------------------------
     def _str(self, spec: ModelSpec, value: Any) -> str | None:
@@ -189,6 +190,7 @@ class Normalizer:
         n = 0
         prefix = a.ML_FEATURE_PREFIX
         append = pairs.append
+        fkeys = self._feature_keys
         for name, value in features.items():
             if selected is not None and name not in selected:
                 continue
@@ -207,8 +209,14 @@ class Normalizer:
                 value = self._feature_value(spec, value)
                 if value is None:
                     continue
-            if type(name) is str and len(name) <= lim.MAX_KEY_LENGTH:
-                append((prefix + name, value))
+            key = fkeys.get(name) if type(name) is str else None
+            if key is not None:  # cached key string: its hash is cached too, for the encoder's lookups
+                append((key, value))
+            elif type(name) is str and len(name) <= lim.MAX_KEY_LENGTH:
+                key = prefix + name
+                if len(fkeys) < 10_000:
+                    fkeys[name] = key
+                append((key, value))
             else:
                 key = str(name)
                 if len(key) > lim.MAX_KEY_LENGTH:

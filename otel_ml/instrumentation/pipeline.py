@@ -235,7 +235,20 @@ class WorkerPipeline(Pipeline):
             if it is None:
                 if not q:
                     break
-                it = self._pending = self._expand(q.popleft())
+                rec = q.popleft()
+                if rec[0] == K_PRED:  # the common case, without iterator machinery
+                    try:
+                        item = self._prediction(*rec[1:])
+                    except Exception:
+                        self._invalid(rec)
+                        continue
+                    if item is not None:
+                        out.append(item)
+                        if len(out) >= batch_size:
+                            self.sink.send(out, self._stop, self._deadline)
+                            out = []
+                    continue
+                it = self._pending = self._expand(rec)
             want = batch_size - len(out)
             before = len(out)
             out.extend(islice(it, want))
@@ -267,9 +280,9 @@ class WorkerPipeline(Pipeline):
         kind = rec[0]
         try:
             if kind == K_PRED:
-                return iter(self._prediction(*rec[1:]))
+                return _one(self._prediction(*rec[1:]))
             if kind == K_LABEL:
-                return iter(self._label(rec[1], rec[2], rec[3], rec[4], rec[5]))
+                return _one(self._label(rec[1], rec[2], rec[3], rec[4], rec[5]))
             if kind == K_ERROR:
                 spec = rec[1]
                 self.metrics.record_duration(spec.key, rec[2] / 1e9, rec[3])
@@ -295,7 +308,7 @@ class WorkerPipeline(Pipeline):
     def _prediction(
         self, spec: ModelSpec, time_ns: int, pid: Any, prediction: Any, scores: Any, features: Any, segments: Any,
         label: Any, span: Any, duration_ns: int | None,
-    ) -> list[Any]:
+    ) -> Any:
         norm = self.normalizer
         metrics = self.metrics
         if duration_ns is not None:
@@ -305,7 +318,7 @@ class WorkerPipeline(Pipeline):
         ok, cls, score = norm.prediction(spec, prediction, scores, pairs)
         if not ok or pid is None:
             metrics.record_drop(spec.name, DropReason.INVALID)
-            return []
+            return None
         if features is not None:
             norm.features(spec, features, pairs)
         if segments:
@@ -313,16 +326,16 @@ class WorkerPipeline(Pipeline):
         if label is not MISSING:
             norm.label(spec, label, pairs)
         metrics.record_prediction(spec.key, cls, score)
-        return [self.sink.event(spec, False, time_ns, pid, pairs, span)]
+        return self.sink.event(spec, False, time_ns, pid, pairs, span)
 
-    def _label(self, spec: ModelSpec, time_ns: int, pid: Any, label: Any, relevance: Any) -> list[Any]:
+    def _label(self, spec: ModelSpec, time_ns: int, pid: Any, label: Any, relevance: Any) -> Any:
         norm = self.normalizer
         pid = pid if type(pid) is str and len(pid) <= 256 else norm._str(spec, pid)
         pairs: list[tuple[str, Any]] = []
         if pid is None or not norm.label(spec, label, pairs, relevance):
             self.metrics.record_drop(spec.name, DropReason.INVALID)
-            return []
-        return [self.sink.event(spec, True, time_ns, pid, pairs, None)]
+            return None
+        return self.sink.event(spec, True, time_ns, pid, pairs, None)
 
     def _batch(
         self, spec: ModelSpec, time_ns: int, ids: Any, predictions: Any, scores: Any, features: Any, segments: Any,
@@ -342,20 +355,22 @@ class WorkerPipeline(Pipeline):
             return
         for pid, p, sc, f, sg, lab in zip(ids, preds, row_scores, feats, segs, labs, strict=False):
             try:
-                events = self._prediction(spec, time_ns, pid, p, sc, f, sg, lab, span, None)
+                event = self._prediction(spec, time_ns, pid, p, sc, f, sg, lab, span, None)
             except Exception:
                 self._invalid((K_PRED, spec), 1)
                 continue
-            yield from events
+            if event is not None:
+                yield event
 
     def _labels(self, spec: ModelSpec, time_ns: int, ids: Any, labels: Any) -> Iterator[Any]:
         for pid, lab in zip(ids, self.normalizer.label_rows(labels, len(ids)), strict=False):
             try:
-                events = self._label(spec, time_ns, pid, lab, None)
+                event = self._label(spec, time_ns, pid, lab, None)
             except Exception:
                 self._invalid((K_LABEL, spec), 1)
                 continue
-            yield from events
+            if event is not None:
+                yield event
 
     def _call(
         self, call: Any, time_ns: int, ids: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
@@ -364,9 +379,13 @@ class WorkerPipeline(Pipeline):
         spec = call.spec
         prediction, scores, features, segments = call.extract(args, kwargs, result)
         if isinstance(ids, str):
-            return iter(self._prediction(spec, time_ns, ids, prediction, scores, features, segments, MISSING, span,
+            return _one(self._prediction(spec, time_ns, ids, prediction, scores, features, segments, MISSING, span,
                                          duration_ns))
         return self._batch(spec, time_ns, ids, prediction, scores, features, segments, None, span, duration_ns)
+
+
+def _one(item: Any) -> Iterator[Any]:
+    return iter(()) if item is None else iter((item,))
 
 
 class State:
