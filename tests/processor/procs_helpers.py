@@ -1,0 +1,57 @@
+"""Running the real processor as a child process in tests (config file, readiness, scraping its counters)."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.procs import ManagedProcess, free_port, http_ok, processor_command, tcp_open
+
+
+class ProcessorProcess:
+    """``python -m otel_ml.processor`` on free loopback ports with a SQLite store in ``tmp``."""
+
+    def __init__(self, tmp: Path, name: str = "processor", **overrides: Any) -> None:
+        self.grpc_port, self.http_port, self.prom_port = free_port(), free_port(), free_port()
+        config: dict[str, Any] = {
+            "instance_id": "test-replica",
+            "receiver": {"grpc": {"endpoint": f"127.0.0.1:{self.grpc_port}"},
+                         "http": {"endpoint": f"127.0.0.1:{self.http_port}"}},
+            "store": {"backend": "sqlite", "path": str(tmp / "store.db")},
+            "metrics": {"otlp": None, "prometheus": {"endpoint": f"127.0.0.1:{self.prom_port}"}},
+        }
+        for key, value in overrides.items():
+            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        self.config_path = tmp / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.process = ManagedProcess(name, processor_command(self.config_path), tmp)
+
+    def start(self) -> ProcessorProcess:
+        self.process.start().wait_ready(
+            lambda: tcp_open(self.grpc_port) and http_ok(f"http://127.0.0.1:{self.prom_port}/metrics"))
+        return self
+
+    @property
+    def scrape_target(self) -> str:
+        return f"127.0.0.1:{self.prom_port}"
+
+    def scrape(self) -> dict[str, float]:
+        """``{series without scope labels: value}`` from the processor's /metrics (sums over scope labels)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.prom_port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            series, value = line.rsplit(" ", 1)
+            series = re.sub(r',?otel_scope_[a-z_]+="[^"]*"', "", series).replace("{,", "{").replace("{}", "")
+            out[series] = out.get(series, 0.0) + float(value)
+        return out
+
+    def total(self, family: str) -> float:
+        """Sum of every series of ``family``."""
+        return sum(v for k, v in self.scrape().items() if k == family or k.startswith(family + "{"))
