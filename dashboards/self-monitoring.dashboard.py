@@ -1,0 +1,74 @@
+"""otel-ml self-monitoring: is the monitoring itself healthy?
+
+Instrumentation drops and truncations in the applications, processor ingest, rejects by reason and overload
+refusals, the join store (pending records, oldest pending label, evictions), metric export failures and attribute
+cardinality overflow. Processor metrics are per replica (instance).
+"""
+
+from otel_ml.dashboarding import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
+from otel_ml.dashboarding import panels as p
+from otel_ml.dashboarding import promql as q
+from otel_ml.dashboarding.panels import Query
+from otel_ml.semconv import metrics as m
+
+R = "$__rate_interval"
+SEL = {q.MODEL: "$model"}
+INST = (q.INSTANCE,)
+
+dashboard = p.dashboard(
+    "otel-ml / Self-monitoring", SELF_DASHBOARD_UID,
+    description=__doc__.splitlines()[0],
+    panels=[
+        p.row("Instrumentation (in the applications)"),
+        p.timeseries("Events dropped", [
+            Query(q.summed_rate(m.CLIENT_EVENTS_DROPPED, R, (q.MODEL, q.REASON), SEL),
+                  f"{{{{{q.MODEL}}}}} {{{{{q.REASON}}}}}"),
+        ], unit="reqps", description="Prediction/label events dropped instead of slowing inference, by reason."),
+        p.timeseries("Events dropped (share)", [
+            Query(q.dropped_event_ratio(R, (q.MODEL,), SEL), f"{{{{{q.MODEL}}}}}"),
+        ], ratio=True, description="dropped / (exported + dropped) per model."),
+        p.timeseries("Events exported", [
+            Query(q.summed_rate(m.CLIENT_EVENTS_EXPORTED, R, (q.MODEL,), SEL), f"{{{{{q.MODEL}}}}}"),
+        ], unit="reqps", description="Events accepted by the OTLP endpoint."),
+        p.timeseries("Values truncated and queue", [
+            Query(q.summed_rate(m.CLIENT_VALUES_TRUNCATED, R, (q.MODEL, q.REASON), SEL),
+                  f"truncated {{{{{q.MODEL}}}}} {{{{{q.REASON}}}}}"),
+            Query(f"sum by ({q.JOB}) ({q.sel(m.CLIENT_QUEUE_SIZE)})", "queued {{job}}"),
+        ], description="Attribute values capped or replaced (per second) and events waiting in the bounded queue."),
+        p.row("Processor ingest"),
+        p.timeseries("Records received, ignored, joined", [
+            Query(q.summed_rate(m.PROCESSOR_RECORDS_RECEIVED, R, INST), "received {{instance}}"),
+            Query(q.summed_rate(m.PROCESSOR_RECORDS_IGNORED, R, INST), "ignored {{instance}}"),
+            Query(q.summed_rate(m.PROCESSOR_JOINS, R, INST), "joins {{instance}}"),
+        ], unit="reqps", description="Log records received over OTLP, not otel-ml events (ignored), joins made."),
+        p.timeseries("Records rejected by reason", [
+            Query(q.summed_rate(m.PROCESSOR_RECORDS_REJECTED, R, (q.REASON,)), f"{{{{{q.REASON}}}}}"),
+        ], unit="reqps", description="Malformed otel-ml events rejected (reported in OTLP partial_success)."),
+        p.timeseries("Requests refused (overload) and queue depth", [
+            Query(q.summed_rate(m.PROCESSOR_REQUESTS_REFUSED, R, INST), "refused/s {{instance}}"),
+            Query(f"sum by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_QUEUE_DEPTH)})", "queue depth {{instance}}"),
+        ], description="Export requests answered UNAVAILABLE/503 so the sender retries; requests in flight."),
+        p.timeseries("Metric export failures", [
+            Query(q.summed_rate(m.PROCESSOR_EXPORT_FAILURES, R, INST), "{{instance}}"),
+        ], unit="reqps", description="Failed metric exports from the processor to its OTLP endpoint."),
+        p.row("Join store"),
+        p.timeseries("Pending records", [
+            Query(f"sum by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_STORE_PENDING)})", "{{instance}}"),
+        ], width=8, description="Predictions and labels waiting for their counterpart."),
+        p.timeseries("Oldest pending prediction", [
+            Query(f"max by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_STORE_OLDEST_PENDING_AGE)})", "{{instance}}"),
+        ], unit="s", width=8, description="Age of the oldest prediction still waiting for its label."),
+        p.timeseries("Evictions and cardinality overflow", [
+            Query(q.summed_rate(m.PROCESSOR_STORE_EVICTED, R, INST), "evicted {{instance}}"),
+            Query(q.summed_rate(m.PROCESSOR_ATTRIBUTE_OVERFLOW, R, (q.MODEL, q.ATTRIBUTE_KEY), SEL),
+                  f"overflow {{{{{q.MODEL}}}}} {{{{{q.ATTRIBUTE_KEY}}}}}"),
+        ], unit="reqps", width=8, description=(
+            "Pending records evicted at the store's size bound; metric attribute values mapped to _other "
+            "because a model hit its cardinality limit.")),
+    ],
+    variables=[p.query_variable("model", "Model",
+                                f"label_values({q.series(m.CLIENT_EVENTS_EXPORTED)}, {q.MODEL})",
+                                multi=True, include_all=True)],
+    links=[p.link("Fleet overview", FLEET_DASHBOARD_UID, keep_vars=False),
+           p.link("Model overview", MODEL_DASHBOARD_UID, keep_vars=False)],
+)
