@@ -286,7 +286,10 @@ class Normalizer:
                     prediction = classes[pos] if score >= spec.threshold else classes[1 - pos]
             if prediction is None:
                 return False, None, None
-            value = self._str(spec, prediction.item() if isinstance(prediction, np.generic) else prediction)
+            if type(prediction) is str and len(prediction) <= lim.MAX_STRING_LENGTH:
+                value: str | None = prediction
+            else:
+                value = self._str(spec, prediction.item() if isinstance(prediction, np.generic) else prediction)
             if value is None:
                 return False, None, None
             pairs.append((a.ML_PREDICTION_VALUE, value))

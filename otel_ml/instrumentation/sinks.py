@@ -58,6 +58,7 @@ class OtlpSink:
         self.transport = transport
         self.metrics = Aggregator()
         self._enc = wire.AttributeEncoder()
+        self._id = wire.IdEncoder(ML_PREDICTION_ID, self._enc)
         self._pred_name = wire.event_name_field(ML_PREDICTION_EVENT)
         self._label_name = wire.event_name_field(ML_LABEL_EVENT)
         self._consts: dict[tuple[ModelSpec, bool], bytes] = {}
@@ -85,7 +86,7 @@ class OtlpSink:
     ) -> Item:
         """Encode one event."""
         enc = self._enc
-        attrs = [self._constants(spec, label), enc.string(ML_PREDICTION_ID, pid)]
+        attrs = [self._constants(spec, label), self._id.encode(pid, ML_PREDICTION_ID)]
         enc.encode_pairs(pairs, attrs)
         ids = span_ids(span) if span is not None else None
         if ids is None:
