@@ -59,7 +59,7 @@ def _quality_plot(timeline: Timeline, schedule: Schedule) -> str:
                    label="baseline - tolerance")
     _mark_changes(ax, schedule, timeline.days)
     ax.set(title=f"{ROUTER}: accuracy, {QUALITY_WINDOW_DAYS}-day windows", xlabel="day", ylabel="accuracy")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
 
 
@@ -72,7 +72,7 @@ def _mix_plot(timeline: Timeline, schedule: Schedule) -> str:
         ax.plot(x, y, marker="o", ms=3, label=label)
     _mark_changes(ax, schedule, timeline.days)
     ax.set(title=f"{ROUTER}: traffic mix and labels", xlabel="day", ylabel="share")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
 
 
@@ -85,7 +85,7 @@ def _drift_plot(timeline: Timeline, schedule: Schedule) -> str:
     methods = ", ".join(timeline.drift_methods()) or "n/a"
     ax.set(title=f"{ROUTER}: feature drift vs the evaluation set ({methods}; largest shown)", xlabel="day",
            ylabel="distance")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _png(fig)
 
 
@@ -101,7 +101,7 @@ def _tagger_plot(timeline: Timeline, schedule: Schedule) -> str:
     _mark_changes(ax, schedule, timeline.days)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper left")
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1))
     return _png(fig)
 
 
