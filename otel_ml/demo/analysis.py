@@ -54,8 +54,10 @@ class Finding:
         signal: What was looked at.
         before: Baseline mean of the signal.
         after: Signal on the last day.
-        estimated: Mean estimated accuracy of the router in the days before and after the change started.
-        realized: Same for realized accuracy (labels arrive late, so this lags).
+        quality: The quality metric the change hurts (router accuracy, or the tagger's precision).
+        estimated: Its mean label-free estimate in the days before and after the change started (``None`` when the
+            metric has no estimate).
+        realized: Same for the realized value (labels arrive late, so this lags).
         unit: ``%`` when the signal is a share.
     """
 
@@ -66,6 +68,7 @@ class Finding:
     signal: str
     before: float | None
     after: float | None
+    quality: str
     estimated: tuple[float | None, float | None]
     realized: tuple[float | None, float | None]
     unit: str = ""
@@ -148,6 +151,7 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
     baseline_days = starts[0]
     estimated, _ = timeline.estimated_accuracy(ROUTER)
     realized = timeline.realized_accuracy(ROUTER)
+    tagger_precision = timeline.micro_precision(TAGGER)
     findings = []
     for change in schedule.changes:
         sig = SIGNALS[change.key]
@@ -158,11 +162,16 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
         end = later[0] if later else days
         earlier = [s for s in starts if s < start]
         prev = earlier[-1] if earlier else 0
+        est: Series = estimated
+        real: Series = realized
+        hurt = f"{ROUTER} accuracy"
+        if change.key == "set_size":
+            hurt, est, real = f"{TAGGER} micro precision", [None] * days, tagger_precision
         findings.append(Finding(
             key=change.key, what=change.what, injected_day=start, detected_day=detected, signal=sig.name,
-            before=before, after=_last(values),
-            estimated=(_mean(estimated[prev:start]), _mean(estimated[start:end])),
-            realized=(_mean(realized[prev:start]), _mean(realized[start:end])), unit=sig.unit,
+            before=before, after=_last(values), quality=hurt,
+            estimated=(_mean(est[prev:start]), _mean(est[start:end])),
+            realized=(_mean(real[prev:start]), _mean(real[start:end])), unit=sig.unit,
         ))
     baseline = timeline.baseline(ROUTER)
     threshold = baseline - QUALITY_TOLERANCE if baseline is not None else None
@@ -194,8 +203,10 @@ def summary(result: Analysis, days: int) -> str:
             when = f"detected on day {f.detected_day + 1}"
         lines.append(f"  day {f.injected_day + 1:>2}: {f.what}")
         lines.append(f"          {when}: {f.signal} {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}")
-        lines.append(f"          router accuracy before -> after: estimated {_fmt(f.estimated[0])} -> "
-                     f"{_fmt(f.estimated[1])}, realized {_fmt(f.realized[0])} -> {_fmt(f.realized[1])}")
+        moved = f"realized {_fmt(f.realized[0])} -> {_fmt(f.realized[1])}"
+        if f.estimated != (None, None):
+            moved = f"estimated {_fmt(f.estimated[0])} -> {_fmt(f.estimated[1])}, " + moved
+        lines.append(f"          {f.quality}, days before vs after: {moved}")
     if result.unseen_classes:
         lines.append(f"  unseen classes predicted: {', '.join(result.unseen_classes)}")
     if result.weak_segments:

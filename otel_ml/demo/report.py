@@ -117,11 +117,11 @@ def write_report(path: Path, timeline: Timeline, schedule: Schedule, result: Ana
     findings = _table(
         [(str(f.injected_day + 1), f.what, "not detected" if f.detected_day is None else str(f.detected_day + 1),
           f.signal,
-          f"{_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}",
+          f"{_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}", f.quality,
           f"{_fmt(f.estimated[0])} -> {_fmt(f.estimated[1])}", f"{_fmt(f.realized[0])} -> {_fmt(f.realized[1])}")
          for f in result.findings],
-        ("injected (day)", "change", "detected (day)", "signal", "signal baseline -> end",
-         "estimated accuracy", "realized accuracy"))
+        ("injected (day)", "change", "detected (day)", "signal", "signal baseline -> end", "quality hurt",
+         "estimated before -> after", "realized before -> after"))
     plots = [_quality_plot(timeline, schedule), _mix_plot(timeline, schedule), _drift_plot(timeline, schedule),
              _tagger_plot(timeline, schedule)]
     images = "\n".join(f'<img alt="plot" src="data:image/png;base64,{p}">' for p in plots)
