@@ -6,8 +6,9 @@ not counted):
 * ``plain SDK``: what an application would write by hand: ``uuid4`` id, ``Logger.emit`` of an ``ml.prediction``
   event with 10 attributes, a ``Counter.add`` (3 attributes) and a ``Histogram.record`` per prediction, through
   LoggerProvider + BatchLogRecordProcessor + OTLPLogExporter and a MeterProvider.
-* ``otel-ml fast``: ``monitor.log_prediction`` with 5 features (and the ``@monitor.instrument`` decorator); the
-  caller appends to a bounded deque, the worker hand-encodes OTLP and aggregates the metrics.
+* ``otel-ml fast``: ``monitor.log_prediction`` with 5 features (also inside an active span, whose trace/span ids
+  are then put on the event, and through the ``@monitor.instrument`` decorator); the caller appends to a bounded
+  deque, the worker hand-encodes OTLP and aggregates the metrics.
 * ``otel-ml batch``: ``monitor.log_predictions`` of 1000 rows (5 features as a DataFrame, 2-class scores).
 * ``otel-ml sdk mode``: events through the app's LoggerProvider (``configure(mode="sdk")``), from the worker.
 * ``otel-ml no-op``: nothing configured.
@@ -166,6 +167,12 @@ def bench_fast(endpoint: str, n: int) -> list[Result]:
     mon = _monitor()
     out = [_run("otel-ml fast: log_prediction, 5 features",
                 lambda: mon.log_prediction("fraud", scores=0.93, features=FEATURES), n, _flush)]
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    with TracerProvider().get_tracer("bench").start_as_current_span("inference"):
+        out.append(_run("otel-ml fast: log_prediction in an active span",
+                        lambda: mon.log_prediction("fraud", scores=0.93, features=FEATURES), n, _flush))
 
     @mon.instrument
     def predict(features: dict[str, Any]) -> tuple[str, float]:

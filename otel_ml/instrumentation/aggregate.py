@@ -66,15 +66,19 @@ class Aggregator:
 
     def record_prediction(self, model: ModelKey, cls: str | None, score: float | None) -> None:
         """One prediction (class capped per model)."""
-        if cls is not None:
-            seen = self.classes[model]
-            if cls not in seen:
+        predictions = self.predictions
+        key = (model, cls)
+        if key in predictions:  # the common case: a class seen before
+            predictions[key] += 1
+        else:
+            if cls is not None:
+                seen = self.classes[model]
                 if len(seen) >= lim.MAX_METRIC_CLASSES:
                     self.truncated[(model[0], TruncationReason.CLASS_OVERFLOW)] += 1
-                    cls = a.OVERFLOW_VALUE
+                    key = (model, a.OVERFLOW_VALUE)
                 else:
                     seen.add(cls)
-        self.predictions[(model, cls)] += 1
+            predictions[key] += 1
         if score is not None:
             h = self.score.get(model)
             if h is None:

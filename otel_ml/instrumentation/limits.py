@@ -7,7 +7,7 @@ Values beyond a limit are capped, truncated or replaced, counted in ``ml.client.
 |---|---|---|---|
 | string length | :data:`MAX_STRING_LENGTH` characters | truncated | ``too_long`` |
 | array length (scores, classes, sets, ranked lists) | :data:`MAX_ARRAY_LENGTH` items | truncated | ``too_many_items`` |
-| features per event | :data:`MAX_FEATURES` | further features dropped | ``too_many_features`` |
+| features per event | :data:`MAX_FEATURES` (the first ones given) | further ones dropped | ``too_many_features`` |
 | segments per event | :data:`MAX_SEGMENTS` | further segments dropped | ``too_many_segments`` |
 | NaN / +inf / -inf feature, score or value | - | attribute left out | ``not_finite`` |
 | a value of an unsupported type (objects, nested containers) | - | ``str(value)`` (then truncated) | ``wrong_type`` |

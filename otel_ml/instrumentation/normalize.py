@@ -176,7 +176,7 @@ class Normalizer:
             return
         if spec.feature_sample_rate < 1.0 and self._random.random() >= spec.feature_sample_rate:
             return
-        if not isinstance(features, Mapping):
+        if type(features) is not dict and not isinstance(features, Mapping):
             names = spec.features
             try:
                 values = features.tolist() if isinstance(features, np.ndarray) else list(features)
@@ -187,16 +187,16 @@ class Normalizer:
                 values = values[0]
             features = dict(zip(names or [f"f{i}" for i in range(len(values))], values, strict=False))
         selected = spec.feature_set
-        n = 0
+        items: Any = features.items()
+        if selected is not None:
+            items = [(k, v) for k, v in items if k in selected]
+        if len(items) > lim.MAX_FEATURES:
+            self.truncated[(spec.name, R.TOO_MANY_FEATURES)] += 1
+            items = list(items)[: lim.MAX_FEATURES]
         prefix = a.ML_FEATURE_PREFIX
         append = pairs.append
         fkeys = self._feature_keys
-        for name, value in features.items():
-            if selected is not None and name not in selected:
-                continue
-            if n >= lim.MAX_FEATURES:
-                self.truncated[(spec.name, R.TOO_MANY_FEATURES)] += 1
-                break
+        for name, value in items:
             t = type(value)
             if t is float:
                 if value - value != 0.0:  # NaN or inf
@@ -223,7 +223,6 @@ class Normalizer:
                     self.truncated[(spec.name, R.TOO_LONG)] += 1
                     key = key[: lim.MAX_KEY_LENGTH]
                 append((prefix + key, value))
-            n += 1
 
     def segments(self, spec: ModelSpec, segments: Any, pairs: Pairs) -> None:
         """Append ``ml.segment.*`` pairs (values as strings)."""

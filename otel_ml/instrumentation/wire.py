@@ -156,24 +156,37 @@ class AttributeEncoder:
         """
         dbl = self._dbl
         small = self._small
+        append = out.append
+        pack_d = _pack_d
         for k, v in pairs:
             t = type(v)
             if t is float:
                 prefix = dbl.get(k)
-                out.append(self.double(k, v) if prefix is None else prefix + _pack_d(v))
-            elif (t is str and len(v) <= 64) or t is bool or t is int:
-                kv = (k, v) if t is str else (k, t, v)
-                b = small.get(kv)
+                append(self.double(k, v) if prefix is None else prefix + pack_d(v))
+            elif t is str:
+                if len(v) <= 64:
+                    b = small.get((k, v))
+                    if b is None:
+                        b = self._cache_small((k, v), k, v)
+                    append(b)
+                else:
+                    append(self.string(k, v))
+            elif t is bool or t is int:
+                b = small.get((k, t, v))
                 if b is None:
-                    b = self.value(k, v)
-                    if len(small) >= self._SMALL_CACHE_SIZE:
-                        small.clear()
-                    small[kv] = b
-                out.append(b)
+                    b = self._cache_small((k, t, v), k, v)
+                append(b)
             elif t is list:
-                out.append(self.array(k, v))
+                append(self.array(k, v))
             else:
-                out.append(self.value(k, v))
+                append(self.value(k, v))
+
+    def _cache_small(self, cache_key: tuple[Any, ...], key: str, value: Any) -> bytes:
+        b = self.value(key, value)
+        if len(self._small) >= self._SMALL_CACHE_SIZE:
+            self._small.clear()
+        self._small[cache_key] = b
+        return b
 
     def array(self, key: str, values: list[Any]) -> bytes:
         """An array attribute (``ArrayValue`` of doubles, strings or mixed scalars)."""
@@ -236,11 +249,10 @@ def log_record(
         flags: W3C trace flags of the linked span.
     """
     t = _pack_q(time_ns)
-    parts = [b"\x09", t, b"\x59", t, *attrs]
-    if trace_id is not None and span_id is not None:
-        parts += (b"\x45", _pack_i(flags), b"\x4a\x10", trace_id, b"\x52\x08", span_id)
-    parts.append(event_name_field)
-    return b"".join(parts)
+    if trace_id is None or span_id is None:
+        return b"".join((b"\x09", t, b"\x59", t, *attrs, event_name_field))
+    return b"".join((b"\x09", t, b"\x59", t, *attrs, b"\x45", _pack_i(flags), b"\x4a\x10", trace_id, b"\x52\x08",
+                     span_id, event_name_field))
 
 
 def event_name_field(name: str) -> bytes:

@@ -50,7 +50,8 @@ def test_features_capped_and_counted(sink: OtlpSink) -> None:
     assert attrs["ml.feature.big_int"] == float(2**80)
     assert attrs["ml.feature.np_int"] == 4 and attrs["ml.feature.np_bool"] is True
     assert "ml.feature." + "k" * lim.MAX_KEY_LENGTH in attrs
-    assert sum(k.startswith("ml.feature.") for k in attrs) == lim.MAX_FEATURES
+    # the first MAX_FEATURES features given are considered; nan, inf, bad and none among them are left out
+    assert sum(k.startswith("ml.feature.") for k in attrs) == lim.MAX_FEATURES - 4
     assert attrs["ml.segment.s"] == "y" * lim.MAX_STRING_LENGTH
     assert sum(k.startswith("ml.segment.") for k in attrs) == lim.MAX_SEGMENTS
     counts = _truncated(sink)
