@@ -1,0 +1,117 @@
+"""Label-free quality estimation: how often is the model right when no label has arrived yet?
+
+Every estimator is fitted on a *labeled reference* (the team's evaluation set) and then estimates, for unlabeled
+production data, the probability that each prediction is correct (classification) or its expected error
+(regression), and window metrics with an interval.
+
+Usage
+=====
+
+.. code-block:: python
+
+    from otel_ml.estimation import create_estimator
+
+    est = create_estimator("multiclass")             # automatic choice by cross-validation
+    est.fit(reference_df, y_true="label", y_pred="pred",
+            scores=["p_cat", "p_dog", "p_fox"],      # aligned with classes
+            classes=["cat", "dog", "fox"], features=["age", "country"])
+    p = est.predict_correctness(analysis_df)         # (n,) P(prediction is correct)
+    e = est.estimate(analysis_df)                    # Estimate(metric="accuracy", value, lower, upper, ...)
+    all_ = est.estimate_metrics(analysis_df)         # {"accuracy": Estimate, "f1_macro": Estimate}
+
+API (scikit-learn style)
+========================
+
+``fit(reference, *, y_true, y_pred, scores=None, features=(), classes=None, task=None) -> self``
+    ``reference`` is a pandas DataFrame, one row per prediction; the other arguments name its columns.
+    Binary ``scores`` is one column with P(positive = last of ``classes``) or one column per class; multiclass
+    ``scores`` is one column per class aligned with ``classes``. Classes are compared as strings (``str(x)``,
+    integral floats as ints), exactly as they travel in ``ml.prediction.value``. Regression estimators take
+    ``y_true``, ``y_pred`` and ``features`` only. Raises :class:`EstimationError` on missing columns, an empty
+    reference, inconsistent scores or a task the estimator does not support.
+``predict_correctness(frame) -> np.ndarray``
+    Classification: P(correct) per row in [0, 1]. Regression: expected absolute error per row
+    (``predict_squared_error`` gives the expected squared error). Only the prediction, score and feature columns
+    are read; missing feature columns count as missing values; a predicted class the reference never had is
+    estimated from its scores and features alone.
+``estimate(frame) -> Estimate``
+    The window's estimated accuracy (regression: MAE) with ``lower``/``upper``.
+``estimate_metrics(frame, metrics=None) -> dict[str, Estimate]``
+    Binary: ``accuracy``, ``f1`` (positive class), ``roc_auc`` (with scores); multiclass: ``accuracy``,
+    ``f1_macro``; regression: ``mae``, ``rmse``.
+
+Intervals
+=========
+
+``value -/+ (z * sampling_sd + error_margin)`` with ``z`` = 1.645:
+
+* ``sampling_sd``: spread of the realized metric if labels followed the estimated per-row distribution.
+  For accuracy it is ``sqrt(sum p(1-p)) / n``, additive across windows and replicas: the processor exports
+  ``sum p(1-p)`` as ``ml.estimated.correct_variance``;
+* ``error_margin``: the estimator's own error beyond that noise, cross-validated on the reference over random and
+  covariate-shifted simulated chunks (the 90th percentile; never below the uncertainty of the reference metric
+  itself). The processor exports it as the gauge ``ml.estimator.error_margin``.
+
+In PromQL: ``est ± (1.645 * sqrt(increase(correct_variance)) / increase(estimated) + error_margin)``.
+
+Estimators (registry keys = ``ml.estimator`` values)
+=====================================================
+
+``cbpe`` :class:`CalibratedConfidenceEstimator`, ``atc`` :class:`ATCEstimator`, ``learned``
+:class:`LearnedCorrectnessEstimator`, ``auto`` :class:`AutoCorrectnessEstimator` (reports the chosen key, possibly
+``blend``), and for regression ``dle`` :class:`DirectLossEstimator`. Fitted estimators serialise to JSON plus
+scikit-learn objects (:meth:`to_state`), which :mod:`otel_ml.reference` saves with skops, never pickle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_ml.estimation._inputs import ColumnRoles, EstimationError
+from otel_ml.estimation.auto import AutoCorrectnessEstimator
+from otel_ml.estimation.base import ClassificationEstimator, Estimate, RegressionEstimator
+from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator
+from otel_ml.estimation.learned import DirectLossEstimator, LearnedCorrectnessEstimator
+from otel_ml.semconv.attributes import Task
+
+ESTIMATORS: dict[str, type[ClassificationEstimator] | type[RegressionEstimator]] = {
+    cls.key: cls
+    for cls in (CalibratedConfidenceEstimator, ATCEstimator, LearnedCorrectnessEstimator, AutoCorrectnessEstimator,
+                DirectLossEstimator)
+}
+"""Estimator classes by key."""
+
+
+def create_estimator(task: str, method: str = "auto", **params: Any) -> ClassificationEstimator | RegressionEstimator:
+    """An unfitted estimator for ``task`` (``binary``, ``multiclass``, ``regression``).
+
+    ``method="auto"`` gives :class:`AutoCorrectnessEstimator` for classification and :class:`DirectLossEstimator`
+    for regression.
+
+    Raises:
+        EstimationError: Unknown method or a method that does not support the task.
+    """
+    if method == "auto" and task == Task.REGRESSION:
+        method = DirectLossEstimator.key
+    cls = ESTIMATORS.get(method)
+    if cls is None:
+        raise EstimationError(f"unknown estimator {method!r}; known: {sorted(ESTIMATORS)}")
+    if task not in cls.tasks:
+        raise EstimationError(f"estimator {method!r} does not support task {task!r} (supports {cls.tasks})")
+    return cls(**params)
+
+
+__all__ = [
+    "ESTIMATORS",
+    "ATCEstimator",
+    "AutoCorrectnessEstimator",
+    "CalibratedConfidenceEstimator",
+    "ClassificationEstimator",
+    "ColumnRoles",
+    "DirectLossEstimator",
+    "Estimate",
+    "EstimationError",
+    "LearnedCorrectnessEstimator",
+    "RegressionEstimator",
+    "create_estimator",
+]

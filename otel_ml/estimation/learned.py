@@ -1,0 +1,141 @@
+"""Learned estimators: a correctness model on features and scores, and direct loss estimation for regression.
+
+* :class:`LearnedCorrectnessEstimator` (``learned``): a gradient-boosted classifier of "the prediction was right"
+  on the features, the model's scores, its confidence and margin, and the predicted class (the idea behind
+  Deepchecks' model evaluator). It sees *where* in feature space the model errs, so it follows covariate shift into
+  regions where the model is weaker than its confidence says.
+* :class:`DirectLossEstimator` (``dle``, regression): gradient-boosted regressors of the absolute and the squared
+  error on the features and the prediction (the idea behind NannyML's DLE). Below :data:`MIN_DLE_ROWS` reference
+  rows it falls back to the reference's mean errors.
+
+Both use scikit-learn's ``HistGradientBoosting*`` (native missing values and categorical codes) and are saved with
+skops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+from otel_ml.estimation._inputs import ClassificationInputs, RegressionInputs
+from otel_ml.estimation.base import ClassificationEstimator, RegressionEstimator
+from otel_ml.estimation.confidence import negative_entropy
+
+MIN_ERRORS = 20
+"""Wrong (and right) reference predictions the learned correctness model needs; fewer -> not available."""
+MIN_DLE_ROWS = 100
+MAX_SCORE_COLUMNS = 20
+"""Per-class scores are features up to this many classes; beyond, only the top two scores are."""
+
+_GB_PARAMS: dict[str, Any] = {
+    "learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+    "l2_regularization": 1.0, "n_iter_no_change": 20, "validation_fraction": 0.15,
+}
+
+
+def _gb_params(n: int, random_state: int) -> dict[str, Any]:
+    params = dict(_GB_PARAMS, random_state=random_state, early_stopping=n >= 1000)
+    if n < 1000:
+        params.update(max_iter=100, min_samples_leaf=max(5, n // 50))
+    return params
+
+
+class LearnedCorrectnessEstimator(ClassificationEstimator):
+    """Gradient-boosted model of P(correct) on features, scores and the predicted class (``learned``)."""
+
+    key: ClassVar[str] = "learned"
+
+    @classmethod
+    def available(cls, inputs: ClassificationInputs, correct: np.ndarray) -> bool:
+        """Needs at least :data:`MIN_ERRORS` wrong and right reference predictions."""
+        errors = int((~correct).sum())
+        return errors >= MIN_ERRORS and correct.shape[0] - errors >= MIN_ERRORS
+
+    def _design(self, inputs: ClassificationInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Design matrix and its categorical mask."""
+        cols = [inputs.X]
+        cat = [self.encoder_.is_categorical(name) for name in self.encoder_.names]
+        if inputs.proba is not None:
+            proba = inputs.proba
+            top = -np.sort(-proba, axis=1)
+            extra = [inputs.confidence(), top[:, 0] - (top[:, 1] if proba.shape[1] > 1 else 0.0),
+                     negative_entropy(proba)]
+            cols += [proba if proba.shape[1] <= MAX_SCORE_COLUMNS else top[:, :2], np.column_stack(extra)]
+            cat += [False] * (cols[-2].shape[1] + len(extra))
+        pred = np.where((inputs.pred >= 0) & (inputs.pred < 250), inputs.pred, np.nan).astype(float)
+        cols.append(pred[:, None])
+        cat.append(True)
+        return np.column_stack(cols), np.asarray(cat)
+
+    def _fit_core(self, inputs: ClassificationInputs, correct: np.ndarray) -> None:
+        design, cat = self._design(inputs)
+        self.prior_ = float(correct.mean())
+        if correct.all() or not correct.any():
+            self.model_: HistGradientBoostingClassifier | None = None
+            return
+        model = HistGradientBoostingClassifier(categorical_features=cat, **_gb_params(len(inputs), self.random_state))
+        self.model_ = model.fit(design, correct.astype(int))
+
+    def _predict_core(self, inputs: ClassificationInputs) -> np.ndarray:
+        if self.model_ is None or len(inputs) == 0:
+            return np.full(len(inputs), self.prior_)
+        design, _ = self._design(inputs)
+        return np.asarray(self.model_.predict_proba(design)[:, 1], dtype=float)
+
+    def _core_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"prior": self.prior_}, ({} if self.model_ is None else {"correctness": self.model_})
+
+    def _load_core_state(self, core: Mapping[str, Any], objects: Mapping[str, Any]) -> None:
+        self.prior_ = float(core["prior"])
+        self.model_ = objects.get("correctness")
+
+
+class DirectLossEstimator(RegressionEstimator):
+    """Direct loss estimation (``dle``): models of |error| and error² on features and the prediction.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=2000)
+        >>> ref = pd.DataFrame({"x": x, "y": x + rng.normal(size=2000) * (1 + (x > 0)), "yhat": x})
+        >>> est = DirectLossEstimator().fit(ref, y_true="y", y_pred="yhat", features=["x"])
+        >>> bool(est.predict_correctness(pd.DataFrame({"x": [2.0], "yhat": [2.0]}))[0] > 1.2)
+        True
+    """
+
+    key: ClassVar[str] = "dle"
+
+    def _design(self, inputs: RegressionInputs) -> tuple[np.ndarray, np.ndarray]:
+        cat = [self.encoder_.is_categorical(name) for name in self.encoder_.names] + [False]
+        return np.column_stack([inputs.X, inputs.pred]), np.asarray(cat)
+
+    def _fit_core(self, inputs: RegressionInputs, error: np.ndarray) -> None:
+        self.mean_abs_ = float(np.mean(np.abs(error)))
+        self.mean_sq_ = float(np.mean(error**2))
+        self.models_: dict[str, HistGradientBoostingRegressor] = {}
+        if len(inputs) < MIN_DLE_ROWS:
+            return
+        design, cat = self._design(inputs)
+        params = _gb_params(len(inputs), self.random_state)
+        for name, target in (("abs", np.abs(error)), ("sq", error**2)):
+            self.models_[name] = HistGradientBoostingRegressor(categorical_features=cat, **params).fit(design, target)
+
+    def _predict_core(self, inputs: RegressionInputs) -> tuple[np.ndarray, np.ndarray]:
+        n = len(inputs)
+        if not self.models_ or n == 0:
+            return np.full(n, self.mean_abs_), np.full(n, self.mean_sq_)
+        design, _ = self._design(inputs)
+        abs_e = np.maximum(self.models_["abs"].predict(design), 0.0)
+        sq_e = np.maximum(self.models_["sq"].predict(design), abs_e**2)  # E[e^2] >= E[|e|]^2
+        return abs_e, sq_e
+
+    def _core_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"mean_abs": self.mean_abs_, "mean_sq": self.mean_sq_}, dict(self.models_)
+
+    def _load_core_state(self, core: Mapping[str, Any], objects: Mapping[str, Any]) -> None:
+        self.mean_abs_ = float(core["mean_abs"])
+        self.mean_sq_ = float(core["mean_sq"])
+        self.models_ = {k: objects[k] for k in ("abs", "sq") if k in objects}
