@@ -10,7 +10,9 @@ Usage::
 
 Without any ``configure`` call, otel-ml configures itself at the first event from the standard ``OTEL_*``
 environment variables (see :mod:`otel_ml.instrumentation.config`); with no OTLP endpoint in the environment it is a
-silent no-op (about the cost of generating the prediction id).
+silent no-op (about the cost of generating the prediction id), even when the application installed SDK providers:
+to emit through them, call ``configure(mode="sdk")``. In ``otlp`` mode the resource of the application's global SDK
+provider (logger, tracer or meter) is reused when there is one.
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ Environment variables read (OpenTelemetry specification names):
 | ``OTEL_SDK_DISABLED`` | ``true`` turns otel-ml into a no-op | ``false`` |
 | ``OTEL_EXPORTER_OTLP_ENDPOINT`` | base URL; HTTP appends ``/v1/logs`` and ``/v1/metrics`` | none (no-op) |
 | ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` / ``..._METRICS_ENDPOINT`` | full URL per signal | derived from the above |
-| ``OTEL_EXPORTER_OTLP_PROTOCOL`` (and ``_LOGS_`` / ``_METRICS_``) | ``grpc`` or ``http/protobuf`` | ``http/protobuf`` |
-| ``OTEL_EXPORTER_OTLP_HEADERS`` (and per signal) | ``k=v,k2=v2`` (URL-encoded values) | none |
-| ``OTEL_EXPORTER_OTLP_COMPRESSION`` (and per signal) | ``gzip`` or ``none`` | ``none`` |
-| ``OTEL_EXPORTER_OTLP_TIMEOUT`` (and per signal) | export timeout in ms | ``10000`` |
+| ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``..._LOGS_PROTOCOL`` wins) | ``grpc`` or ``http/protobuf`` | ``http/protobuf`` |
+| ``OTEL_EXPORTER_OTLP_HEADERS`` (``..._LOGS_HEADERS`` wins) | ``k=v,k2=v2`` (URL-encoded values) | none |
+| ``OTEL_EXPORTER_OTLP_COMPRESSION`` (``..._LOGS_COMPRESSION`` wins) | ``gzip`` or ``none`` | ``none`` |
+| ``OTEL_EXPORTER_OTLP_TIMEOUT`` | export timeout in ms | ``10000`` |
 | ``OTEL_METRIC_EXPORT_INTERVAL`` | metric export interval in ms | ``60000`` |
 | ``OTEL_BLRP_SCHEDULE_DELAY`` | longest wait before queued events are exported, ms | ``1000`` |
 | ``OTEL_BLRP_MAX_QUEUE_SIZE`` | bound of the event queue | ``8192`` |

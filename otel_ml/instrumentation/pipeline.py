@@ -31,6 +31,7 @@ from itertools import islice
 from typing import Any
 
 from otel_ml.instrumentation.config import Settings, with_instance_id
+from otel_ml.instrumentation.limits import TruncationReason
 from otel_ml.instrumentation.normalize import MISSING, Normalizer
 from otel_ml.instrumentation.spec import ModelSpec
 from otel_ml.semconv.attributes import DropReason
@@ -347,6 +348,8 @@ class WorkerPipeline(Pipeline):
             self.metrics.record_duration(spec.key, duration_ns / 1e9)
         try:
             preds, row_scores = norm.batch_rows(spec, predictions, scores, n)
+            if len(preds) > n or len(row_scores) > n:  # more rows than ids (MAX_BATCH_ROWS or fewer ids given)
+                norm.truncated[(spec.name, TruncationReason.TOO_MANY_ROWS)] += 1
             feats = norm.feature_rows(spec, features, n)
             segs = norm.segment_rows(segments, n)
             labs: Iterable[Any] = norm.label_rows(labels, n)

@@ -94,3 +94,13 @@ def test_instrumented_odd_results_never_raise(sink: OtlpSink, value: object) -> 
     out = mon.instrument(lambda x: value)({"f": 1})
     assert out is value
     assert otel_ml.force_flush(10)
+
+
+def test_more_rows_than_ids_are_cut_and_counted(sink: OtlpSink) -> None:
+    _configure(sink)
+    mon = otel_ml.ModelMonitor("m", task="regression")
+    ids = mon.log_predictions(np.array([1.0, 2.0, 3.0]), prediction_ids=["a", "b"])
+    assert list(ids) == ["a", "b"]
+    assert otel_ml.force_flush(10)
+    assert [r.attributes[a.ML_PREDICTION_ID] for r in sink.wait_for_log_records(2)] == ["a", "b"]
+    assert _truncated(sink) == {R.TOO_MANY_ROWS: 1}
