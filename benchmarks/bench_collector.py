@@ -1,9 +1,9 @@
 """Throughput through the real collector: events/s end to end, where the CPU goes, next to the processor alone.
 
-Same pre-serialized OTLP/gRPC requests (predictions then their labels, ``--batch`` records each) are sent, from
-``--clients`` threads, either straight to the otel-ml processor or to the OCB-built collector running
+Same-shaped pre-serialized OTLP/gRPC requests (predictions then their labels, ``--batch`` records each) are sent,
+from ``--clients`` threads, straight to the otel-ml processor, or to the OCB-built collector running
 ``collector-config/gateway.yaml`` (routing connector -> otlp_grpc exporter with the persistent file_storage queue ->
-processor). A run ends when the processor has acknowledged every event (the collector's
+processor), or to a second collector with the same file and gzip towards the processor; in turn, ``--repeats`` times. A run ends when the processor has acknowledged every event (the collector's
 ``otelcol_exporter_sent_log_records``; for the direct path, the last response). CPU seconds of the collector, the
 processor and the load generator come from /proc; the bottleneck is the part whose CPU per wall second is closest
 to one core (the processor's ingest path holds the GIL) or two (the collector, the machine).
@@ -126,31 +126,39 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-collector-"))
     proc_port = free_port()
-    collector = Collector(tmp, (GATEWAY, *args.override), env={"OTEL_ML_PROCESSOR_ENDPOINT": f"127.0.0.1:{proc_port}",
-                                                 "OTEL_ML_HOSTMETRICS_INTERVAL": "10s",
-                                                 "OTEL_ML_QUEUE_FSYNC": os.environ.get("FSYNC", "true")})
-    processor = Processor(tmp, collector.grpc_endpoint, instance_id="bench", port=proc_port, interval="5s")
-    collector.start()
+    env = {"OTEL_ML_PROCESSOR_ENDPOINT": f"127.0.0.1:{proc_port}", "OTEL_ML_HOSTMETRICS_INTERVAL": "10s"}
+    # The shipped gateway.yaml (compression none towards the processor) and the same with gzip, side by side.
+    collectors = {
+        "collector": Collector(tmp, (GATEWAY, *args.override), env=env),
+        "coll+gzip": Collector(tmp, (GATEWAY, *args.override), name="otelcol-gzip",
+                               env={**env, "OTEL_ML_PROCESSOR_COMPRESSION": "gzip"}),
+    }
+    processor = Processor(tmp, collectors["collector"].grpc_endpoint, instance_id="bench", port=proc_port,
+                          interval="5s")
+    for c in collectors.values():
+        c.start()
     processor.start()
-    results: dict[str, list[dict[str, float]]] = {"direct": [], "collector": []}
+    results: dict[str, list[dict[str, float]]] = {"direct": [], **{name: [] for name in collectors}}
     try:
         for rep in range(args.repeats):
-            for path in ("direct", "collector"):
-                payloads = requests(args.events, args.batch, seed=100 * rep + (path == "collector"))
+            for i, path in enumerate(results):
+                payloads = requests(args.events, args.batch, seed=100 * rep + i)
                 if path == "direct":
                     r = measure(partial(blast, processor.endpoint, payloads, args.clients), lambda: True,
                                 {"processor": processor.process.pid})
                 else:
-                    target = collector.exporter_sent(ML_EXPORTER) + args.events
-                    r = measure(partial(blast, collector.grpc_endpoint, payloads, args.clients),
-                                partial(delivered, collector, target),
-                                {"processor": processor.process.pid, "collector": collector.process.pid})
+                    col = collectors[path]
+                    target = col.exporter_sent(ML_EXPORTER) + args.events
+                    r = measure(partial(blast, col.grpc_endpoint, payloads, args.clients),
+                                partial(delivered, col, target),
+                                {"processor": processor.process.pid, "collector": col.process.pid})
                 results[path].append(r)
                 print(f"rep {rep} {path:9s} {args.events / r['wall']:8.0f} events/s  "
                       + "  ".join(f"{k}={v:.2f}s" for k, v in r.items()), flush=True)
     finally:
         processor.stop()
-        collector.stop()
+        for c in collectors.values():
+            c.stop()
 
     print(f"\n{args.events} events per run ({args.events // 2} predictions + their labels), {args.batch} records "
           f"per request, {args.clients} clients, {os.cpu_count()} CPUs, median of {args.repeats}:")
@@ -160,8 +168,8 @@ def main() -> None:
         cores = "  ".join(f"{k[4:]} {v / r['wall']:.2f} cores ({v / args.events * 1e6:.0f} µs/event)"
                           for k, v in r.items() if k.startswith("cpu_"))
         print(f"  {path:9s} {args.events / r['wall']:8.0f} events/s   {cores}")
-    ratio = med["direct"]["wall"] / med["collector"]["wall"]
-    print(f"  through the collector / processor alone: {ratio:.2f}x the throughput")
+    for path in collectors:
+        print(f"  {path} / processor alone: {med['direct']['wall'] / med[path]['wall']:.2f}x the throughput")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ expired predictions) rather than silent.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import label_name, prom_name
 from otel_ml.semconv import metrics as m
-from tests.integration.collector_stack import LB_EXPORTER, Stack
+from tests.integration.collector_stack import LB_EXPORTER, Stack, wait_for
 from tests.integration.collector_workload import assert_matches_truth, make_workload, model_sum
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,6 +41,22 @@ def test_three_replicas_join_everything(tmp_path: Path) -> None:
         assert sorted(shares) == ["replica-0", "replica-1", "replica-2"]
         assert all(v > 0.15 * 900 for v in shares.values()), shares
         assert stack.collector.exporter_sent(LB_EXPORTER) == 2 * 900
+
+
+def test_replica_restart_keeps_the_ring(tmp_path: Path) -> None:
+    """A replica that is down keeps its ids: its records wait in the load_balancing queue, nothing is re-hashed."""
+    w = make_workload(600, seed=31)
+    with Stack(tmp_path, replicas=2) as stack:
+        down = stack.processors[1]
+        down.stop()
+        stack.send(w.predictions(), batch=100)
+        stack.send(w.labels(), batch=100)
+        wait_for(lambda: stack.collector.queue_size(LB_EXPORTER) > 0, timeout=20, what="replica-1's share queued")
+        time.sleep(2)
+        assert stack.value(model_sum(m.LABELED_PREDICTIONS, w.model)) < len(w.ids)
+        down.start()
+        assert_matches_truth(stack, w, w.truth())
+        assert per_replica(stack, m.LABELED_PREDICTIONS, w.model).get("replica-1", 0) > 0
 
 
 @pytest.mark.parametrize(("before", "after"), [(2, 3), (3, 2)])
@@ -70,8 +87,10 @@ def test_replica_change_with_joins_in_flight(tmp_path: Path, before: int, after:
         lost = n - joined
         stack.wait_value(model_sum(m.EXPIRED_PREDICTIONS, w.model), lost, timeout=60)
         moved = lost / n
+        accuracy = stack.value(model_sum(m.CORRECT_PREDICTIONS, w.model)) / joined
         record_property("moved_fraction", moved)
-        print(f"\nreplicas {before}->{after}: {int(lost)} of {n} in-flight joins lost ({moved:.1%})")
+        print(f"\nreplicas {before}->{after}: {int(lost)} of {n} in-flight joins lost ({moved:.1%}); accuracy of "
+              f"the joined ones {accuracy:.3f}, of all {w.truth().accuracy:.3f}")
         # Consistent hashing moves about 1/max(before, after) of the ids; allow the hash's unevenness.
         expected = 1 / max(before, after)
         assert 0.4 * expected < moved < 1.8 * expected, moved
