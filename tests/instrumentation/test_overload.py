@@ -3,8 +3,10 @@ retryable codes are retried with backoff."""
 
 from __future__ import annotations
 
+import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -14,6 +16,15 @@ from otel_ml.instrumentation.pipeline import STATE, WorkerPipeline
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from tests.support.otlp_sink import OtlpSink
+
+
+def _median_call_ns(call: Callable[[], object], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        call()
+        samples.append(time.perf_counter_ns() - t0)
+    return statistics.median(samples)
 
 
 def _dropped(sink: OtlpSink) -> dict[str, int]:
@@ -30,10 +41,7 @@ def test_stalled_receiver_bounded_memory_counted_drops(sink: OtlpSink, protocol:
     feats = {"a": 1.0, "b": "x", "c": 3}
     # baseline caller cost with a healthy receiver (a tight loop outruns the worker: some drops already)
     n = 20_000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        mon.log_prediction("p", scores=0.7, features=feats)
-    healthy = time.perf_counter() - t0
+    healthy = _median_call_ns(lambda: mon.log_prediction("p", scores=0.7, features=feats), n)
     assert otel_ml.force_flush(30)
 
     sink.stall()
@@ -46,10 +54,7 @@ def test_stalled_receiver_bounded_memory_counted_drops(sink: OtlpSink, protocol:
         probes += 1
         time.sleep(0.001)
     assert sink.stalled_requests >= 1
-    t0 = time.perf_counter()
-    for _ in range(n):
-        mon.log_prediction("p", scores=0.7, features=feats)
-    stalled = time.perf_counter() - t0
+    stalled = _median_call_ns(lambda: mon.log_prediction("p", scores=0.7, features=feats), n)
     tracemalloc.start()
     for _ in range(n):
         mon.log_prediction("p", scores=0.7, features=feats)
@@ -57,7 +62,7 @@ def test_stalled_receiver_bounded_memory_counted_drops(sink: OtlpSink, protocol:
     tracemalloc.stop()
     assert len(pipeline.queue) <= queue_size
     assert peak < 2_000_000, f"caller-side allocations grew to {peak} bytes"
-    assert stalled < max(3 * healthy, 0.5), (stalled, healthy)
+    assert stalled < 3 * healthy + 2_000, (stalled, healthy)  # median ns per call: the caller is not slowed
     sink.release()
     assert otel_ml.force_flush(30)
     dropped = _dropped(sink)
