@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from otel_ml.processor.records import Row, join_key
+from otel_ml.processor.records import SEP, Row
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import RejectReason, Task
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
@@ -25,7 +25,7 @@ _FEATURE_LEN: Final = len(_FEATURE)
 _SEGMENT_LEN: Final = len(_SEGMENT)
 _TASKS: Final = frozenset(Task.ALL)
 _LIST_TASKS: Final = frozenset({Task.MULTILABEL, Task.RANKING})
-_LABEL_KEYS: Final = (a.ML_LABEL_VALUE, a.ML_LABEL_VALUES)
+_BINARY: Final = Task.BINARY
 
 
 class _Bad:
@@ -164,6 +164,8 @@ def _num_list(v: Any, key: str) -> list[float]:
 def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
     """``(l_str, l_num, l_list, l_rel, l_ts)`` of a label (or pair)."""
     value = attrs.get(a.ML_LABEL_VALUE)
+    if type(value) is str:  # the common case: a class
+        return value, None, None, None, ts
     values = attrs.get(a.ML_LABEL_VALUES)
     l_str = l_num = l_list = l_rel = None
     if value is not None:
@@ -199,31 +201,37 @@ _CLASSES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> tuple[Row, Extra | None]:
-    model = _req_str(attrs, a.ML_MODEL_NAME)
-    pid = _req_str(attrs, a.ML_PREDICTION_ID)
-    task = _req_str(attrs, a.ML_TASK)
+    get = attrs.get
+    model, pid, task = get(a.ML_MODEL_NAME), get(a.ML_PREDICTION_ID), get(a.ML_TASK)
+    if type(model) is not str or type(pid) is not str or not model or not pid:  # slow path: the precise reason
+        model, pid = _req_str(attrs, a.ML_MODEL_NAME), _req_str(attrs, a.ML_PREDICTION_ID)
     if task not in _TASKS:
+        _req_str(attrs, a.ML_TASK)
         raise Reject(RejectReason.UNKNOWN_TASK, f"unknown {a.ML_TASK} {task!r}")
-    version = _opt_str(attrs, a.ML_MODEL_VERSION) or ""
+    version = get(a.ML_MODEL_VERSION, "")
+    if type(version) is not str:
+        raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_MODEL_VERSION} must be a string")
     p_str = p_num = p_aux = p_list = None
     if task in _LIST_TASKS:
-        raw = attrs.get(a.ML_PREDICTION_VALUES)
+        raw = get(a.ML_PREDICTION_VALUES)
         if raw is None:
             raise Reject(RejectReason.MISSING_ATTRIBUTE, f"missing {a.ML_PREDICTION_VALUES}")
         p_list = json.dumps(_str_list(raw, a.ML_PREDICTION_VALUES))
     else:
-        raw = attrs.get(a.ML_PREDICTION_VALUE)
+        raw = get(a.ML_PREDICTION_VALUE)
         if raw is None:
             raise Reject(RejectReason.MISSING_ATTRIBUTE, f"missing {a.ML_PREDICTION_VALUE}")
         if task == Task.REGRESSION:
             p_num = _num(raw, a.ML_PREDICTION_VALUE)
+        elif type(raw) is str:
+            p_str = raw
         else:
             p_str = _class(raw, a.ML_PREDICTION_VALUE)
-    score = attrs.get(a.ML_PREDICTION_SCORE)
-    if score is not None:
+    score = get(a.ML_PREDICTION_SCORE)
+    if score is not None and (type(score) is not float or not math.isfinite(score)):
         score = _num(score, a.ML_PREDICTION_SCORE)
-    scores = attrs.get(a.ML_PREDICTION_SCORES)
-    classes = attrs.get(a.ML_PREDICTION_CLASSES)
+    scores = get(a.ML_PREDICTION_SCORES)
+    classes = get(a.ML_PREDICTION_CLASSES)
     classes_t: tuple[str, ...] | None = None
     if classes is not None:
         classes_t = tuple(_str_list(classes, a.ML_PREDICTION_CLASSES))
@@ -233,31 +241,29 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> t
         if classes_t is not None and len(classes_t) != len(scores):
             raise Reject(RejectReason.WRONG_TYPE,
                          f"{a.ML_PREDICTION_SCORES} must align with {a.ML_PREDICTION_CLASSES}")
-    if task == Task.BINARY:
+    if task == _BINARY:
         p_aux = classes_t[-1] if classes_t else "1"
-    features: dict[str, Any] = {}
-    segments: list[str] = []
-    for key, v in attrs.items():
-        if key.startswith(_SEGMENT):
-            if not isinstance(v, str):
+    segment = ""
+    segments = [(key, v) for key, v in attrs.items() if key.startswith(_SEGMENT)]
+    if segments:
+        for key, v in segments:
+            if type(v) is not str:
                 raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
-            segments.append(f"{key[_SEGMENT_LEN:]}={v}")
-    segment = ",".join(sorted(segments)) if segments else ""
+        segment = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(segments))
     label = _label_half(attrs, ts) if (a.ML_LABEL_VALUE in attrs or a.ML_LABEL_VALUES in attrs) else _NO_LABEL
-    row = (join_key(model, pid), now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts,
-           *label)
+    row = (f"{model}{SEP}{pid}", now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts, *label)
     if not extras:
         return row, None
-    for key, v in attrs.items():
-        if key.startswith(_FEATURE):
-            features[key[_FEATURE_LEN:]] = None if v is BAD or isinstance(v, list) else v
+    features = {key[_FEATURE_LEN:]: (None if v is BAD or isinstance(v, list) else v)
+                for key, v in attrs.items() if key.startswith(_FEATURE)}
     return row, (features, scores, classes_t)
 
 
 def _label(attrs: dict[str, Any], ts: float, now: float) -> Row:
-    model = _req_str(attrs, a.ML_MODEL_NAME)
-    pid = _req_str(attrs, a.ML_PREDICTION_ID)
-    return (join_key(model, pid), now, model, None, None, None, None, None, None, None, None, None,
+    model, pid = attrs.get(a.ML_MODEL_NAME), attrs.get(a.ML_PREDICTION_ID)
+    if type(model) is not str or type(pid) is not str or not model or not pid:
+        model, pid = _req_str(attrs, a.ML_MODEL_NAME), _req_str(attrs, a.ML_PREDICTION_ID)
+    return (f"{model}{SEP}{pid}", now, model, None, None, None, None, None, None, None, None, None,
             *_label_half(attrs, ts))
 
 

@@ -184,9 +184,9 @@ class BaseJoinStore(ABC):
         cutoff = now - self.label_window
         expired: list[Row] = []
         while True:
-            chunk = self._pop_oldest(10_000, cutoff)
+            chunk = self._pop_oldest(1000, cutoff)
             expired.extend(chunk)
-            if len(chunk) < 10_000:
+            if len(chunk) < 1000:
                 break
         self._drop_done(cutoff, max(self.max_pending, 1))
         return expired

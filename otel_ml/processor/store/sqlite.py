@@ -11,36 +11,45 @@ Set ``OTEL_ML_SQLITE_SYNCHRONOUS=FULL`` to choose it.
 
 Layout: ``pending`` (rowid = arrival order, unique key index) holds waiting predictions and labels; ``done`` holds
 tombstones of joined keys (idempotency within the label window); ``aggregates`` the cumulative metric totals.
+
+A pending row's columns after the key and arrival time are stored as one ``marshal``-encoded tuple of str, float and
+None: Python's sqlite3 binds each parameter separately, and 15 parameters cost ~6 µs per insert against ~0.7 µs for
+encoding them into one blob (measured on this machine kind). ``marshal`` (not ``pickle``) cannot run code on load; the
+database is the processor's own local state, written only by this module, and a row that fails to decode is a
+corrupted store.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from otel_ml.processor.aggregates import Key, decode_attrs, encode_attrs
-from otel_ml.processor.records import ARRIVED, COLUMNS, Row
+from otel_ml.processor.records import ARRIVED, Row
 from otel_ml.processor.store.base import DONE, BaseJoinStore
 
-_COLS = ", ".join(COLUMNS)
-_PLACEHOLDERS = ", ".join("?" * len(COLUMNS))
 _LOOKUP_CHUNK = 900
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (
-  k TEXT NOT NULL UNIQUE, arrived REAL NOT NULL, model TEXT NOT NULL, version TEXT, task TEXT, segment TEXT,
-  p_str TEXT, p_num REAL, score REAL, p_aux TEXT, p_list TEXT, p_ts REAL,
-  l_str TEXT, l_num REAL, l_list TEXT, l_rel TEXT, l_ts REAL
-);
+CREATE TABLE IF NOT EXISTS pending (k TEXT NOT NULL UNIQUE, arrived REAL NOT NULL, row BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS done (k TEXT NOT NULL UNIQUE, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS aggregates (
   metric TEXT NOT NULL, attrs TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (metric, attrs)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta VALUES ('schema', '1');
+INSERT OR IGNORE INTO meta VALUES ('schema', '2');
 """
-assert _COLS.startswith("k, arrived")
+_dumps, _loads = marshal.dumps, marshal.loads
+
+
+def _encode(row: Row) -> tuple[str, float, bytes]:
+    return row[0], row[ARRIVED], _dumps(row[2:])
+
+
+def _decode(k: str, arrived: float, blob: bytes) -> Row:
+    return (k, arrived, *_loads(blob))
 
 
 class SqliteJoinStore(BaseJoinStore):
@@ -78,8 +87,8 @@ class SqliteJoinStore(BaseJoinStore):
         for i in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = keys[i:i + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for row in db.execute(f"SELECT {_COLS} FROM pending WHERE k IN ({marks})", chunk):
-                out[row[0]] = row
+            for k, arrived, blob in db.execute(f"SELECT k, arrived, row FROM pending WHERE k IN ({marks})", chunk):
+                out[k] = _decode(k, arrived, blob)
             for (k,) in db.execute(f"SELECT k FROM done WHERE k IN ({marks})", chunk):
                 out[k] = DONE
         return out
@@ -88,7 +97,7 @@ class SqliteJoinStore(BaseJoinStore):
         self._begin()
         db = self._db
         if inserts:
-            db.executemany(f"INSERT INTO pending ({_COLS}) VALUES ({_PLACEHOLDERS})", inserts)
+            db.executemany("INSERT INTO pending (k, arrived, row) VALUES (?, ?, ?)", [_encode(r) for r in inserts])
         if deletes:
             db.executemany("DELETE FROM pending WHERE k = ?", [(k,) for k in deletes])
         if done:
@@ -98,24 +107,37 @@ class SqliteJoinStore(BaseJoinStore):
 
     def _pop_oldest(self, limit: int, before: float | None) -> list[Row]:
         self._begin()
-        rows = self._db.execute(f"SELECT rowid, {_COLS} FROM pending ORDER BY rowid LIMIT ?", (limit,)).fetchall()
+        db = self._db
         if before is not None:
-            rows = [r for r in rows if r[1 + ARRIVED] < before]
+            # rowid order is arrival order: look at the head only, never scan the table for nothing
+            head = db.execute("SELECT arrived FROM pending ORDER BY rowid LIMIT 1").fetchone()
+            if head is None or head[0] >= before:
+                return []
+            limit = min(limit, 1000)
+        rows = db.execute("SELECT rowid, k, arrived, row FROM pending ORDER BY rowid LIMIT ?", (limit,)).fetchall()
+        if before is not None:
+            rows = [r for r in rows if r[2] < before]
         if not rows:
             return []
-        self._db.executemany("DELETE FROM pending WHERE rowid = ?", [(r[0],) for r in rows])
+        db.executemany("DELETE FROM pending WHERE rowid = ?", [(r[0],) for r in rows])
         self._pending -= len(rows)
-        return [tuple(r[1:]) for r in rows]
+        return [_decode(k, arrived, blob) for _, k, arrived, blob in rows]
 
     def _drop_done(self, before: float, keep_at_most: int) -> None:
         self._begin()
-        cur = self._db.execute("DELETE FROM done WHERE rowid IN (SELECT rowid FROM done WHERE at < ? ORDER BY rowid)",
-                               (before,))
-        self._done_count -= max(cur.rowcount, 0)
+        db = self._db
+        while True:  # tombstones in rowid (= time) order: delete the expired head in chunks
+            rows = db.execute("SELECT rowid, at FROM done ORDER BY rowid LIMIT 5000").fetchall()
+            expired = [r[0] for r in rows if r[1] < before]
+            if expired:
+                db.executemany("DELETE FROM done WHERE rowid = ?", [(r,) for r in expired])
+                self._done_count -= len(expired)
+            if len(expired) < 5000:
+                break
         over = self._done_count - keep_at_most
         if over > 0:
-            cur = self._db.execute("DELETE FROM done WHERE rowid IN (SELECT rowid FROM done ORDER BY rowid LIMIT ?)",
-                                   (over,))
+            cur = db.execute("DELETE FROM done WHERE rowid IN (SELECT rowid FROM done ORDER BY rowid LIMIT ?)",
+                             (over,))
             self._done_count -= max(cur.rowcount, 0)
 
     def pending(self) -> int:
