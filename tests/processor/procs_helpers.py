@@ -55,3 +55,56 @@ class ProcessorProcess:
     def total(self, family: str) -> float:
         """Sum of every series of ``family``."""
         return sum(v for k, v in self.scrape().items() if k == family or k.startswith(family + "{"))
+
+
+class MetricsReceiver:
+    """A real OTLP/gRPC ``MetricsService`` on a free port collecting what the processor exports."""
+
+    def __init__(self) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+        self.requests: list[Any] = []
+        receiver = self
+
+        class Servicer(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:
+                receiver.requests.append(request)
+                return ExportMetricsServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(2))
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Servicer(), self.server)  # type: ignore[no-untyped-call]
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def latest(self) -> dict[str, Any]:
+        """The most recent data of every metric name (cumulative: the latest export has the totals)."""
+        found: dict[str, Any] = {}
+        for req in list(self.requests):
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        found[metric.name] = metric
+        return found
+
+    def total(self, name: str, **attrs: str) -> float:
+        """Sum of the latest sum points of ``name`` matching ``attrs``."""
+        metric = self.latest().get(name)
+        if metric is None:
+            return 0.0
+        total = 0.0
+        for p in metric.sum.data_points:
+            labels = {kv.key: kv.value.string_value for kv in p.attributes}
+            if all(labels.get(k) == v for k, v in attrs.items()):
+                total += p.as_double
+        return total
+
+    def stop(self) -> None:
+        self.server.stop(0)
