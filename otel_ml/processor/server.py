@@ -102,9 +102,12 @@ class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
 
 def grpc_server(ingest: Ingest, endpoint: str, config: ProcessorConfig) -> tuple[grpc.Server, int]:
     """Start the gRPC receiver; returns the server and its bound port."""
-    workers = config.receiver.max_inflight_requests + 2
+    # more workers than admitted requests, so an overloaded processor still has a thread to answer UNAVAILABLE;
+    # beyond maximum_concurrent_rpcs grpc itself answers RESOURCE_EXHAUSTED (nothing queues without bound)
+    limit = config.receiver.max_inflight_requests
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otel-ml-grpc"),
+        futures.ThreadPoolExecutor(max_workers=limit + 4, thread_name_prefix="otel-ml-grpc"),
+        maximum_concurrent_rpcs=2 * limit + 8,
         options=[("grpc.max_receive_message_length", config.receiver.max_request_bytes),
                  ("grpc.max_send_message_length", 4 * 1024 * 1024)],
     )

@@ -102,6 +102,11 @@ class PredictionBatch:
         label_lists: Only on joined batches for multilabel (true set) and ranking (relevant items).
         relevance: Only on joined ranking batches: graded relevance aligned with ``label_lists`` (default 1.0).
         label_timestamps: Only on joined batches: float64 array, time of the label in seconds.
+
+    On ``on_joined`` batches, ``features`` and ``score_matrix`` are filled only for predictions that arrived in the
+    same step (pairs, or a prediction meeting a label that overtook it): the join store keeps the predicted value,
+    score, segment and times of a pending prediction, not its features or per-class scores. A stage that needs them at
+    join time keeps its own state keyed by ``ids``.
     """
 
     model: str
