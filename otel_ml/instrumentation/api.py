@@ -42,6 +42,7 @@ def configure(
     transport: Any = None,
     logger_provider: Any = None,
     meter_provider: Any = None,
+    certificate_file: str | None = None,
 ) -> None:
     """Configure where otel-ml sends events and metrics (replaces any earlier configuration).
 
@@ -65,6 +66,7 @@ def configure(
         transport: A transport object replacing the exporter (``InMemoryTransport`` in tests).
         logger_provider: ``sdk`` mode: the LoggerProvider (implies ``mode="sdk"``); default the global one.
         meter_provider: ``sdk`` mode: the MeterProvider; default the global one.
+        certificate_file: PEM CA bundle trusted for ``https`` endpoints (default: the system CAs).
 
     Raises:
         ConfigurationError: An argument is invalid (the message shows a valid example).
@@ -73,7 +75,8 @@ def configure(
         endpoint=endpoint, protocol=protocol, headers=headers, compression=compression, timeout=timeout,
         resource=resource, mode=mode, queue_size=queue_size, batch_size=batch_size, schedule_delay=schedule_delay,
         metric_interval=metric_interval, shutdown_timeout=shutdown_timeout, max_retry=max_retry,
-        transport=transport, logger_provider=logger_provider, meter_provider=meter_provider, explicit=True)
+        transport=transport, logger_provider=logger_provider, meter_provider=meter_provider,
+        certificate_file=certificate_file, explicit=True)
     STATE.install(make_pipeline(settings))
 
 

@@ -11,6 +11,7 @@ Environment variables read (OpenTelemetry specification names):
 | ``OTEL_EXPORTER_OTLP_HEADERS`` (``..._LOGS_HEADERS`` wins) | ``k=v,k2=v2`` (URL-encoded values) | none |
 | ``OTEL_EXPORTER_OTLP_COMPRESSION`` (``..._LOGS_COMPRESSION`` wins) | ``gzip`` or ``none`` | ``none`` |
 | ``OTEL_EXPORTER_OTLP_TIMEOUT`` | export timeout in ms | ``10000`` |
+| ``OTEL_EXPORTER_OTLP_CERTIFICATE`` (``..._LOGS_CERTIFICATE`` wins) | CA bundle for ``https`` endpoints | system CAs |
 | ``OTEL_METRIC_EXPORT_INTERVAL`` | metric export interval in ms | ``60000`` |
 | ``OTEL_BLRP_SCHEDULE_DELAY`` | longest wait before queued events are exported, ms | ``1000`` |
 | ``OTEL_BLRP_MAX_QUEUE_SIZE`` | bound of the event queue | ``8192`` |
@@ -60,6 +61,7 @@ class Settings:
         logs_endpoint: Full URL of the logs export (HTTP: ``.../v1/logs``; gRPC: ``http(s)://host:port``).
         metrics_endpoint: Full URL of the metrics export.
         headers: Extra request headers / gRPC metadata.
+        certificate_file: PEM file of the CA(s) trusted for ``https`` endpoints (default: the system's).
         compression: ``gzip`` or ``none``.
         timeout_s: Deadline of one export attempt.
         max_retry_s: Longest time one batch is retried before it is dropped (``export_failed``).
@@ -80,6 +82,7 @@ class Settings:
     logs_endpoint: str = ""
     metrics_endpoint: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    certificate_file: str | None = None
     compression: str = "none"
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_retry_s: float = DEFAULT_MAX_RETRY_S
@@ -260,6 +263,7 @@ def build_settings(
     transport: Any = None,
     logger_provider: Any = None,
     meter_provider: Any = None,
+    certificate_file: str | None = None,
     explicit: bool = True,
 ) -> Settings:
     """Resolve settings from explicit arguments (validated, raising) over the environment (warning, defaulting)."""
@@ -292,6 +296,14 @@ def build_settings(
     s.headers = parse_headers(_signal_env("LOGS", "HEADERS"))
     if headers is not None:
         s.headers = {str(k).lower(): str(v) for k, v in headers.items()}
+    s.certificate_file = certificate_file or _signal_env("LOGS", "CERTIFICATE")
+    if s.certificate_file is not None and not os.path.isfile(s.certificate_file):
+        if certificate_file is not None:
+            raise ConfigurationError(f"certificate_file {certificate_file!r} does not exist; "
+                                     "example: otel_ml.configure(certificate_file='/etc/ssl/certs/ca.pem')")
+        _logger.warning("otel-ml: OTEL_EXPORTER_OTLP_CERTIFICATE=%r does not exist; using the system CAs",
+                        s.certificate_file)
+        s.certificate_file = None
     s.timeout_s = timeout if timeout is not None else _env_number(
         "OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_TIMEOUT_S * 1000, 1.0) / 1000.0
     s.queue_size = queue_size or int(_env_number("OTEL_BLRP_MAX_QUEUE_SIZE", DEFAULT_QUEUE_SIZE, minimum=1))

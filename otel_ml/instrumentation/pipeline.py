@@ -472,8 +472,8 @@ def make_transport(settings: Settings) -> Any:
     if settings.protocol == "console":
         return t.ConsoleTransport()
     if settings.protocol == "grpc":
-        return t.GrpcTransport(urls, settings.headers, settings.compression)
-    return t.HttpTransport(urls, settings.headers, settings.compression)
+        return t.GrpcTransport(urls, settings.headers, settings.compression, settings.certificate_file)
+    return t.HttpTransport(urls, settings.headers, settings.compression, settings.certificate_file)
 
 
 def _after_fork_in_child() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,25 @@ def _scope_version() -> str:
     return __version__
 
 
+class _Throttled:
+    """Logs a warning at most once per ``interval`` seconds, with the number of occurrences suppressed meanwhile."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        _logger.warning("%s%s", msg % args,
+                        f" ({self._suppressed} similar messages suppressed)" if self._suppressed else "")
+        self._suppressed = 0
+        self._next = now + self.interval
+
+
 def span_ids(span: Any) -> tuple[bytes, bytes, int] | None:
     """``(trace_id, span_id, flags)`` of a span when its context is valid."""
     if span is None:
@@ -59,6 +79,8 @@ class OtlpSink:
         self.metrics = Aggregator()
         self._enc = wire.AttributeEncoder()
         self._id = wire.IdEncoder(ML_PREDICTION_ID, self._enc)
+        self._warn_failed = _Throttled()
+        self._warn_rejected = _Throttled()
         self._pred_name = wire.event_name_field(ML_PREDICTION_EVENT)
         self._label_name = wire.event_name_field(ML_LABEL_EVENT)
         self._consts: dict[tuple[ModelSpec, bool], bytes] = {}
@@ -107,9 +129,11 @@ class OtlpSink:
             for name, n in counts.items():
                 self.metrics.exported[name] += n
             if outcome.rejected:
-                _logger.warning("otel-ml: the endpoint rejected %d of %d events", outcome.rejected, len(items))
+                self._warn_rejected.warning("otel-ml: the endpoint rejected %d of %d events", outcome.rejected,
+                                            len(items))
         else:
-            _logger.warning("otel-ml: dropping %d events after failed export (%s)", len(items), outcome.detail)
+            self._warn_failed.warning("otel-ml: dropping %d events after failed export (%s)", len(items),
+                                      outcome.detail)
             for name, n in counts.items():
                 self.metrics.record_drop(name, DropReason.EXPORT_FAILED, n)
 

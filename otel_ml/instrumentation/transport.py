@@ -98,8 +98,10 @@ def _retry_after(value: str | None) -> float | None:
 class HttpTransport:
     """OTLP/HTTP with binary protobuf bodies over one persistent ``http.client`` connection per signal."""
 
-    def __init__(self, urls: dict[str, str], headers: dict[str, str], compression: str) -> None:
+    def __init__(self, urls: dict[str, str], headers: dict[str, str], compression: str,
+                 certificate_file: str | None = None) -> None:
         self._urls = {s: urllib.parse.urlsplit(u) for s, u in urls.items()}
+        self._cafile = certificate_file
         self._headers = {"Content-Type": "application/x-protobuf", "User-Agent": "otel-ml", **headers}
         self._gzip = compression == "gzip"
         if self._gzip:
@@ -112,7 +114,7 @@ class HttpTransport:
             url = self._urls[signal]
             if url.scheme == "https":
                 conn = http.client.HTTPSConnection(url.hostname or "", url.port or 443, timeout=timeout,
-                                                   context=ssl.create_default_context())
+                                                   context=ssl.create_default_context(cafile=self._cafile))
             else:
                 conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=timeout)
             self._conns[signal] = conn
@@ -156,7 +158,8 @@ class HttpTransport:
 class GrpcTransport:
     """OTLP/gRPC: a generic unary call carrying the encoded request bytes (no generated stubs on the hot path)."""
 
-    def __init__(self, urls: dict[str, str], headers: dict[str, str], compression: str) -> None:
+    def __init__(self, urls: dict[str, str], headers: dict[str, str], compression: str,
+                 certificate_file: str | None = None) -> None:
         import grpc
 
         self._grpc = grpc
@@ -171,7 +174,11 @@ class GrpcTransport:
             channel = self._channels.get(str(key))
             if channel is None:
                 if parsed.scheme == "https":
-                    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+                    roots = None
+                    if certificate_file is not None:
+                        with open(certificate_file, "rb") as f:
+                            roots = f.read()
+                    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots))
                 else:
                     channel = grpc.insecure_channel(target)
                 self._channels[str(key)] = channel

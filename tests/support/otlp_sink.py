@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import time
 from concurrent import futures
@@ -86,9 +87,16 @@ class _Failure:
 
 
 class OtlpSink:
-    """The receiver. Start with ``start()`` or a ``with`` block; both servers listen on 127.0.0.1 free ports."""
+    """The receiver. Start with ``start()`` or a ``with`` block; both servers listen on 127.0.0.1 free ports.
 
-    def __init__(self, *, grpc_enabled: bool = True, http_enabled: bool = True) -> None:
+    Args:
+        grpc_enabled: Run the gRPC server.
+        http_enabled: Run the HTTP server.
+        tls: ``(certificate PEM path, key PEM path)``: serve both over TLS (the endpoints become ``https://``).
+    """
+
+    def __init__(self, *, grpc_enabled: bool = True, http_enabled: bool = True,
+                 tls: tuple[str, str] | None = None) -> None:
         self.requests: list[Received] = []
         self._lock = threading.Condition()
         self._failure: _Failure | None = None
@@ -101,6 +109,7 @@ class OtlpSink:
         self._http_server: ThreadingHTTPServer | None = None
         self.grpc_port = 0
         self.http_port = 0
+        self._tls = tls
 
     # --- lifecycle ---------------------------------------------------------------------------------------------------
     def start(self) -> OtlpSink:
@@ -109,7 +118,13 @@ class OtlpSink:
             self._grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
             logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self), self._grpc_server)
             metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), self._grpc_server)
-            self.grpc_port = self._grpc_server.add_insecure_port(f"127.0.0.1:{free_port()}")
+            address = f"127.0.0.1:{free_port()}"
+            if self._tls is not None:
+                with open(self._tls[0], "rb") as c, open(self._tls[1], "rb") as k:
+                    creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+                self.grpc_port = self._grpc_server.add_secure_port(address, creds)
+            else:
+                self.grpc_port = self._grpc_server.add_insecure_port(address)
             self._grpc_server.start()
         if self._http_enabled:
             sink = self
@@ -119,6 +134,10 @@ class OtlpSink:
 
             self._http_server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
             self._http_server.daemon_threads = True
+            if self._tls is not None:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(*self._tls)
+                self._http_server.socket = context.wrap_socket(self._http_server.socket, server_side=True)
             self.http_port = self._http_server.server_address[1]
             threading.Thread(target=self._http_server.serve_forever, daemon=True).start()
         return self
@@ -141,12 +160,16 @@ class OtlpSink:
     @property
     def grpc_endpoint(self) -> str:
         """``http://127.0.0.1:<port>`` of the gRPC server."""
-        return f"http://127.0.0.1:{self.grpc_port}"
+        return f"{self._scheme}://127.0.0.1:{self.grpc_port}"
 
     @property
     def http_endpoint(self) -> str:
         """``http://127.0.0.1:<port>`` of the HTTP server (paths ``/v1/logs``, ``/v1/metrics``)."""
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self._scheme}://127.0.0.1:{self.http_port}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
 
     # --- behaviour ---------------------------------------------------------------------------------------------------
     def fail_next(self, n: int, *, http_status: int = 503, grpc_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
