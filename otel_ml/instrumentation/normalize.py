@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,8 +170,13 @@ class Normalizer:
         return values
 
     # --- features and segments -------------------------------------------------------------------------------------
-    def features(self, spec: ModelSpec, features: Any, pairs: Pairs) -> None:
-        """Append ``ml.feature.*`` pairs of one sample (a mapping or a 1-D sequence)."""
+    def features(self, spec: ModelSpec, features: Any, pairs: list[Any],
+                 encode: Callable[[str, Any], Any] | None = None) -> None:
+        """Append ``ml.feature.*`` pairs of one sample (a mapping or a 1-D sequence).
+
+        With ``encode``, ``encode(key, value)`` is appended instead of the pair (the OTLP sink encodes each feature
+        right away instead of dispatching on its type a second time).
+        """
         if features is None:
             return
         if spec.feature_sample_rate < 1.0 and self._random.random() >= spec.feature_sample_rate:
@@ -210,19 +215,18 @@ class Normalizer:
                 if value is None:
                     continue
             key = fkeys.get(name) if type(name) is str else None
-            if key is not None:  # cached key string: its hash is cached too, for the encoder's lookups
-                append((key, value))
-            elif type(name) is str and len(name) <= lim.MAX_KEY_LENGTH:
-                key = prefix + name
-                if len(fkeys) < 10_000:
-                    fkeys[name] = key
-                append((key, value))
-            else:
-                key = str(name)
-                if len(key) > lim.MAX_KEY_LENGTH:
-                    self.truncated[(spec.name, R.TOO_LONG)] += 1
-                    key = key[: lim.MAX_KEY_LENGTH]
-                append((prefix + key, value))
+            if key is None:
+                if type(name) is str and len(name) <= lim.MAX_KEY_LENGTH:
+                    key = prefix + name
+                    if len(fkeys) < 10_000:  # cached key strings: their hashes are cached too
+                        fkeys[name] = key
+                else:
+                    key = str(name)
+                    if len(key) > lim.MAX_KEY_LENGTH:
+                        self.truncated[(spec.name, R.TOO_LONG)] += 1
+                        key = key[: lim.MAX_KEY_LENGTH]
+                    key = prefix + key
+            append((key, value) if encode is None else encode(key, value))
 
     def segments(self, spec: ModelSpec, segments: Any, pairs: Pairs) -> None:
         """Append ``ml.segment.*`` pairs (values as strings)."""

@@ -120,6 +120,7 @@ class WorkerPipeline(Pipeline):
         self.normalizer = Normalizer()
         self.sink = self._sink_factory(self)
         self.metrics = self.sink.metrics
+        self._encode_feature: Callable[[str, Any], Any] | None = getattr(self.sink, "encode_feature", None)
         self._pending: Iterator[Any] | None = None
         self.cpu_ns = 0
         self._thread = threading.Thread(target=self._run, name="otel-ml-worker", daemon=True)
@@ -320,14 +321,19 @@ class WorkerPipeline(Pipeline):
         if not ok or pid is None:
             metrics.record_drop(spec.name, DropReason.INVALID)
             return None
+        encoded: list[Any] = []
         if features is not None:
-            norm.features(spec, features, pairs)
+            encode = self._encode_feature
+            if encode is None:
+                norm.features(spec, features, pairs)
+            else:
+                norm.features(spec, features, encoded, encode)
         if segments:
             norm.segments(spec, segments, pairs)
         if label is not MISSING:
             norm.label(spec, label, pairs)
         metrics.record_prediction(spec.key, cls, score)
-        return self.sink.event(spec, False, time_ns, pid, pairs, span)
+        return self.sink.event(spec, False, time_ns, pid, pairs, span, encoded)
 
     def _label(self, spec: ModelSpec, time_ns: int, pid: Any, label: Any, relevance: Any) -> Any:
         norm = self.normalizer

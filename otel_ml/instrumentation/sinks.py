@@ -79,11 +79,13 @@ class OtlpSink:
         self.metrics = Aggregator()
         self._enc = wire.AttributeEncoder()
         self._id = wire.IdEncoder(ML_PREDICTION_ID, self._enc)
+        self.encode_feature = self._enc.scalar
+        """Encodes one validated feature attribute (used by the normalizer directly)."""
         self._warn_failed = _Throttled()
         self._warn_rejected = _Throttled()
         self._pred_name = wire.event_name_field(ML_PREDICTION_EVENT)
         self._label_name = wire.event_name_field(ML_LABEL_EVENT)
-        self._consts: dict[tuple[ModelSpec, bool], bytes] = {}
+        self._consts: tuple[dict[ModelSpec, bytes], dict[ModelSpec, bytes]] = ({}, {})
         self.set_resource(settings.resource)
         self._scope = wire.scope_header(INSTRUMENTATION_SCOPE, _scope_version(),
                                         {SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
@@ -94,22 +96,24 @@ class OtlpSink:
         self._resource = wire.resource_field(resource)
 
     def _constants(self, spec: ModelSpec, label: bool) -> bytes:
-        key = (spec, label)
-        data = self._consts.get(key)
+        cache = self._consts[label]
+        data = cache.get(spec)
         if data is None:
             enc = self._enc
             pairs = spec.label_constants if label else spec.prediction_constants
-            data = b"".join(enc.value(k, v) for k, v in pairs)
-            self._consts[key] = data
+            data = cache[spec] = b"".join(enc.value(k, v) for k, v in pairs)
         return data
 
     def event(
-        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any
+        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any,
+        encoded: Sequence[bytes] = (),
     ) -> Item:
-        """Encode one event."""
+        """Encode one event (``encoded``: attribute entries already encoded with :attr:`encode_feature`)."""
         enc = self._enc
         attrs = [self._constants(spec, label), self._id.encode(pid, ML_PREDICTION_ID)]
         enc.encode_pairs(pairs, attrs)
+        if encoded:
+            attrs += encoded
         ids = span_ids(span) if span is not None else None
         if ids is None:
             rec = wire.log_record(time_ns, self._label_name if label else self._pred_name, attrs)
@@ -244,7 +248,8 @@ class SdkSink:
         """The SDK providers own the resource."""
 
     def event(
-        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any
+        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any,
+        encoded: Sequence[Any] = (),
     ) -> Item:
         """Emit one event now (the SDK's processor batches and exports it)."""
         attrs = dict(spec.label_constants if label else spec.prediction_constants)

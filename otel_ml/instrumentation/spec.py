@@ -34,6 +34,8 @@ class ModelSpec:
     features: tuple[str, ...] | None
     segments: tuple[str, ...] | None
     feature_sample_rate: float
+    key: tuple[str, str] = field(default=("", ""))
+    """``(name, version)``: the identity of the model on metrics (one tuple object, reused for every lookup)."""
     feature_set: frozenset[str] | None = field(default=None)
     prediction_constants: tuple[tuple[str, Any], ...] = field(default=())
     label_constants: tuple[tuple[str, Any], ...] = field(default=())
@@ -56,10 +58,5 @@ class ModelSpec:
         feats = tuple(features) if features is not None else None
         return ModelSpec(
             name, version, task, cls, positive_index, threshold, feats,
-            tuple(segments) if segments is not None else None, feature_sample_rate,
+            tuple(segments) if segments is not None else None, feature_sample_rate, (name, version),
             frozenset(feats) if feats is not None else None, tuple(pred), tuple(label))
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """``(name, version)``: the identity of the model on metrics."""
-        return (self.name, self.version)

@@ -181,6 +181,21 @@ class AttributeEncoder:
             else:
                 append(self.value(k, v))
 
+    def scalar(self, k: str, v: Any) -> bytes:
+        """One entry of a validated scalar attribute (float, str, int, bool), with the caches of
+        :meth:`encode_pairs`."""
+        t = type(v)
+        if t is float:
+            prefix = self._dbl.get(k)
+            return self.double(k, v) if prefix is None else prefix + _pack_d(v)
+        if t is str:
+            if len(v) > 64:
+                return self.string(k, v)
+            b = self._small.get((k, v))
+            return self._cache_small((k, v), k, v) if b is None else b
+        b = self._small.get((k, t, v))
+        return self._cache_small((k, t, v), k, v) if b is None else b
+
     def _cache_small(self, cache_key: tuple[Any, ...], key: str, value: Any) -> bytes:
         b = self.value(key, value)
         if len(self._small) >= self._SMALL_CACHE_SIZE:
