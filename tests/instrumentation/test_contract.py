@@ -238,3 +238,20 @@ def test_fork_child_gets_its_own_pipeline(sink: OtlpSink) -> None:
     instances = {r.resource["service.instance.id"] for r in records}
     assert len(prefixes) == 2 and len(instances) == 2
     assert sorted(r.attributes[a.ML_PREDICTION_VALUE] for r in records) == ["leave", "stay", "stay"]
+
+
+def test_exit_flushes_queued_events(sink: OtlpSink) -> None:
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import otel_ml
+        otel_ml.configure(endpoint={sink.http_endpoint!r}, schedule_delay=3600)
+        mon = otel_ml.ModelMonitor("exit", task="regression")
+        for i in range(100):
+            mon.log_prediction(float(i))
+        # no shutdown(): the atexit hook exports what is queued
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    records = sink.wait_for_log_records(100, timeout=5)
+    assert sorted(r.attributes[a.ML_PREDICTION_VALUE] for r in records) == [float(i) for i in range(100)]
