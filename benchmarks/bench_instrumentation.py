@@ -174,6 +174,14 @@ def bench_fast(endpoint: str, n: int) -> list[Result]:
         out.append(_run("otel-ml fast: log_prediction in an active span",
                         lambda: mon.log_prediction("fraud", scores=0.93, features=FEATURES), n, _flush))
 
+    # The same calls with the worker idle until the flush: its cost without competing with the caller for the GIL
+    # (as when a server's request threads wait on I/O), and one large export request.
+    otel_ml.configure(endpoint=endpoint, queue_size=2 * n + 10, batch_size=2 * n + 10, schedule_delay=3600,
+                      metric_interval=3600)
+    out.append(_run("otel-ml fast: same, worker runs after the loop",
+                    lambda: mon.log_prediction("fraud", scores=0.93, features=FEATURES), n, _flush))
+    otel_ml.configure(endpoint=endpoint, queue_size=2 * n + 10, schedule_delay=0.2, metric_interval=600)
+
     @mon.instrument
     def predict(features: dict[str, Any]) -> tuple[str, float]:
         return ("fraud", 0.93)
