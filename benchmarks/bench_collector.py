@@ -103,15 +103,16 @@ def delivered(collector: Collector, target: float) -> bool:
 
 
 def measure(send: Callable[[], None], done: Callable[[], bool], pids: dict[str, int]) -> dict[str, float]:
-    """Wall time until ``done`` and CPU seconds per part."""
+    """Wall time until ``done``, time until the last request was acknowledged, and CPU seconds per part."""
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"loadgen": cpu_seconds()}
     t0 = time.monotonic()
     send()
+    sent = time.monotonic() - t0  # every request acknowledged by its receiver (collector: queued on disk)
     wait_until(done, timeout=600, interval=0.05, what="all events acknowledged")
     wall = time.monotonic() - t0
     cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()} | {"loadgen": cpu_seconds()
                                                                                   - cpu0["loadgen"]}
-    return {"wall": wall, **{f"cpu_{k}": v for k, v in cpu.items()}}
+    return {"wall": wall, "sent": sent, **{f"cpu_{k}": v for k, v in cpu.items()}}
 
 
 def main() -> None:
