@@ -156,3 +156,37 @@ def test_sqlite_restart_durability(tmp_path: Path) -> None:
     r = again.ingest([pred_row("c", T0), pred_row("b", T0)], [label_row("a", T0)], T0)
     assert len(r.joined) == 2 and r.duplicates == 1
     again.close()
+
+
+def test_oldest_pending_skips_joined_and_survives_rollback(make_store: Factory) -> None:
+    store = make_store()
+    store.ingest([pred_row(f"p{i}", T0 + i) for i in range(5)], [], T0 + 5)
+    store.commit({})
+    store.ingest([], [label_row("p0", T0 + 6), label_row("p1", T0 + 6)], T0 + 6)
+    store.commit({})
+    assert store.oldest_pending_arrival() == T0 + 2
+    store.ingest([], [label_row("p2", T0 + 7)], T0 + 7)
+    assert store.oldest_pending_arrival() == T0 + 3
+    store.rollback()
+    assert store.oldest_pending_arrival() == T0 + 2 and store.pending() == 3
+
+
+def test_expiry_in_many_chunks_with_tombstones(make_store: Factory) -> None:
+    store = make_store(label_window=DAY, max_pending=10_000)
+    store.ingest([pred_row(f"pair{i}", T0, label="1") for i in range(2500)], [], T0)
+    store.ingest([pred_row(f"wait{i}", T0 + 1) for i in range(1200)], [], T0 + 1)
+    store.ingest([pred_row("fresh", T0 + DAY)], [], T0 + DAY)
+    store.commit({})
+    expired = store.expire(T0 + DAY + 2)
+    assert len(expired) == 1200 and store.pending() == 1
+    store.commit({})
+    # tombstones expired with the window: the same pair is new again
+    assert store.ingest([pred_row("pair7", T0, label="1")], [], T0 + DAY + 3).new_predictions == [0]
+
+
+def test_eviction_skips_joined(make_store: Factory) -> None:
+    store = make_store(max_pending=2)
+    store.ingest([pred_row("a", T0), pred_row("b", T0 + 1)], [label_row("a", T0 + 1)], T0 + 1)
+    r = store.ingest([pred_row("c", T0 + 2), pred_row("d", T0 + 3)], [], T0 + 3)
+    assert [x[0].split("\x1f")[1] for x in r.evicted] == ["b"]
+    assert store.ingest([pred_row("a", T0)], [], T0 + 4).duplicates == 1  # the tombstone survived eviction

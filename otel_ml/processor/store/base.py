@@ -97,8 +97,12 @@ class BaseJoinStore(ABC):
         """Insert pending rows, delete pending keys, add tombstones."""
 
     @abstractmethod
-    def _pop_oldest(self, limit: int, before: float | None) -> list[Row]:
-        """Remove and return up to ``limit`` oldest pending rows (only those arrived before ``before`` if given)."""
+    def _pop_oldest(self, limit: int, before: float | None) -> tuple[list[Row], int]:
+        """Remove up to ``limit`` oldest pending rows (only those arrived before ``before`` if given).
+
+        Returns the removed pending rows and how many entries were removed (a backend that keeps tombstones in the
+        same order may remove more entries than it returns rows; the caller continues while that equals ``limit``).
+        """
 
     @abstractmethod
     def _drop_done(self, before: float, keep_at_most: int) -> None:
@@ -176,7 +180,7 @@ class BaseJoinStore(ABC):
         self._write(list(inserts.values()), deletes, done)
         over = self.pending() - self.max_pending
         if over > 0:
-            result.evicted = self._pop_oldest(over, None)
+            result.evicted = self._pop_oldest(over, None)[0]
         return result
 
     def expire(self, now: float) -> list[Row]:
@@ -184,9 +188,9 @@ class BaseJoinStore(ABC):
         cutoff = now - self.label_window
         expired: list[Row] = []
         while True:
-            chunk = self._pop_oldest(1000, cutoff)
+            chunk, removed = self._pop_oldest(1000, cutoff)
             expired.extend(chunk)
-            if len(chunk) < 1000:
+            if removed < 1000:
                 break
         self._drop_done(cutoff, max(self.max_pending, 1))
         return expired

@@ -48,11 +48,15 @@ class MemoryJoinStore(BaseJoinStore):
                 done_map.pop(k, None)
             for k in keys:
                 pending.pop(k, None)
-            for row in removed:
-                pending[row[0]] = row
+            if removed:  # put the joined rows back in arrival order (rollbacks are rare: O(n) is fine)
+                for row in removed:
+                    pending[row[0]] = row
+                ordered = sorted(pending.values(), key=lambda r: r[ARRIVED])
+                pending.clear()
+                pending.update((r[0], r) for r in ordered)
         self._undo.append(undo)
 
-    def _pop_oldest(self, limit: int, before: float | None) -> list[Row]:
+    def _pop_oldest(self, limit: int, before: float | None) -> tuple[list[Row], int]:
         out: list[Row] = []
         while self._pending and len(out) < limit:
             row = next(iter(self._pending.values()))
@@ -68,7 +72,7 @@ class MemoryJoinStore(BaseJoinStore):
                     pending[r[0]] = r
                     pending.move_to_end(r[0], last=False)
             self._undo.append(undo)
-        return out
+        return out, len(out)
 
     def _drop_done(self, before: float, keep_at_most: int) -> None:
         done = self._done

@@ -9,8 +9,9 @@ kernel crash before the OS flushes (the WAL is fsynced at checkpoints). ``synchr
 cost of one fsync per commit; the processor's group commit keeps that cost per batch of requests, not per record.
 Set ``OTEL_ML_SQLITE_SYNCHRONOUS=FULL`` to choose it.
 
-Layout: ``pending`` (rowid = arrival order, unique key index) holds waiting predictions and labels; ``done`` holds
-tombstones of joined keys (idempotency within the label window); ``aggregates`` the cumulative metric totals.
+Layout: ``pending`` (rowid = arrival order, unique key index) holds waiting predictions and labels and, with
+``row`` NULL, the tombstones of joined keys (idempotency within the label window: a join is one in-place update);
+``aggregates`` holds the cumulative metric totals. Expiry removes the head of the table in rowid order.
 
 A pending row's columns after the key and arrival time are stored as one ``marshal``-encoded tuple of str, float and
 None: Python's sqlite3 binds each parameter separately, and 15 parameters cost ~6 µs per insert against ~0.7 µs for
@@ -33,13 +34,12 @@ from otel_ml.processor.store.base import DONE, BaseJoinStore
 
 _LOOKUP_CHUNK = 900
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (k TEXT NOT NULL UNIQUE, arrived REAL NOT NULL, row BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS done (k TEXT NOT NULL UNIQUE, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (k TEXT NOT NULL UNIQUE, arrived REAL NOT NULL, row BLOB);
 CREATE TABLE IF NOT EXISTS aggregates (
   metric TEXT NOT NULL, attrs TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (metric, attrs)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta VALUES ('schema', '2');
+INSERT OR IGNORE INTO meta VALUES ('schema', '3');
 """
 _dumps, _loads = marshal.dumps, marshal.loads
 
@@ -67,18 +67,18 @@ class SqliteJoinStore(BaseJoinStore):
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: bounded RSS whatever the store size
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.executescript(_SCHEMA)
-        self._pending = int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
-        self._done_count = int(self._db.execute("SELECT count(*) FROM done").fetchone()[0])
+        live, dead = self._db.execute(
+            "SELECT count(row), count(*) - count(row) FROM pending").fetchone()
+        self._pending, self._done_count = int(live), int(dead)
+        self._live_head = 0  # every row with a smaller rowid is a tombstone (or gone)
         self._in_txn = False
-        self._pending_at_begin = self._pending
-        self._done_at_begin = self._done_count
+        self._saved = (self._pending, self._done_count, self._live_head)
 
     def _begin(self) -> None:
         if not self._in_txn:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_txn = True
-            self._pending_at_begin = self._pending
-            self._done_at_begin = self._done_count
+            self._saved = (self._pending, self._done_count, self._live_head)
 
     def _lookup(self, keys: Sequence[str]) -> dict[str, object]:
         self._begin()
@@ -88,9 +88,7 @@ class SqliteJoinStore(BaseJoinStore):
             chunk = keys[i:i + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             for k, arrived, blob in db.execute(f"SELECT k, arrived, row FROM pending WHERE k IN ({marks})", chunk):
-                out[k] = _decode(k, arrived, blob)
-            for (k,) in db.execute(f"SELECT k FROM done WHERE k IN ({marks})", chunk):
-                out[k] = DONE
+                out[k] = DONE if blob is None else _decode(k, arrived, blob)
         return out
 
     def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[tuple[str, float]]) -> None:
@@ -98,46 +96,44 @@ class SqliteJoinStore(BaseJoinStore):
         db = self._db
         if inserts:
             db.executemany("INSERT INTO pending (k, arrived, row) VALUES (?, ?, ?)", [_encode(r) for r in inserts])
-        if deletes:
-            db.executemany("DELETE FROM pending WHERE k = ?", [(k,) for k in deletes])
-        if done:
-            db.executemany("INSERT OR IGNORE INTO done (k, at) VALUES (?, ?)", done)
+        if deletes:  # joined: the pending row becomes its own tombstone (one in-place update, no index change)
+            db.executemany("UPDATE pending SET row = NULL WHERE k = ?", [(k,) for k in deletes])
+        if len(done) > len(deletes):  # joined without a stored row (pairs, same-step joins): a new tombstone
+            updated = set(deletes)
+            db.executemany("INSERT OR IGNORE INTO pending (k, arrived, row) VALUES (?, ?, NULL)",
+                           [(k, at) for k, at in done if k not in updated])
         self._pending += len(inserts) - len(deletes)
         self._done_count += len(done)
 
-    def _pop_oldest(self, limit: int, before: float | None) -> list[Row]:
+    def _pop_oldest(self, limit: int, before: float | None) -> tuple[list[Row], int]:
         self._begin()
         db = self._db
-        if before is not None:
-            # rowid order is arrival order: look at the head only, never scan the table for nothing
+        if before is None:  # eviction: the oldest pending records, tombstones skipped
+            rows = db.execute("SELECT rowid, k, arrived, row FROM pending WHERE rowid >= ? AND row IS NOT NULL "
+                              "ORDER BY rowid LIMIT ?", (self._live_head, limit)).fetchall()
+        else:  # expiry: the head in rowid (= arrival) order, tombstones included
             head = db.execute("SELECT arrived FROM pending ORDER BY rowid LIMIT 1").fetchone()
             if head is None or head[0] >= before:
-                return []
-            limit = min(limit, 1000)
-        rows = db.execute("SELECT rowid, k, arrived, row FROM pending ORDER BY rowid LIMIT ?", (limit,)).fetchall()
-        if before is not None:
+                return [], 0
+            rows = db.execute("SELECT rowid, k, arrived, row FROM pending ORDER BY rowid LIMIT ?",
+                              (limit,)).fetchall()
             rows = [r for r in rows if r[2] < before]
         if not rows:
-            return []
+            return [], 0
         db.executemany("DELETE FROM pending WHERE rowid = ?", [(r[0],) for r in rows])
-        self._pending -= len(rows)
-        return [_decode(k, arrived, blob) for _, k, arrived, blob in rows]
+        live = [_decode(k, arrived, blob) for _, k, arrived, blob in rows if blob is not None]
+        self._pending -= len(live)
+        self._done_count -= len(rows) - len(live)
+        return live, len(rows)
 
     def _drop_done(self, before: float, keep_at_most: int) -> None:
-        self._begin()
-        db = self._db
-        while True:  # tombstones in rowid (= time) order: delete the expired head in chunks
-            rows = db.execute("SELECT rowid, at FROM done ORDER BY rowid LIMIT 5000").fetchall()
-            expired = [r[0] for r in rows if r[1] < before]
-            if expired:
-                db.executemany("DELETE FROM done WHERE rowid = ?", [(r,) for r in expired])
-                self._done_count -= len(expired)
-            if len(expired) < 5000:
-                break
+        # expired tombstones already left with the head in _pop_oldest; here only the count bound
         over = self._done_count - keep_at_most
         if over > 0:
-            cur = db.execute("DELETE FROM done WHERE rowid IN (SELECT rowid FROM done ORDER BY rowid LIMIT ?)",
-                             (over,))
+            self._begin()
+            cur = self._db.execute(
+                "DELETE FROM pending WHERE rowid IN (SELECT rowid FROM pending WHERE row IS NULL ORDER BY rowid "
+                "LIMIT ?)", (over,))
             self._done_count -= max(cur.rowcount, 0)
 
     def pending(self) -> int:
@@ -145,9 +141,13 @@ class SqliteJoinStore(BaseJoinStore):
         return self._pending
 
     def oldest_pending_arrival(self) -> float | None:
-        """Arrival time of the oldest pending record."""
-        row = self._db.execute("SELECT arrived FROM pending ORDER BY rowid LIMIT 1").fetchone()
-        return None if row is None else float(row[0])
+        """Arrival time of the oldest pending record (amortized: scans only tombstones made since the last call)."""
+        row = self._db.execute("SELECT rowid, arrived FROM pending WHERE rowid >= ? AND row IS NOT NULL "
+                               "ORDER BY rowid LIMIT 1", (self._live_head,)).fetchone()
+        if row is None:
+            return None
+        self._live_head = int(row[0])
+        return float(row[1])
 
     def commit(self, totals: Mapping[Key, float]) -> None:
         """Persist ``totals`` and commit (durable against process death once this returns)."""
@@ -165,8 +165,7 @@ class SqliteJoinStore(BaseJoinStore):
         if self._in_txn:
             self._db.execute("ROLLBACK")
             self._in_txn = False
-            self._pending = self._pending_at_begin
-            self._done_count = self._done_at_begin
+            self._pending, self._done_count, self._live_head = self._saved
 
     def load_aggregates(self) -> dict[Key, float]:
         """Persisted totals."""

@@ -1,0 +1,1 @@
+"""Built-in processor stages (see :mod:`otel_ml.processor.stage` for the contract)."""
