@@ -15,7 +15,7 @@ import otel_ml
 from otel_ml.semconv import ML_EVENT_NAMES, label_name, prom_name
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
-from tests.integration.collector_stack import ML_EXPORTER, Stack, wait_for
+from tests.integration.collector_stack import ADD_OTEL_ML, EXISTING, ML_EXPORTER, Stack, wait_for
 from tests.integration.collector_workload import (
     CLASSES,
     Workload,
@@ -84,3 +84,17 @@ def test_end_to_end_matches_sklearn_and_routes_only_ml_events(tmp_path: Path, sd
         stack.wait_value(model_sum(m.CLIENT_PREDICTIONS, w.model), len(w.ids))
         assert stack.value("count(system_cpu_time_seconds_total)") > 0
         assert stack.value("count(system_memory_usage_bytes)") > 0
+
+
+def test_add_otel_ml_snippet_on_an_existing_collector(tmp_path: Path) -> None:
+    """add-otel-ml.yaml merged onto a config it did not write: ML events to the processor, other logs unchanged."""
+    w = make_workload(200, seed=5)
+    others = other_logs(10)
+    with Stack(tmp_path, configs=(EXISTING, ADD_OTEL_ML)) as stack:
+        stack.send([*w.predictions(range(0, 100)), *others, *w.predictions(range(100, 200))], batch=70)
+        stack.send(w.labels(), batch=70)
+        assert_matches_truth(stack, w, w.truth())
+        assert stack.collector.exporter_sent(ML_EXPORTER) == 2 * len(w.ids)
+        wait_for(lambda: len(stack.sink.snapshot()) >= len(others), what="other logs at the log backend")
+        assert sorted(r.SerializeToString() for r in stack.sink.snapshot()) == sorted(
+            r.SerializeToString() for r in others)
