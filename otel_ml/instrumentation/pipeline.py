@@ -122,6 +122,8 @@ class WorkerPipeline(Pipeline):
         self.metrics = self.sink.metrics
         self._encode_feature: Callable[[str, Any], Any] | None = getattr(self.sink, "encode_feature", None)
         self._pending: Iterator[Any] | None = None
+        self._pending_left = 0
+        self._pending_name = ""
         self.cpu_ns = 0
         self._thread = threading.Thread(target=self._run, name="otel-ml-worker", daemon=True)
         self._thread.start()
@@ -200,8 +202,8 @@ class WorkerPipeline(Pipeline):
         next_metrics = time.monotonic() + s.metric_interval_s
         cpu0 = time.thread_time_ns()
         while True:
-            now = time.monotonic()
-            self.wake.wait(max(0.0, min(s.schedule_delay_s, next_metrics - now)))
+            if len(self.queue) < self.wake_at:  # a full batch waiting: no pause
+                self.wake.wait(max(0.0, min(s.schedule_delay_s, next_metrics - time.monotonic())))
             self.wake.clear()
             stopping = self._stop.is_set()
             flush_target = self._flush_requested
@@ -226,17 +228,24 @@ class WorkerPipeline(Pipeline):
             self.metrics.add_truncated(self.normalizer.truncated)
 
     def _drain(self, stopping: bool) -> None:
+        """Export the records queued now (all of them when stopping, until the deadline).
+
+        Records that arrive meanwhile wait for the next round, so that a producer faster than the worker cannot
+        keep it from exporting metrics or completing a flush.
+        """
         batch_size = self.settings.batch_size
         q = self.queue
         out: list[Any] = []
+        budget = len(q) + (1 if self._pending is not None else 0)
         while True:
             if stopping and self._deadline is not None and time.monotonic() > self._deadline:
                 self._drop_remaining(out)
                 return
             it = self._pending
             if it is None:
-                if not q:
+                if not q or (budget <= 0 and not stopping):
                     break
+                budget -= 1
                 rec = q.popleft()
                 if rec[0] == K_PRED:  # the common case, without iterator machinery
                     try:
@@ -251,9 +260,12 @@ class WorkerPipeline(Pipeline):
                             out = []
                     continue
                 it = self._pending = self._expand(rec)
+                self._pending_left = _events_of(rec)
+                self._pending_name = _spec_of(rec).name
             want = batch_size - len(out)
             before = len(out)
             out.extend(islice(it, want))
+            self._pending_left -= len(out) - before
             if len(out) - before < want:
                 self._pending = None
             if len(out) >= batch_size:
@@ -266,10 +278,9 @@ class WorkerPipeline(Pipeline):
         counts: dict[str, int] = {}
         for name, _ in out:
             counts[name] = counts.get(name, 0) + 1
-        rest = list(self._pending or ())
-        for name, _ in rest:
-            counts[name] = counts.get(name, 0) + 1
-        self._pending = None
+        if self._pending is not None:  # the rest of a batch, not encoded just to be counted
+            self._pending = None
+            counts[self._pending_name] = counts.get(self._pending_name, 0) + max(0, self._pending_left)
         while self.queue:
             rec = self.queue.popleft()
             counts[_spec_of(rec).name] = counts.get(_spec_of(rec).name, 0) + _events_of(rec)

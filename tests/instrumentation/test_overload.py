@@ -117,3 +117,30 @@ def test_endpoint_down_shutdown_respects_timeout() -> None:
     t0 = time.monotonic()
     otel_ml.shutdown(1.0)
     assert time.monotonic() - t0 < 3.0
+
+
+def test_flush_and_metrics_progress_under_a_producer_faster_than_the_worker(sink: OtlpSink) -> None:
+    import threading
+
+    otel_ml.configure(endpoint=sink.http_endpoint, queue_size=5000, schedule_delay=0.01, metric_interval=0.2)
+    mon = otel_ml.ModelMonitor("m", task="regression")
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            mon.log_prediction(1.0, features={"a": 1.0, "b": 2.0})
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert otel_ml.force_flush(20)
+        assert time.monotonic() - t0 < 20
+        deadline = time.monotonic() + 10
+        while not sink.metric_points(m.CLIENT_EVENTS_EXPORTED.name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.metric_points(m.CLIENT_EVENTS_EXPORTED.name)
+    finally:
+        stop.set()
+        producer.join()
