@@ -329,7 +329,7 @@ class Stack:
     """
 
     def __init__(self, tmp: Path, replicas: int = 1, collector_env: dict[str, str] | None = None,
-                 configs: Sequence[Path] | None = None, store: dict[str, Any] | None = None,
+                 configs: Sequence[Path | str] | None = None, store: dict[str, Any] | None = None,
                  remote_write: bool = False) -> None:
         self.tmp = tmp
         self.sink = LogSink()

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.collector_stack import ML_EXPORTER, Stack, wait_for
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv import prom_name
+from tests.integration.collector_stack import GATEWAY, ML_EXPORTER, Stack, wait_for
 from tests.integration.collector_workload import assert_matches_truth, make_workload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,3 +65,21 @@ def test_processor_kill9_mid_stream(tmp_path: Path) -> None:
         processor.start()
         sender.finish()
         assert_matches_truth(stack, w, w.truth())
+
+
+def test_redelivered_requests_are_not_counted_twice(tmp_path: Path) -> None:
+    """The collector gives up waiting (1 ms deadline) while the processor commits: the requests stay queued and are
+    delivered again after a restart with the shipped timeout. The processor sees records twice, counts them once."""
+    w = make_workload(400, seed=19)
+    impatient = "yaml:exporters::otlp_grpc/otel_ml::timeout: 1ms"
+    with Stack(tmp_path, configs=(GATEWAY, impatient)) as stack:
+        stack.send(w.predictions() + w.labels(), batch=50)
+        received = f"sum({prom_name(m.PROCESSOR_RECORDS_RECEIVED)})"
+        wait_for(lambda: stack.value(received) > 0, timeout=30, what="records committed despite the timeouts")
+        time.sleep(2)
+        assert stack.collector.queue_size(ML_EXPORTER) > 0, "nothing left to re-deliver: the deadline was met"
+        assert stack.collector.stop() == 0
+        stack.collector.process.argv = [a for a in stack.collector.process.argv if a != f"--config={impatient}"]
+        stack.collector.start()
+        assert_matches_truth(stack, w, w.truth())
+        assert stack.value(received) > 2 * len(w.ids), "no record was delivered twice"
