@@ -344,6 +344,10 @@ class Stack:
         env = {**metrics_env, "OTEL_ML_LOGS_EXPORTER": "otlp_http/logs", "OTEL_ML_LOGS_ENDPOINT": self.sink.endpoint,
                "OTEL_ML_PROCESSOR_ENDPOINT": f"127.0.0.1:{ports[0]}",
                "OTEL_ML_PROCESSOR_REPLICAS": "[" + ", ".join(f"127.0.0.1:{p}" for p in ports) + "]",
+               # scaleout-dns.yaml: every address of the name is a replica on this port. An IP literal resolves to
+               # itself (one replica); "localhost" may also resolve to ::1 where nothing listens.
+               "OTEL_ML_PROCESSOR_DNS_NAME": "127.0.0.1", "OTEL_ML_PROCESSOR_PORT": str(ports[0]),
+               "OTEL_ML_DNS_INTERVAL": "1s",
                **(collector_env or {})}
         if configs is None:
             configs = (GATEWAY,) if replicas == 1 else (GATEWAY, SCALEOUT_STATIC)

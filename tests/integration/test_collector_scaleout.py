@@ -17,7 +17,7 @@ import pytest
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import label_name, prom_name
 from otel_ml.semconv import metrics as m
-from tests.integration.collector_stack import LB_EXPORTER, Stack, wait_for
+from tests.integration.collector_stack import GATEWAY, LB_EXPORTER, SCALEOUT_DNS, Stack, wait_for
 from tests.integration.collector_workload import assert_matches_truth, make_workload, model_sum
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,6 +41,16 @@ def test_three_replicas_join_everything(tmp_path: Path) -> None:
         assert sorted(shares) == ["replica-0", "replica-1", "replica-2"]
         assert all(v > 0.15 * 900 for v in shares.values()), shares
         assert stack.collector.exporter_sent(LB_EXPORTER) == 2 * 900
+
+
+def test_dns_resolver_end_to_end(tmp_path: Path) -> None:
+    """scaleout-dns.yaml for real: the resolver's name (127.0.0.1 here) gives the replica behind load_balancing."""
+    w = make_workload(300, seed=37)
+    with Stack(tmp_path, configs=(GATEWAY, SCALEOUT_DNS)) as stack:
+        stack.send(w.predictions(), batch=100)
+        stack.send(w.labels(), batch=100)
+        assert_matches_truth(stack, w, w.truth())
+        assert stack.collector.exporter_sent(LB_EXPORTER) == 2 * len(w.ids)
 
 
 def test_replica_restart_keeps_the_ring(tmp_path: Path) -> None:
