@@ -240,6 +240,13 @@ class ClassificationEstimator(_EstimatorBase):
         inputs = self._prepare(frame)
         return m.class_probabilities(self._predict_core(inputs), inputs.pred, inputs.proba, len(self.roles_.classes))
 
+    def predict_details(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """P(correct) ``(n,)``, the distribution over the true class ``(n, k)`` and the predicted class codes
+        ``(n,)`` (``-1`` for a class the reference never had): what the processor turns into counters."""
+        inputs = self._prepare(frame)
+        p = self._predict_core(inputs)
+        return p, m.class_probabilities(p, inputs.pred, inputs.proba, len(self.roles_.classes)), inputs.pred
+
     def estimate(self, frame: pd.DataFrame) -> Estimate:
         """Estimated accuracy of the window ``frame`` with its interval."""
         return self.estimate_metrics(frame, metrics=(m.ACCURACY,))[m.ACCURACY]

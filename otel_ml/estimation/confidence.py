@@ -1,8 +1,9 @@
 """Confidence-based estimators: calibrated confidence (CBPE idea) and average thresholded confidence (ATC).
 
-* :class:`CalibratedConfidenceEstimator` (``cbpe``): isotonic calibration of the model's score on the reference.
-  Binary: P(positive | score); multiclass: P(correct | confidence of the predicted class), per predicted class when
-  that class has enough correct and wrong examples, else pooled. Without scores: the smoothed precision of each
+* :class:`CalibratedConfidenceEstimator` (``cbpe``): isotonic calibration of the model's score on the reference:
+  P(correct | score of the predicted class), per predicted class when that class has enough correct and wrong
+  examples, else pooled (binary with the usual threshold: the same as calibrating P(positive | score), and also right
+  for other thresholds). Without scores: the smoothed precision of each
   predicted class. Sound under covariate shift as long as the model's scores stay calibrated
   (NannyML, "Confidence-based Performance Estimation").
 * :class:`ATCEstimator` (``atc``): Garg et al., "Leveraging Unlabeled Data to Predict Out-of-Distribution
@@ -21,7 +22,6 @@ from sklearn.isotonic import IsotonicRegression
 
 from otel_ml.estimation._inputs import ClassificationInputs
 from otel_ml.estimation.base import ClassificationEstimator
-from otel_ml.semconv.attributes import Task
 
 MIN_PER_CLASS = 50
 """Rows (with at least 5 correct and 5 wrong) a predicted class needs for its own calibration curve."""
@@ -70,11 +70,6 @@ class CalibratedConfidenceEstimator(ClassificationEstimator):
             counts = np.bincount(inputs.pred[known], minlength=k)
             self.precision_ = ((class_hits + PRIOR_WEIGHT * self.prior_) / (counts + PRIOR_WEIGHT)).tolist()
             return
-        if self.roles_.task == Task.BINARY:
-            pos = k - 1
-            y_pos = np.where(inputs.pred == pos, correct, ~correct) if k == 2 else correct
-            self.curves_["positive"] = fit_isotonic(inputs.proba[:, -1], y_pos)
-            return
         conf = inputs.confidence()
         self.curves_["all"] = fit_isotonic(conf, correct)
         for c in range(k):
@@ -88,10 +83,6 @@ class CalibratedConfidenceEstimator(ClassificationEstimator):
         if inputs.proba is None:
             precision = np.asarray(self.precision_ or [self.prior_])
             return np.where(inputs.pred >= 0, precision[np.clip(inputs.pred, 0, len(precision) - 1)], self.prior_)
-        if "positive" in self.curves_:
-            q = apply_isotonic(self.curves_["positive"], inputs.proba[:, -1])
-            pos = len(self.roles_.classes) - 1
-            return np.where(inputs.pred == pos, q, np.where(inputs.pred >= 0, 1.0 - q, 0.0))
         conf = inputs.confidence()
         p = apply_isotonic(self.curves_["all"], conf) if n else np.empty(0)
         for key, curve in self.curves_.items():

@@ -1,0 +1,215 @@
+"""Fitting a reference artifact from a labeled evaluation set (the work behind ``otel-ml reference fit``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from otel_ml.drift.distribution import CATEGORICAL, NUMERIC, Distribution
+from otel_ml.estimation import EstimationError, create_estimator
+from otel_ml.estimation import metrics as em
+from otel_ml.estimation._inputs import as_class_strings, class_codes, resolve_roles
+from otel_ml.reference.artifact import ReferenceArtifact
+from otel_ml.reference.weak_segments import find_weak_segments
+from otel_ml.semconv.attributes import QualityMetric, Task
+
+_logger = logging.getLogger(__name__)
+
+SET_SIZE = "set_size"
+SUPPORTED_TASKS = (Task.BINARY, Task.MULTICLASS, Task.MULTILABEL, Task.REGRESSION)
+
+
+class ReferenceFitError(ValueError):
+    """The evaluation set or the column roles cannot make a reference."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Reads a ``.parquet`` or ``.csv`` evaluation set.
+
+    Raises:
+        ReferenceFitError: Unknown extension or unreadable file.
+    """
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if p.suffix.lower() == ".csv":
+            return pd.read_csv(p)
+    except (OSError, ValueError) as exc:
+        raise ReferenceFitError(f"cannot read {p}: {exc}") from exc
+    raise ReferenceFitError(f"{p}: expected a .parquet or .csv file")
+
+
+def parse_label_set(value: Any) -> list[str]:
+    """A multilabel cell as a list of strings: a list/array, a JSON list, or a ``|``-separated string."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            return [str(v) for v in json.loads(text)]
+        except ValueError:
+            pass
+    return [t for t in (s.strip() for s in text.split("|")) if t]
+
+
+def fit_reference(
+    frame: pd.DataFrame,
+    *,
+    model: str,
+    task: str,
+    target: str,
+    prediction: str,
+    version: str = "",
+    scores: Sequence[str] | None = None,
+    features: Sequence[str] = (),
+    segments: Sequence[str] = (),
+    classes: Sequence[str] | None = None,
+    method: str = "auto",
+    random_state: int = 0,
+) -> ReferenceArtifact:
+    """Builds the reference artifact of ``model`` from its labeled evaluation set.
+
+    Args:
+        frame: One row per evaluated prediction.
+        model: Model name (``ml.model.name``).
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
+        target: True value column (multilabel: list or ``a|b`` string column).
+        prediction: Predicted value column (multilabel: list or ``a|b`` string column).
+        version: Model version the reference is for (empty: any version).
+        scores: Score columns (binary: P(positive) or one per class; multiclass: one per class, aligned with
+            ``classes``).
+        features: Feature columns (as sent in ``ml.feature.<name>``).
+        segments: Segment columns (as sent in ``ml.segment.<dimension>``).
+        classes: Class order (default: sorted union of target and prediction values).
+        method: Estimator (``auto``, ``cbpe``, ``atc``, ``learned``; regression ``dle``).
+        random_state: Seed of every random choice (fits are deterministic).
+
+    Raises:
+        ReferenceFitError: Unsupported task, missing columns, an empty evaluation set.
+    """
+    if task not in SUPPORTED_TASKS:
+        raise ReferenceFitError(f"task must be one of {SUPPORTED_TASKS}; got {task!r}")
+    scores = list(scores or [])
+    needed = [target, prediction, *scores, *features, *segments]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ReferenceFitError(f"evaluation set has no column(s) {missing}; columns: {list(frame.columns)[:30]}")
+    frame = frame[frame[target].notna() & frame[prediction].notna()].reset_index(drop=True)
+    if len(frame) == 0:
+        raise ReferenceFitError("evaluation set has no row with both a target and a prediction")
+    schema: dict[str, Any] = {"prediction": prediction, "target": target, "scores": scores,
+                              "features": list(features), "segments": list(segments), "classes": []}
+    distributions: dict[str, Any] = {
+        "features": {name: Distribution.fit(name, frame[name].to_numpy(dtype=object)) for name in features},
+    }
+    binned: dict[str, tuple[Distribution, np.ndarray, str]] = {
+        name: (dist, frame[name].to_numpy(dtype=object), "feature")
+        for name, dist in distributions["features"].items() if name not in segments
+    }
+    estimator = None
+    if task == Task.MULTILABEL:
+        truth = [parse_label_set(v) for v in frame[target]]
+        pred = [parse_label_set(v) for v in frame[prediction]]
+        schema["classes"] = classes_list = list(classes) if classes else sorted({c for s in truth + pred for c in s})
+        metrics, quality = _multilabel_metrics(truth, pred, classes_list)
+        quality_metric, higher = QualityMetric.EXACT_MATCH, True
+        sizes = np.asarray([len(s) for s in pred], dtype=float)
+        distributions[SET_SIZE] = Distribution.fit(SET_SIZE, sizes, kind=NUMERIC)
+        distributions["prediction"] = Distribution.fit("prediction", [c for s in pred for c in s], kind=CATEGORICAL,
+                                                       max_categories=max(30, len(classes_list)))
+        binned[SET_SIZE] = (distributions[SET_SIZE], sizes.astype(object), "set_size")
+    elif task == Task.REGRESSION:
+        y = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=float)
+        yhat = pd.to_numeric(frame[prediction], errors="coerce").to_numpy(dtype=float)
+        err = yhat - y
+        quality = np.abs(err)
+        metrics = {QualityMetric.MAE: float(np.nanmean(quality)),
+                   QualityMetric.RMSE: float(np.sqrt(np.nanmean(err**2)))}
+        quality_metric, higher = QualityMetric.MAE, False
+        distributions["prediction"] = Distribution.fit("prediction", yhat, kind=NUMERIC)
+        estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
+                                   features=list(features))
+    else:
+        roles = resolve_roles(frame, y_true=target, y_pred=prediction, scores=scores or None, features=features,
+                              classes=classes, task=task)
+        schema["classes"] = list(roles.classes)
+        y_codes = class_codes(frame[target].to_numpy(), roles.classes)
+        p_codes = class_codes(frame[prediction].to_numpy(), roles.classes)
+        quality = (y_codes == p_codes).astype(float)
+        metrics = _classification_metrics(frame, roles.classes, y_codes, p_codes, scores, task)
+        quality_metric, higher = QualityMetric.ACCURACY, True
+        distributions["prediction"] = Distribution.fit(
+            "prediction", as_class_strings(frame[prediction]), kind=CATEGORICAL,
+            max_categories=max(30, len(roles.classes)))
+        if scores:
+            raw = frame[scores].to_numpy(dtype=float)
+            conf = raw[:, 0] if raw.shape[1] == 1 else raw.max(axis=1)
+            distributions["score"] = Distribution.fit("score", conf, kind=NUMERIC)
+        estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
+                                   scores=scores or None, features=list(features), classes=list(roles.classes))
+    metrics["rows"] = float(len(frame))
+    weak = find_weak_segments(
+        quality, metric=quality_metric, higher_is_better=higher,
+        segments={dim: as_class_strings(frame[dim].fillna("")) for dim in segments}, binned=binned)
+    return ReferenceArtifact(model=model, version=version, task=task, schema=schema, metrics=metrics,
+                             distributions=distributions, weak_segments=weak, estimator=estimator)
+
+
+def _fit_estimator(frame: pd.DataFrame, task: str, method: str, random_state: int, **roles: Any) -> Any:
+    try:
+        return create_estimator(task, method, random_state=random_state).fit(frame, task=task, **roles)
+    except EstimationError as exc:
+        raise ReferenceFitError(f"cannot fit the {method} estimator: {exc}") from exc
+
+
+def _classification_metrics(frame: pd.DataFrame, classes: Sequence[str], y: np.ndarray, p: np.ndarray,
+                             scores: Sequence[str], task: str) -> dict[str, float]:
+    k = len(classes)
+    tp, fp, fn = em.realized_outcomes(y, p, k)
+    present = (tp + fp + fn) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+    out = {
+        QualityMetric.ACCURACY: float(np.mean(y == p)),
+        QualityMetric.F1_MACRO: em.f1_from_outcomes(tp, fp, fn),
+        QualityMetric.PRECISION_MACRO: float(precision[present].mean()) if present.any() else float("nan"),
+        QualityMetric.RECALL_MACRO: float(recall[present].mean()) if present.any() else float("nan"),
+    }
+    if task == Task.BINARY and k == 2:
+        out[QualityMetric.F1] = em.f1_from_outcomes(tp, fp, fn, positive=1)
+        if scores:
+            raw = frame[list(scores)].to_numpy(dtype=float)
+            out[QualityMetric.ROC_AUC] = em.realized_roc_auc(y == 1, raw[:, -1])
+    return out
+
+
+def _multilabel_metrics(truth: list[list[str]], pred: list[list[str]],
+                        classes: Sequence[str]) -> tuple[dict[str, float], np.ndarray]:
+    exact = np.asarray([set(t) == set(q) for t, q in zip(truth, pred, strict=True)], dtype=float)
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    tp, fp, fn = np.zeros(k), np.zeros(k), np.zeros(k)
+    for t, q in zip(truth, pred, strict=True):
+        ts, qs = set(t), set(q)
+        for c in qs:
+            if c in index:
+                (tp if c in ts else fp)[index[c]] += 1
+        for c in ts - qs:
+            if c in index:
+                fn[index[c]] += 1
+    metrics = {
+        QualityMetric.EXACT_MATCH: float(exact.mean()),
+        QualityMetric.F1_MACRO: em.f1_from_outcomes(tp, fp, fn),
+        QualityMetric.LABELS_PER_SAMPLE: float(np.mean([len(q) for q in pred])),
+    }
+    return metrics, exact

@@ -1,0 +1,43 @@
+"""Synthetic evaluation sets with known ground truth for the estimation, drift and reference tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CLASSES = ["cat", "dog", "fox"]
+SCORES = [f"p_{c}" for c in CLASSES]
+
+
+def binary_frame(n: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
+    """A calibrated binary model: y ~ Bernoulli(p), p = sigmoid(2x); ``shift`` moves x (covariate shift)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=shift, size=n)
+    region = rng.choice(["eu", "us", "apac"], size=n)
+    p = 1 / (1 + np.exp(-2 * x))
+    y = (rng.random(n) < p).astype(int)
+    return pd.DataFrame({"x": x, "region": region, "y": y, "yhat": (p > 0.5).astype(int), "p": p})
+
+
+def multiclass_frame(n: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
+    """A calibrated 3-class model on one numeric and one categorical feature."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=shift, size=n)
+    region = rng.choice(["eu", "us", "apac"], size=n)
+    logits = np.column_stack([1.5 * x, -1.5 * x, 0.5 * (region == "apac")])
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in proba])
+    frame = pd.DataFrame({"x": x, "region": region, "label": np.array(CLASSES)[y],
+                          "pred": np.array(CLASSES)[proba.argmax(axis=1)]})
+    for j, col in enumerate(SCORES):
+        frame[col] = proba[:, j]
+    return frame
+
+
+def regression_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Heteroscedastic regression: the error's scale grows with |x|."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    kind = rng.choice(["a", "b"], size=n)
+    y = 3 * x + rng.normal(size=n) * (0.5 + np.abs(x))
+    return pd.DataFrame({"x": x, "kind": kind, "y": y, "yhat": 3 * x})
