@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,12 +170,12 @@ class Normalizer:
         return values
 
     # --- features and segments -------------------------------------------------------------------------------------
-    def features(self, spec: ModelSpec, features: Any, pairs: list[Any],
-                 encode: Callable[[str, Any], Any] | None = None) -> None:
+    def features(self, spec: ModelSpec, features: Any, pairs: list[Any], encoder: Any = None) -> None:
         """Append ``ml.feature.*`` pairs of one sample (a mapping or a 1-D sequence).
 
-        With ``encode``, ``encode(key, value)`` is appended instead of the pair (the OTLP sink encodes each feature
-        right away instead of dispatching on its type a second time).
+        With an ``encoder`` (:class:`otel_ml.instrumentation.wire.FeatureEncoder`), encoded attribute entries are
+        appended instead of pairs: the OTLP sink's fast path, which encodes a double feature with one dict lookup by
+        feature name instead of dispatching on its type a second time.
         """
         if features is None:
             return
@@ -201,12 +201,19 @@ class Normalizer:
         prefix = a.ML_FEATURE_PREFIX
         append = pairs.append
         fkeys = self._feature_keys
+        dprefix = encoder.double_prefixes if encoder is not None else None
+        pack: Any = encoder.pack_double if encoder is not None else None
         for name, value in items:
             t = type(value)
             if t is float:
                 if value - value != 0.0:  # NaN or inf
                     self.truncated[(spec.name, R.NOT_FINITE)] += 1
                     continue
+                if dprefix is not None:
+                    pre = dprefix.get(name)
+                    if pre is not None:  # the fast path: a double feature seen before
+                        append(pre + pack(value))
+                        continue
             elif t is bool or (t is str and len(value) <= lim.MAX_STRING_LENGTH) or (
                     t is int and -(2**63) <= value < 2**63):
                 pass
@@ -226,7 +233,12 @@ class Normalizer:
                         self.truncated[(spec.name, R.TOO_LONG)] += 1
                         key = key[: lim.MAX_KEY_LENGTH]
                     key = prefix + key
-            append((key, value) if encode is None else encode(key, value))
+            if encoder is None:
+                append((key, value))
+            else:
+                append(encoder.encode(key, value))
+                if t is float:
+                    encoder.remember_double(name, key)
 
     def segments(self, spec: ModelSpec, segments: Any, pairs: Pairs) -> None:
         """Append ``ml.segment.*`` pairs (values as strings)."""

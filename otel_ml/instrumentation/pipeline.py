@@ -120,7 +120,7 @@ class WorkerPipeline(Pipeline):
         self.normalizer = Normalizer()
         self.sink = self._sink_factory(self)
         self.metrics = self.sink.metrics
-        self._encode_feature: Callable[[str, Any], Any] | None = getattr(self.sink, "encode_feature", None)
+        self._feature_encoder: Any = getattr(self.sink, "feature_encoder", None)
         self._pending: Iterator[Any] | None = None
         self._pending_left = 0
         self._pending_name = ""
@@ -334,11 +334,10 @@ class WorkerPipeline(Pipeline):
             return None
         encoded: list[Any] = []
         if features is not None:
-            encode = self._encode_feature
-            if encode is None:
+            if self._feature_encoder is None:
                 norm.features(spec, features, pairs)
             else:
-                norm.features(spec, features, encoded, encode)
+                norm.features(spec, features, encoded, self._feature_encoder)
         if segments:
             norm.segments(spec, segments, pairs)
         if label is not MISSING:

@@ -79,8 +79,8 @@ class OtlpSink:
         self.metrics = Aggregator()
         self._enc = wire.AttributeEncoder()
         self._id = wire.IdEncoder(ML_PREDICTION_ID, self._enc)
-        self.encode_feature = self._enc.scalar
-        """Encodes one validated feature attribute (used by the normalizer directly)."""
+        self.feature_encoder = wire.FeatureEncoder(self._enc)
+        """Encodes validated feature attributes (used by the normalizer directly)."""
         self._warn_failed = _Throttled()
         self._warn_rejected = _Throttled()
         self._pred_name = wire.event_name_field(ML_PREDICTION_EVENT)
@@ -108,7 +108,7 @@ class OtlpSink:
         self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any,
         encoded: Sequence[bytes] = (),
     ) -> Item:
-        """Encode one event (``encoded``: attribute entries already encoded with :attr:`encode_feature`)."""
+        """Encode one event (``encoded``: attribute entries already encoded with :attr:`feature_encoder`)."""
         enc = self._enc
         attrs = [self._constants(spec, label), self._id.encode(pid, ML_PREDICTION_ID)]
         enc.encode_pairs(pairs, attrs)

@@ -125,15 +125,19 @@ class AttributeEncoder:
                 self._key[key] = kb
         return kb
 
-    def double(self, key: str, value: float) -> bytes:
-        """A double attribute."""
+    def double_prefix(self, key: str) -> bytes:
+        """Everything of a double attribute entry but the 8 value bytes (cached per key)."""
         prefix = self._dbl.get(key)
         if prefix is None:
             kb = self._key_bytes(key)
             prefix = b"\x32" + varint(len(kb) + 11) + kb + b"\x12\x09\x21"
             if len(self._dbl) < 100_000:
                 self._dbl[key] = prefix
-        return prefix + _pack_d(value)
+        return prefix
+
+    def double(self, key: str, value: float) -> bytes:
+        """A double attribute."""
+        return self.double_prefix(key) + _pack_d(value)
 
     def string(self, key: str, value: str) -> bytes:
         """A string attribute."""
@@ -222,6 +226,31 @@ class AttributeEncoder:
         av = any_value(value)
         kv = self._key_bytes(key) + b"\x12" + varint(len(av)) + av
         return b"\x32" + varint(len(kv)) + kv
+
+
+class FeatureEncoder:
+    """What the normalizer needs to encode feature attributes right away (see ``Normalizer.features``).
+
+    Attributes:
+        double_prefixes: Feature name -> everything of its double attribute entry but the value bytes.
+        pack_double: Packs a double's 8 value bytes.
+    """
+
+    __slots__ = ("_enc", "double_prefixes", "pack_double")
+
+    def __init__(self, enc: AttributeEncoder) -> None:
+        self._enc = enc
+        self.double_prefixes: dict[Any, bytes] = {}
+        self.pack_double = _pack_d
+
+    def encode(self, key: str, value: Any) -> bytes:
+        """One validated scalar attribute entry."""
+        return self._enc.scalar(key, value)
+
+    def remember_double(self, name: Any, key: str) -> None:
+        """Cache the double prefix of feature ``name`` (attribute ``key``), bounded."""
+        if len(self.double_prefixes) < 10_000:
+            self.double_prefixes[name] = self._enc.double_prefix(key)
 
 
 class IdEncoder:
