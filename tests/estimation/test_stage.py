@@ -1,0 +1,218 @@
+"""The processor's estimation stage: its counters equal offline estimates on the same data."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otel_ml.estimation import metrics as em
+from otel_ml.processor.stage import PredictionBatch
+from otel_ml.processor.stages.estimation import EstimationStage
+from otel_ml.reference import fit_reference, load
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.metrics import MetricSpec
+from tests.estimation.data import CLASSES, SCORES, binary_frame, multiclass_frame, regression_frame
+
+
+class RecordingSink:
+    """A MetricSink that sums counters and keeps the last gauge values."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def add(self, metric: MetricSpec, value: float, attributes: Any) -> None:
+        assert metric.instrument in ("counter", "updowncounter") and set(attributes) <= set(metric.attributes)
+        self.sums[(metric.name, tuple(sorted(attributes.items())))] += value
+
+    def set_gauge(self, metric: MetricSpec, value: float, attributes: Any) -> None:
+        assert metric.instrument == "gauge" and set(attributes) <= set(metric.attributes)
+        self.gauges[(metric.name, tuple(sorted(attributes.items())))] = value
+
+    def record(self, metric: MetricSpec, value: float, attributes: Any) -> None:
+        raise AssertionError("the estimation stage records no histogram")
+
+    def total(self, metric: MetricSpec, **where: str) -> float:
+        return sum(v for (name, attrs), v in self.sums.items()
+                   if name == metric.name and all(dict(attrs).get(k) == w for k, w in where.items()))
+
+    def gauge(self, metric: MetricSpec, **where: str) -> list[float]:
+        return [v for (name, attrs), v in self.gauges.items()
+                if name == metric.name and all(dict(attrs).get(k) == w for k, w in where.items())]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def mc_batch(frame: pd.DataFrame, model: str = "router", version: str = "v1") -> PredictionBatch:
+    n = len(frame)
+    return PredictionBatch(
+        model=model, version=version, task="multiclass", classes=tuple(reversed(CLASSES)),  # another order on purpose
+        ids=[f"id{i}" for i in range(n)], timestamps=np.full(n, 1.7e9), values=list(frame.pred),
+        scores=frame[SCORES].max(axis=1).to_numpy(), score_matrix=frame[list(reversed(SCORES))].to_numpy(),
+        features={"x": list(frame.x), "region": list(frame.region)},
+        segments=[f"region={r}" for r in frame.region])
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("references")
+    ref = multiclass_frame(1200)
+    fit_reference(ref, model="router", task="multiclass", target="label", prediction="pred", scores=SCORES,
+                  classes=CLASSES, features=["x", "region"], segments=["region"]).save(root / "router" / "default")
+    fit_reference(binary_frame(800), model="fraud", task="binary", target="y", prediction="yhat", scores=["p"],
+                  features=["x"]).save(root / "fraud" / "default")
+    fit_reference(regression_frame(800), model="price", task="regression", target="y", prediction="yhat",
+                  features=["x", "kind"]).save(root / "price" / "default")
+    return root
+
+
+def stage_for(refs: Path, tmp_path: Path, clock: Clock | None = None) -> EstimationStage:
+    return EstimationStage(refs, reload_interval=30.0, relabel_path=tmp_path / "relabel.jsonl",
+                           relabel_max_samples=1000, clock=clock or Clock())
+
+
+def test_multiclass_counters_equal_offline_estimates(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    analysis = multiclass_frame(900, seed=21, shift=0.7)
+    analysis.loc[:2, "pred"] = "Mystery"
+    sink = RecordingSink()
+    for part in np.array_split(np.arange(len(analysis)), 3):  # batch boundaries must not matter
+        stage.on_predictions(mc_batch(analysis.iloc[part].reset_index(drop=True)), sink)
+    est = load(refs / "router" / "default").estimator
+    p, class_proba, pred = est.predict_details(analysis.drop(columns=["label"]))
+    key = est.estimator_key
+    assert sink.total(m.ESTIMATED_PREDICTIONS, **{a.ML_ESTIMATOR: key}) == len(analysis)
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(p.sum(), rel=1e-9)
+    assert sink.total(m.ESTIMATED_CORRECT_VARIANCE) == pytest.approx(np.sum(p * (1 - p)), rel=1e-9)
+    offline = est.estimate(analysis)
+    windowed = sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) / sink.total(m.ESTIMATED_PREDICTIONS)
+    assert windowed == pytest.approx(offline.value, rel=1e-9)
+    sd = np.sqrt(sink.total(m.ESTIMATED_CORRECT_VARIANCE)) / len(analysis)
+    assert sd == pytest.approx(offline.sampling_sd, rel=1e-9)
+    tp, fp, fn = em.expected_outcomes(class_proba, pred)
+    for k, cls in enumerate(CLASSES):
+        for outcome, values in (("tp", tp), ("fp", fp), ("fn", fn)):
+            got = sink.total(m.ESTIMATED_CLASSIFICATION_OUTCOMES, **{a.ML_CLASS: cls, a.ML_OUTCOME: outcome})
+            assert got == pytest.approx(values[k], rel=1e-9)
+    # Estimated macro F1 from the counters equals the offline estimate.
+    f1 = em.f1_from_outcomes(tp, fp, fn)
+    assert f1 == pytest.approx(est.estimate_metrics(analysis)["f1_macro"].value, rel=1e-9)
+    # Per segment: the sum over segments equals the total, and each segment matches its rows.
+    eu = (analysis.region == "eu").to_numpy()
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS, **{a.ML_SEGMENT: "region=eu"}) == pytest.approx(p[eu].sum())
+    # Novelty and drift counters.
+    assert sink.total(m.UNSEEN_CLASS_PREDICTIONS, **{a.ML_CLASS: "Mystery"}) == 3
+    art = load(refs / "router" / "default")
+    x_counts = art.feature_distributions["x"].count(analysis.x)
+    for label, count in zip(art.feature_distributions["x"].labels, x_counts, strict=True):
+        assert sink.total(m.FEATURE_BIN_OBSERVATIONS, **{a.ML_FEATURE_NAME: "x", a.ML_BIN: label}) == count
+    for weak in art.weak_segments:
+        if weak.kind == "feature":
+            dist = art.feature_distributions[weak.column]
+            hits = int((dist.bin_indices(analysis[weak.column]) == dist.labels.index(weak.bin)).sum())
+            assert sink.total(m.WEAK_SEGMENT_PREDICTIONS, **{a.ML_WEAK_SEGMENT: weak.name}) == hits
+    # Relabel samples: the unseen classes are among them, counted by reason.
+    lines = [json.loads(x) for x in (tmp_path / "relabel.jsonl").read_text().splitlines()]
+    assert {r["prediction_id"] for r in lines if r["reason"] == "unseen_class"} == {"id0", "id1", "id2"}
+    assert sink.total(m.RELABEL_SAMPLES) == len(lines)
+    assert all(set(r) >= {"time", "model", "prediction_id", "reason", "features", "estimated_correctness"}
+               for r in lines)
+
+
+def test_gauges_on_tick(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    sink = RecordingSink()
+    stage.on_predictions(mc_batch(multiclass_frame(600, seed=3, shift=2.0)), sink)
+    stage.on_tick(1_700_000_001.0, sink)
+    art = load(refs / "router" / "default")
+    got = sink.gauge(m.REFERENCE_METRIC, **{a.ML_MODEL_NAME: "router", a.ML_METRIC: "accuracy"})
+    assert got == [pytest.approx(art.metrics["accuracy"])]
+    assert sink.gauge(m.ESTIMATOR_ERROR_MARGIN, **{a.ML_METRIC: "accuracy"}) == [
+        pytest.approx(art.estimator.error_margin_["accuracy"])]
+    psi = sink.gauge(m.FEATURE_DRIFT, **{a.ML_FEATURE_NAME: "x", a.ML_DRIFT_METHOD: "psi"})
+    stable = sink.gauge(m.FEATURE_DRIFT, **{a.ML_FEATURE_NAME: "region", a.ML_DRIFT_METHOD: "psi"})
+    assert psi[0] > 0.5 > 0.1 > stable[0]
+    assert len(sink.gauge(m.PREDICTION_DRIFT)) == 3
+
+
+def test_binary_with_single_score_and_regression(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    sink = RecordingSink()
+    frame = binary_frame(300, seed=8)
+    batch = PredictionBatch(model="fraud", version="", task="binary", classes=None, ids=[str(i) for i in range(300)],
+                            timestamps=np.full(300, 1.7e9), values=[str(v) for v in frame.yhat],
+                            scores=frame.p.to_numpy(), features={"x": list(frame.x)}, segments=[""] * 300)
+    stage.on_predictions(batch, sink)
+    est = load(refs / "fraud" / "default").estimator
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(est.predict_correctness(frame).sum())
+    assert all(a.ML_SEGMENT not in dict(attrs) for (_, attrs) in sink.sums)
+    reg = regression_frame(200, seed=9)
+    batch = PredictionBatch(model="price", version="v7", task="regression", classes=None,
+                            ids=[str(i) for i in range(200)], timestamps=np.full(200, 1.7e9),
+                            values=reg.yhat.to_numpy(), scores=np.full(200, np.nan),
+                            features={"x": list(reg.x), "kind": list(reg.kind)}, segments=[""] * 200)
+    stage.on_predictions(batch, sink)
+    dle = load(refs / "price" / "default").estimator
+    assert sink.total(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR) == pytest.approx(dle.predict_correctness(reg).sum())
+    assert sink.total(m.ESTIMATED_REGRESSION_SQUARED_ERROR) == pytest.approx(dle.predict_squared_error(reg).sum())
+
+
+def test_reload_on_change_and_refusal_keeps_previous(refs, tmp_path):
+    root = tmp_path / "refs"
+    src = refs / "fraud" / "default"
+    clock = Clock()
+    art = load(src)
+    art.save(root / "fraud" / "default")
+    stage = stage_for(root, tmp_path, clock)
+    sink = RecordingSink()
+    stage.on_tick(clock.now, sink)
+    before = sink.gauge(m.REFERENCE_METRIC, **{a.ML_METRIC: "accuracy"})
+    assert before == []  # no traffic yet: no runtime, no gauges
+    frame = binary_frame(50, seed=1)
+    batch = PredictionBatch(model="fraud", version="", task="binary", classes=("0", "1"), ids=list(map(str, range(50))),
+                            timestamps=np.full(50, 1.7e9), values=[str(v) for v in frame.yhat],
+                            scores=frame.p.to_numpy(), features={"x": list(frame.x)}, segments=[""] * 50)
+    stage.on_predictions(batch, sink)
+    stage.on_tick(clock.now, sink)
+    assert sink.gauge(m.REFERENCE_METRIC, **{a.ML_METRIC: "accuracy"}) == [pytest.approx(art.metrics["accuracy"])]
+    # A changed artifact is picked up after the reload interval.
+    art.metrics["accuracy"] = 0.42
+    art.save(root / "fraud" / "default")
+    os.utime(root / "fraud" / "default" / "manifest.json", (clock.now + 5, clock.now + 5))
+    clock.now += 31
+    stage.on_tick(clock.now, sink)
+    stage.on_predictions(batch, sink)
+    stage.on_tick(clock.now, sink)
+    assert sink.gauge(m.REFERENCE_METRIC, **{a.ML_METRIC: "accuracy"}) == [pytest.approx(0.42)]
+    # A tampered artifact is refused and the loaded one stays in use.
+    (root / "fraud" / "default" / "metrics.json").write_text('{"accuracy": 0.01}')
+    os.utime(root / "fraud" / "default" / "manifest.json", (clock.now + 50, clock.now + 50))
+    clock.now += 31
+    stage.on_tick(clock.now, sink)
+    stage.on_predictions(batch, sink)
+    stage.on_tick(clock.now, sink)
+    assert sink.gauge(m.REFERENCE_METRIC, **{a.ML_METRIC: "accuracy"}) == [pytest.approx(0.42)]
+
+
+def test_models_without_reference_and_task_mismatch_are_ignored(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    sink = RecordingSink()
+    frame = multiclass_frame(20)
+    stage.on_predictions(mc_batch(frame, model="unknown"), sink)
+    batch = mc_batch(frame, model="price")  # the price reference is for regression
+    stage.on_predictions(batch, sink)
+    assert not sink.sums
