@@ -33,8 +33,8 @@ class Signal:
 
 SIGNALS: dict[str, Signal] = {
     "feature_drift": Signal("feature_drift", f"drift of `{scenario.DRIFTING_FEATURE}` (ml.feature.drift)", 0.1),
-    "weak_segment": Signal("weak_segment", "share of traffic in weak evaluation slices (ml.weak_segment.predictions)",
-                           0.10, "%"),
+    "weak_segment": Signal("weak_segment", "share of traffic in weak region slices of the evaluation set "
+                           "(ml.weak_segment.predictions)", 0.10, "%"),
     "unseen_class": Signal("unseen_class", "share of predictions of unseen classes (ml.unseen_class_predictions)",
                            0.02, "%"),
     "set_size": Signal("set_size", "tags predicted per labeled ticket (ml.multilabel.predicted_labels, recorded "
@@ -196,7 +196,7 @@ def summary(result: Analysis, days: int) -> str:
     lines = ["", "What changed (days counted from 1; everything read back from otel-ml's metrics):"]
     for f in result.findings:
         if f.before is None and f.after is None:
-            when = "no data (this metric needs the processor's estimation/drift stage and a reference)"
+            when = "no data (is the processor's `reference:` section set and the reference loaded?)"
         elif f.detected_day is None:
             when = "NOT detected"
         else:

@@ -24,6 +24,8 @@ from otel_ml.demo.report import write_report
 from otel_ml.demo.timeline import Timeline
 
 DEFAULT_OUT = "otel-ml-demo"
+QUICK = (16, 0.5, 800)
+"""Days, seconds per day and tickets per day of ``--quick``."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,9 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    f"(default: ./{DEFAULT_OUT}; emptied first)")
     p.add_argument("--days", type=int, default=28, help="simulated production days (default: 28)")
     p.add_argument("--day-seconds", type=float, default=2.0, help="wall-clock seconds per simulated day (default: 2)")
-    p.add_argument("--per-day", type=int, default=250, help="tickets per simulated day (default: 250)")
+    p.add_argument("--per-day", type=int, default=1000, help="tickets per simulated day (default: 1000)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
-    p.add_argument("--quick", action="store_true", help="a short run (16 days of 0.4 s) for smoke tests")
+    p.add_argument("--quick", action="store_true", help="a short run (16 days of 0.5 s) for smoke tests")
     p.add_argument("--collector", metavar="URL", help="send events to this collector (OTLP gRPC, e.g. "
                    "http://localhost:4317) instead of starting a processor; needs --prometheus")
     p.add_argument("--prometheus", metavar="URL", help="read metrics from this Prometheus (e.g. "
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = run.Settings(days=args.days, day_seconds=args.day_seconds, per_day=args.per_day, seed=args.seed)
     if args.quick:
-        settings.days, settings.day_seconds, settings.per_day = 16, 0.4, 200
+        settings.days, settings.day_seconds, settings.per_day = QUICK
     if settings.days < 8 or settings.per_day < 50:
         print("otel-ml demo: need --days >= 8 and --per-day >= 50", file=sys.stderr)
         return 2
@@ -125,16 +127,12 @@ def execute(settings: run.Settings, out: Path, *, collector: str | None = None, 
     trained = models.train(rng)
     print(f"  trained {models.ROUTER} (multiclass) and {models.TAGGER} (multilabel) with scikit-learn")
     fitted = reference.fit_all(trained, rng, out / "evaluation", reference_dir)
-    if fitted is None:
-        print("  this installation cannot fit references (otel_ml.reference and the processor's estimation stage "
-              "are missing):\n  running with realized quality only; estimated quality and drift stay empty")
-    else:
-        print(f"  fitted references from the evaluation set into {reference_dir}: {fitted}")
+    print(f"  fitted references from the evaluation set with `otel-ml reference fit` into {reference_dir}: {fitted}")
 
     if collector and prometheus:
         the_stack = stack.external(collector, prometheus)
     else:
-        the_stack = stack.start_local(out / "processor", reference_dir if fitted is not None else None)
+        the_stack = stack.start_local(out / "processor", reference_dir)
         print(f"  started the otel-ml processor (SQLite store): OTLP {the_stack.otlp_endpoint}")
     try:
         otel_ml.configure(endpoint=the_stack.otlp_endpoint, protocol="grpc", schedule_delay=0.2,

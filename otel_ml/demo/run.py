@@ -34,7 +34,7 @@ class Settings:
 
     days: int = 28
     day_seconds: float = 2.0
-    per_day: int = 250
+    per_day: int = 1000
     seed: int = 7
     schedule: Schedule = field(default_factory=Schedule)
 
@@ -58,8 +58,9 @@ class Monitors:
     @staticmethod
     def create(router_classes: list[str]) -> Monitors:
         """Monitors for the router and both tagger versions, as serving code would declare them."""
+        # The router also captures `region` as a feature: its reference's correctness estimator learns from it.
         router = otel_ml.ModelMonitor(ROUTER, version=ROUTER_VERSION, task=Task.MULTICLASS, classes=router_classes,
-                                      features=list(scenario.FEATURES), segments=["region"])
+                                      features=[*scenario.FEATURES, "region"], segments=["region"])
         taggers = {v: otel_ml.ModelMonitor(TAGGER, version=v, task=Task.MULTILABEL, classes=list(scenario.TAGS),
                                            features=list(scenario.FEATURES), segments=["region"])
                    for v in ("1", "2")}
@@ -110,7 +111,8 @@ class ProductionRun:
         feats = _features(tickets)
         segments = {"region": tickets.region}
         team, proba = self.models.route(x)
-        ids = list(self.monitors.router.log_predictions(team, scores=proba, features=feats, segments=segments))
+        ids = list(self.monitors.router.log_predictions(team, scores=proba, features={**feats, **segments},
+                                                        segments=segments))
         self._schedule_labels(day, self.monitors.router, ids, list(tickets.team))
         version, threshold = scenario.tagger_threshold(s.schedule, day, s.days)
         tags, tag_proba = self.models.tag(x, threshold)
@@ -153,21 +155,25 @@ class ProductionRun:
         return timeline
 
 
-def write_evaluation_set(path: Path, models: Models, rng: np.random.Generator) -> dict[str, Any]:
-    """Score the evaluation set with both models and write it as Parquet; returns the column roles."""
+def write_evaluation_set(path: Path, models: Models, rng: np.random.Generator) -> Path:
+    """Score the evaluation set with both models and write it as Parquet (one row per ticket).
+
+    Columns: the features, ``region``, the router's ``team`` (truth), ``team_pred`` and ``p_<class>`` scores, and
+    the tagger's ``tags`` (truth) and ``tags_pred`` as ``a|b`` strings (threshold 0.5).
+    """
     import pandas as pd
 
     ev = scenario.evaluation_set(rng)
     team, proba = models.route(ev.features)
-    tags, tag_proba = models.tag(ev.features, scenario.TAGGER_THRESHOLD)
+    tags, _ = models.tag(ev.features, scenario.TAGGER_THRESHOLD)
     frame = pd.DataFrame(_features(ev))
     frame["region"] = ev.region
     frame["team"] = ev.team
     frame["team_pred"] = team
-    score_cols = [f"p_{c}" for c in models.router.classes_]
-    for i, col in enumerate(score_cols):
-        frame[col] = proba[:, i]
+    for i, cls in enumerate(models.router.classes_):
+        frame[f"p_{cls}"] = proba[:, i]
+    frame["tags"] = ["|".join(t) for t in tag_lists(ev.tags)]
+    frame["tags_pred"] = ["|".join(t) for t in tag_lists(tags)]
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
-    return {"scores": score_cols, "classes": [str(c) for c in models.router.classes_],
-            "tags_pred": tag_lists(tags), "tags_true": tag_lists(ev.tags), "tag_proba": tag_proba}
+    return path

@@ -35,17 +35,17 @@ DRIFTING_FEATURE = "message_length"
 TAGS: tuple[str, ...] = ("urgent", "refund", "bug", "login", "delivery")
 
 # Class centres in standardized feature space. The teams differ in `message_length` and `account_age_days`;
-# `mystery` lies beyond `billing`, so the router recognizes only part of it. `attachments` and `sentiment` do not
+# `mystery` lies beyond `account`, so the router recognizes only part of it. `attachments` and `sentiment` do not
 # depend on the team: they drive the tags, so the tagger is untouched by the router's troubles.
 _CENTRES = np.array([
     [-1.2, 1.0],   # account
     [1.0, 1.0],    # billing
     [1.0, -1.2],   # shipping
     [-1.2, -1.0],  # technical
-    [2.1, 2.0],    # mystery
+    [-2.0, 2.4],   # mystery
 ])
-_NOISE = {"eu": 0.6, "us": 0.6, "apac": 1.5}
-"""Noise of the team-dependent features by region: `apac` tickets are harder to route."""
+_NOISE = {"eu": (0.6, 0.6), "us": (0.6, 0.6), "apac": (1.8, 0.6)}
+"""Noise of the team-dependent features by region: `apac` messages vary more, so they are harder to route."""
 _TAG_WEIGHTS = np.array([
     [0.0, -2.0],    # urgent: negative sentiment
     [0.8, -1.0],    # refund
@@ -57,7 +57,7 @@ _TAG_BIAS = np.array([-1.6, -2.0, -1.4, -2.0, -1.8])
 BASE_REGION_MIX: tuple[float, ...] = (0.48, 0.44, 0.08)
 SHIFTED_REGION_MIX: tuple[float, ...] = (0.25, 0.25, 0.50)
 DRIFT_SHIFT = 0.9
-"""Shift of the drifting feature in standard deviations once the drift is complete."""
+"""Shift of the drifting feature (standardized units) from the day the drift starts."""
 UNSEEN_SHARE = 0.15
 TAGGER_THRESHOLD = 0.5
 TAGGER_LOW_THRESHOLD = 0.2
@@ -158,7 +158,7 @@ def generate(rng: np.random.Generator, n: int, *, region_mix: tuple[float, ...] 
         cls = np.where(rng.random(n) < unseen_share, k, cls)
     noise = np.array([_NOISE[str(r)] for r in region])
     z = rng.standard_normal((n, len(FEATURES)))
-    z[:, :2] = _CENTRES[cls] + z[:, :2] * noise[:, None]
+    z[:, :2] = _CENTRES[cls] + z[:, :2] * noise
     z[:, 0] += drift
     logits = z[:, 2:] @ _TAG_WEIGHTS.T + _TAG_BIAS
     tags = rng.random(logits.shape) < 1.0 / (1.0 + np.exp(-logits))
@@ -178,13 +178,11 @@ def evaluation_set(rng: np.random.Generator, n: int = 3000) -> Tickets:
 
 def production_day(rng: np.random.Generator, schedule: Schedule, day: int, days: int, n: int) -> Tickets:
     """Tickets of one simulated production day, with every change active on that day applied."""
-    drift_start = schedule.change("feature_drift").start_day(days)
-    ramp = min(1.0, max(0.0, (day - drift_start + 1) / 3.0)) if day >= drift_start else 0.0
     return generate(
         rng, n,
         region_mix=SHIFTED_REGION_MIX if schedule.active("weak_segment", day, days) else BASE_REGION_MIX,
         unseen_share=UNSEEN_SHARE if schedule.active("unseen_class", day, days) else 0.0,
-        drift=DRIFT_SHIFT * ramp,
+        drift=DRIFT_SHIFT if schedule.active("feature_drift", day, days) else 0.0,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from otel_ml.demo import scenario
 from otel_ml.demo.metrics import Snapshot, series
 from otel_ml.demo.models import ROUTER, TAGGER
+from otel_ml.estimation.base import SHIFT_ALLOWANCE, Z
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import Outcome, QualityMetric
@@ -85,13 +86,15 @@ class Timeline:
     def estimated_accuracy(self, model: str = ROUTER, window: int = QUALITY_WINDOW_DAYS) -> tuple[Series, Series]:
         """Estimated accuracy (sum of correctness probabilities / estimated predictions) and its interval half-width.
 
-        The half-width is the one :mod:`otel_ml.estimation` documents and the dashboards draw:
-        ``1.645 * sqrt(increase(correct_variance)) / increase(estimated) + error_margin``.
+        The half-width is the one the estimation stage documents and the dashboards draw:
+        ``Z * sqrt(increase(correct_variance)) / increase(estimated) + error_margin
+        + SHIFT_ALLOWANCE * |estimate - baseline|``.
         """
         est = self.estimator(model)
         if est is None:
             return [None] * len(self.points), [None] * len(self.points)
         sel = {MODEL: model, ESTIMATOR: est}
+        baseline = self.baseline(model)
         values: Series = []
         half: Series = []
         for d in range(len(self.points)):
@@ -100,8 +103,13 @@ class Timeline:
             v = self._delta(d, window, series(m.ESTIMATED_CORRECT_VARIANCE), **sel)
             margin = self.points[d].maximum(series(m.ESTIMATOR_ERROR_MARGIN),
                                             **{MODEL: model, METRIC: QualityMetric.ACCURACY}) or 0.0
-            values.append(_ratio(s, n))
-            half.append(1.645 * math.sqrt(max(v, 0.0)) / n + margin if n > 0 else None)
+            value = _ratio(s, n)
+            values.append(value)
+            if value is None:
+                half.append(None)
+                continue
+            shift = abs(value - baseline) if baseline is not None else 0.0
+            half.append(Z * math.sqrt(max(v, 0.0)) / n + margin + SHIFT_ALLOWANCE * shift)
         return values, half
 
     def baseline(self, model: str = ROUTER, metric: str = QualityMetric.ACCURACY) -> float | None:
@@ -118,10 +126,22 @@ class Timeline:
         counts = self._at(len(self.points) - 1).by(series(m.UNSEEN_CLASS_PREDICTIONS), CLASS, **{MODEL: model})
         return sorted(k for k, v in counts.items() if v > 0)
 
-    def weak_share(self, model: str = ROUTER) -> Series:
-        """Share of the day's predictions falling in a weak slice of the evaluation set."""
-        return self._windowed(series(m.WEAK_SEGMENT_PREDICTIONS), series(m.PREDICTIONS), 1, {MODEL: model},
-                              {MODEL: model})
+    def weak_share(self, model: str = ROUTER, dimension: str = "region") -> Series:
+        """Share of the day's predictions in the weak slices of segment ``dimension`` found on the evaluation set.
+
+        Weak slices of binned features exist too (``ml_weak_segment="message_length=[...)"``); they overlap with the
+        segment slices, so their counts are not added up here.
+        """
+        name, label = series(m.WEAK_SEGMENT_PREDICTIONS), label_name(a.ML_WEAK_SEGMENT)
+        slices = [k for k in self._at(len(self.points) - 1).by(name, label, **{MODEL: model})
+                  if k.startswith(f"{dimension}=")]
+        if not slices:
+            return [None] * len(self.points)
+        out: Series = []
+        for d in range(len(self.points)):
+            hits = sum(self._delta(d, 1, name, **{MODEL: model, label: k}) for k in slices)
+            out.append(_ratio(hits, self._delta(d, 1, series(m.PREDICTIONS), **{MODEL: model})))
+        return out
 
     def weak_segments(self, model: str = ROUTER) -> list[str]:
         """Weak slices traffic fell into."""

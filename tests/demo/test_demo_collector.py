@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otel_ml.demo import cli, reference, run, stack
+from otel_ml.demo import cli, run, stack
 from otel_ml.demo.models import ROUTER
 from tests.support.procs import (
     ROOT,
@@ -40,8 +40,7 @@ def test_demo_through_collector_and_prometheus(tmp_path: Path) -> None:
     collector = ManagedProcess("otelcol", collector_command(ROOT / "collector-config" / "gateway.yaml"), tmp_path,
                                env=env)
     reference_dir = tmp_path / "references"
-    config = stack.processor_config(tmp_path / "processor", processor_port, free_port(),
-                                    reference_dir if reference.available() else None)
+    config = stack.processor_config(tmp_path / "processor", processor_port, free_port(), reference_dir)
     config["metrics"]["otlp"] = {"endpoint": f"http://127.0.0.1:{grpc}", "protocol": "grpc", "interval": "1s"}
     (tmp_path / "processor.yaml").write_text(yaml.safe_dump(config))
     processor = ManagedProcess("processor", processor_command(tmp_path / "processor.yaml"), tmp_path)
@@ -60,3 +59,6 @@ def test_demo_through_collector_and_prometheus(tmp_path: Path) -> None:
     assert outcome.timeline.traffic(ROUTER) == [120.0] * 10, processor.log() + collector.log()
     realized = outcome.timeline.realized_accuracy(ROUTER)
     assert realized[-1] is not None and 0.3 < realized[-1] <= 1.0
+    estimated, _ = outcome.timeline.estimated_accuracy(ROUTER)  # the estimation stage's counters, via PromQL
+    assert estimated[-1] is not None and 0.3 < estimated[-1] <= 1.0
+    assert outcome.analysis.unseen_classes == ("mystery",)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_ml.demo import cli, reference, run
+from otel_ml.demo import cli, run
 from otel_ml.demo.cli import Outcome
 from otel_ml.demo.models import ROUTER
 
@@ -22,7 +22,8 @@ DETECTION_LAG_DAYS = 3
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
-    settings = run.Settings(days=16, day_seconds=0.4, per_day=200)
+    days, seconds, per_day = cli.QUICK
+    settings = run.Settings(days=days, day_seconds=seconds, per_day=per_day)
     return cli.execute(settings, tmp_path_factory.mktemp("demo") / "out")
 
 
@@ -37,7 +38,7 @@ def test_realized_quality_declines_and_the_summary_says_when(outcome: Outcome) -
     assert realized.end < realized.start - 0.1
     assert "How quality moved" in outcome.summary
     traffic = outcome.timeline.traffic(ROUTER)
-    assert traffic == [200.0] * 16  # every prediction sent was counted by the processor, once
+    assert traffic == [float(cli.QUICK[2])] * cli.QUICK[0]  # every prediction sent was counted by the processor, once
 
 
 def test_predictions_per_sample_rise_is_detected(outcome: Outcome) -> None:
@@ -57,7 +58,6 @@ def test_report_is_self_contained_html(outcome: Outcome) -> None:
         assert f.what.split("`")[0][:20] in text
 
 
-@pytest.mark.skipif(not reference.available(), reason="needs otel_ml.reference and the processor's estimation stage")
 @pytest.mark.parametrize("key", ["feature_drift", "weak_segment", "unseen_class"])
 def test_reference_based_changes_are_detected(outcome: Outcome, key: str) -> None:
     f = _finding(outcome, key)
@@ -65,10 +65,13 @@ def test_reference_based_changes_are_detected(outcome: Outcome, key: str) -> Non
     assert f.injected_day <= f.detected_day <= f.injected_day + DETECTION_LAG_DAYS, outcome.summary
 
 
-@pytest.mark.skipif(not reference.available(), reason="needs otel_ml.reference and the processor's estimation stage")
-def test_estimated_quality_declines_without_waiting_for_labels(outcome: Outcome) -> None:
-    est, real = outcome.analysis.quality
-    assert est.start is not None and est.end is not None and est.end < est.start - 0.1, outcome.summary
-    assert est.first_below_day is not None, outcome.summary
-    assert real.first_below_day is None or est.first_below_day <= real.first_below_day, outcome.summary
+def test_estimated_quality_declines_without_labels(outcome: Outcome) -> None:
+    est, _ = outcome.analysis.quality
+    assert est.start is not None and est.end is not None and est.end < est.start - 0.05, outcome.summary
+    first_change = min(f.injected_day for f in outcome.analysis.findings)
+    assert est.first_below_day is not None and est.first_below_day >= first_change, outcome.summary
+    weak = next(f for f in outcome.analysis.findings if f.key == "weak_segment")
+    assert weak.estimated[0] is not None and weak.estimated[1] is not None
+    assert weak.estimated[1] < weak.estimated[0] - 0.03, outcome.summary  # the estimate sees the segment shift
     assert outcome.analysis.unseen_classes == ("mystery",)
+    assert "region=apac" in outcome.analysis.weak_segments
