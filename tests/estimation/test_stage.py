@@ -216,3 +216,42 @@ def test_models_without_reference_and_task_mismatch_are_ignored(refs, tmp_path):
     batch = mc_batch(frame, model="price")  # the price reference is for regression
     stage.on_predictions(batch, sink)
     assert not sink.sums
+
+
+def test_through_the_real_pipeline_counters_equal_offline(refs, tmp_path):
+    """OTLP events -> decode -> the processor's pipeline with the stage loaded from config -> persisted counters."""
+    from otel_ml.processor import config as cfg
+    from otel_ml.processor import events as ev
+    from otel_ml.processor.decode import decode_request
+    from otel_ml.processor.pipeline import Pipeline
+    from otel_ml.processor.stage import load_stages
+    from otel_ml.processor.store import MemoryJoinStore
+    from tests.processor.conftest import prediction_event
+
+    clock = Clock()
+    config = cfg.from_mapping({"reference": {"directory": str(refs)},
+                               "relabel": {"path": str(tmp_path / "r.jsonl"), "max_samples": 100}})
+    pipeline = Pipeline(config, MemoryJoinStore(config.store.label_window, config.store.max_pending),
+                        load_stages(config, clock), clock)
+    analysis = multiclass_frame(300, seed=31, shift=-0.5)
+    records = [prediction_event(f"p{i}", model="router", task="multiclass", value=row["pred"], **{
+        a.ML_MODEL_VERSION: "v9", a.ML_PREDICTION_SCORES: [float(row[c]) for c in SCORES],
+        a.ML_PREDICTION_CLASSES: CLASSES, "ml.feature.x": float(row["x"]), "ml.feature.region": row["region"],
+        "ml.segment.region": row["region"]}) for i, row in enumerate(analysis.to_dict("records"))]
+    for i in range(0, len(records), 64):
+        pipeline.process([decode_request(ev.request(records[i:i + 64]), clock(), pipeline.wants_extras)])
+
+    def total(spec: MetricSpec, **match: str) -> float:
+        return sum(v for attrs, v in pipeline.aggregates.snapshot(spec.name)
+                   if all(dict(attrs).get(k) == w for k, w in match.items()))
+
+    est = load(refs / "router" / "default").estimator
+    p = est.predict_correctness(analysis)
+    assert total(m.ESTIMATED_PREDICTIONS) == 300
+    assert total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(p.sum(), rel=1e-9)
+    assert total(m.ESTIMATED_CORRECT_VARIANCE) == pytest.approx(np.sum(p * (1 - p)), rel=1e-9)
+    assert total(m.ESTIMATED_CORRECT_PREDICTIONS, **{a.ML_SEGMENT: "region=us", a.ML_MODEL_VERSION: "v9"}) == \
+        pytest.approx(p[(analysis.region == "us").to_numpy()].sum(), rel=1e-9)
+    pipeline.tick()
+    assert pipeline.aggregates.gauge_snapshot(m.REFERENCE_METRIC.name)
+    pipeline.close()
