@@ -6,8 +6,9 @@ every record).
 
 Default interpretation of an instrumented call's result (``monitor.instrument`` without extractors):
 
-* scalar (``int``, ``float``, ``str``, ``bool``, numpy scalar): the predicted value (binary: a float in [0, 1] when
-  the task is binary and the value is not a known class is taken as the positive-class score);
+* scalar (``int``, ``float``, ``str``, ``bool``, numpy scalar): the predicted value; binary: a float that is not
+  one of the classes is P(positive) (predicted class by the monitor's threshold; classes ``("0", "1")`` when the
+  monitor knows none);
 * ``(prediction, proba)``: the value and its score (a float: binary P(positive), else confidence) or per-class
   scores (aligned with the monitor's classes);
 * ``dict``: keys ``prediction`` (or ``label``, ``value``), ``score`` (``probability``), ``scores``
@@ -42,6 +43,8 @@ Pairs = list[tuple[str, Any]]
 """Event attributes as ``(key, value)`` with values ``str``, ``float``, ``int``, ``bool`` or lists of them."""
 
 _MISSING: Any = object()
+_BINARY_DEFAULT_CLASSES = ("0", "1")
+"""Binary classes when the monitor knows none: the processor's positive class is then ``"1"``."""
 _FLOAT_ONLY = {float}
 _SCALARS = (str, int, float, bool, np.generic)
 
@@ -284,6 +287,14 @@ class Normalizer:
         if task in Task.CLASSIFICATION:
             if score_list is not None and len(score_list) == 1:  # binary: [P(positive)]
                 score, score_list = score_list[0], None
+            if (task == Task.BINARY and score is None and score_list is None
+                    and isinstance(prediction, (float, np.floating))
+                    and str(prediction) not in (classes or _BINARY_DEFAULT_CLASSES)):
+                score, prediction = self._float(spec, prediction), None  # a bare probability: P(positive)
+                if score is None:
+                    return False, None, None
+            if task == Task.BINARY and classes is None:
+                classes = _BINARY_DEFAULT_CLASSES
             if score_list is not None:
                 if task == Task.BINARY and len(score_list) == 2:
                     score = score_list[spec.positive_index]

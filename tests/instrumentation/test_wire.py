@@ -174,3 +174,17 @@ def test_classes_are_strings_on_the_wire(sink: OtlpSink) -> None:
     assert [r.attributes[a.ML_PREDICTION_VALUE] for r in records] == ["0", "2", "1", "True"]
     assert records[0].attributes[a.ML_PREDICTION_CLASSES] == ["0", "1", "2"]
     assert records[0].attributes[a.ML_MODEL_VERSION] == ""
+
+
+def test_binary_bare_probability_is_the_positive_score(sink: OtlpSink) -> None:
+    _configure(sink, "http/protobuf", "none")
+    named = otel_ml.ModelMonitor("named", task="binary", classes=["legit", "fraud"], threshold=0.7)
+    bare = otel_ml.ModelMonitor("bare", task="binary")
+    named.instrument(lambda x: 0.83)({"f": 1.0})
+    named.instrument(lambda x: np.float32(0.5))({"f": 1.0})
+    bare.log_prediction(0.2)
+    bare.log_prediction(1)  # a class, not a probability
+    assert otel_ml.force_flush(10)
+    got = [(r.attributes[a.ML_PREDICTION_VALUE], r.attributes.get(a.ML_PREDICTION_SCORE))
+           for r in sink.wait_for_log_records(4)]
+    assert got == [("fraud", 0.83), ("legit", 0.5), ("0", 0.2), ("1", None)]
