@@ -181,7 +181,7 @@ system = [
     ], unit="bytes", width=6, description="Memory in use on the host (collector hostmetrics, system.memory.usage)."),
 ]
 
-_versions = q.summed_increase(m.PREDICTIONS, "5m", MV, {q.MODEL: "$model"})
+_versions = f"group by ({q.MODEL}, {q.VERSION}) ({q.sel(m.PREDICTIONS, '', {q.MODEL: '$model'})}"
 
 dashboard = p.dashboard(
     "otel-ml / Model overview", MODEL_DASHBOARD_UID,
@@ -205,7 +205,7 @@ dashboard = p.dashboard(
     ],
     annotations=[
         p.annotation("Version changes",
-                     f"{_versions} > 0 unless {_versions.replace('[5m])', '[5m] offset 5m)')} > 0",
+                     f"{_versions}) unless {_versions} offset 5m)",
                      f"version {{{{{q.VERSION}}}}} starts serving", "blue"),
         p.annotation("Alerts firing", f'ALERTS{{alertstate="firing", {q.MODEL}=~"$model"}}',
                      "{{alertname}} ({{severity}})", "red"),
