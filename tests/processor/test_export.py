@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_ml.processor import config as cfg
@@ -44,3 +45,17 @@ def test_every_processor_metric_has_the_collector_prometheus_name() -> None:
         line = next(ln for ln in text.splitlines() if ln.startswith(series + "{"))
         for key in spec.attributes:
             assert f'{label_name(key)}="v"' in line, (spec.name, key, line)
+
+
+def test_failed_otlp_exports_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.procs import free_port, wait_until
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    agg = Aggregates({("ml.processor.joins", ()): 1.0})  # something to export
+    closed = free_port()  # nothing listens there
+    out = MetricsOutput(cfg.from_mapping({"metrics": {"otlp": {"endpoint": f"http://127.0.0.1:{closed}",
+                                                               "interval": "0.5s"}}}), agg)
+    try:
+        wait_until(lambda: agg.value("ml.processor.export.failures") >= 1, timeout=30, what="an export failure")
+    finally:
+        out.provider.shutdown(timeout_millis=1000)
