@@ -247,9 +247,10 @@ class WorkerPipeline(Pipeline):
                     break
                 budget -= 1
                 rec = q.popleft()
-                if rec[0] == K_PRED:  # the common case, without iterator machinery
+                kind = rec[0]
+                if kind == K_PRED or (kind == K_CALL and type(rec[3]) is str):  # one event: no iterator machinery
                     try:
-                        item = self._prediction(*rec[1:])
+                        item = self._prediction(*rec[1:]) if kind == K_PRED else self._call_single(*rec[1:])
                     except Exception:
                         self._invalid(rec)
                         continue
@@ -395,12 +396,18 @@ class WorkerPipeline(Pipeline):
         self, call: Any, time_ns: int, ids: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
         span: Any, duration_ns: int,
     ) -> Iterator[Any]:
-        spec = call.spec
-        prediction, scores, features, segments = call.extract(args, kwargs, result)
         if isinstance(ids, str):
-            return _one(self._prediction(spec, time_ns, ids, prediction, scores, features, segments, MISSING, span,
-                                         duration_ns))
-        return self._batch(spec, time_ns, ids, prediction, scores, features, segments, None, span, duration_ns)
+            return _one(self._call_single(call, time_ns, ids, args, kwargs, result, span, duration_ns))
+        prediction, scores, features, segments = call.extract(args, kwargs, result)
+        return self._batch(call.spec, time_ns, ids, prediction, scores, features, segments, None, span, duration_ns)
+
+    def _call_single(
+        self, call: Any, time_ns: int, pid: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
+        span: Any, duration_ns: int,
+    ) -> Any:
+        prediction, scores, features, segments = call.extract(args, kwargs, result)
+        return self._prediction(call.spec, time_ns, pid, prediction, scores, features, segments, MISSING, span,
+                                duration_ns)
 
 
 def _one(item: Any) -> Iterator[Any]:
