@@ -80,6 +80,7 @@ def start_and_wait(process: ManagedProcess, ready: Callable[[], bool], timeout: 
     while not ready():
         if not process.alive() or time.monotonic() > deadline:
             state = "exited" if not process.alive() else f"not ready after {timeout}s"
+            process.stop()
             raise RuntimeError(f"{process.name} {state}\n--- {process.name} log ---\n{process.log()}")
         time.sleep(0.1)
 
@@ -377,7 +378,11 @@ class Stack:
         self.sink.close()
 
     def __enter__(self) -> Stack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()
