@@ -219,6 +219,12 @@ def summary(result: Analysis, days: int) -> str:
             else "never below baseline - tolerance"
         lines.append(f"  {q.name:<19} {_fmt(q.start)} -> {_fmt(q.end)}; {below}")
     est, real = result.quality
+    if est.start is not None and est.end is not None and real.start is not None and real.end is not None:
+        real_drop, est_drop = real.start - real.end, est.start - est.end
+        if real_drop > QUALITY_TOLERANCE:
+            lines.append(f"  without a single label, the estimate ({result.estimator}) saw {est_drop:.3f} of the "
+                         f"{real_drop:.3f} drop the late labels measured ({est_drop / real_drop:.0%}); "
+                         "only labels show the rest")
     if est.first_below_day is not None and (real.first_below_day is None or est.first_below_day < real.first_below_day):
         lead = "" if real.first_below_day is None else f" {real.first_below_day - est.first_below_day} day(s)"
         lines.append(f"  the label-free estimate ({result.estimator}) saw the decline{lead} before the late, partial "

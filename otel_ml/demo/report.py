@@ -65,7 +65,7 @@ def _quality_plot(timeline: Timeline, schedule: Schedule) -> str:
 
 def _mix_plot(timeline: Timeline, schedule: Schedule) -> str:
     fig, ax = plt.subplots(figsize=(9, 3.2))
-    for values, label in ((timeline.weak_share(), "share in weak evaluation slices"),
+    for values, label in ((timeline.weak_share(), "share in weak region slices of the evaluation set"),
                           (timeline.unseen_share(), "share of unseen-class predictions"),
                           (timeline.label_coverage(), "label coverage (3-day window)")):
         x, y = _xy(values)
