@@ -1,14 +1,19 @@
 """Every PromQL expression of the dashboards and rules against a real Prometheus; alerts through a real Alertmanager.
 
-Data: the real otel-ml processor (OTLP events in, its Prometheus endpoint scraped) for everything it produces, plus
-:mod:`tests.alerts.synthetic` for the series it does not produce in this test (client metrics of an instrumented
-app, estimation, drift, baselines, host and process metrics). Which series came from where is printed.
+Data flows through the real pipeline: an instrumented serving app (:mod:`tests.alerts.serving_app`, real
+``ml.client.*`` metrics and events) and a batch job send OTLP to the OCB-built collector running the shipped
+``collector-config/gateway.yaml``; it routes the events to the real otel-ml processor, whose metrics come back over
+OTLP and leave, with the app's metrics and the real hostmetrics, through the collector's ``prometheus`` exporter,
+which Prometheus scrapes (``honor_labels`` as in the compose config). What the pipeline does not produce in this
+test (estimation, drift, baselines, serving-process CPU/memory) is served by :mod:`tests.alerts.synthetic`, generated
+from the semconv specs; which series came from where is printed.
 
 * coverage: with a degraded fleet, every dashboard target and annotation (variables set to "All") and every
   recording rule returns data;
 * degradation: a model whose real accuracy halves fires ``MLModelQualityBelowBaseline`` in the real Prometheus,
-  which the real Alertmanager delivers to a webhook receiver in this test, with value, runbook and dashboard; every
-  alert expression returns data except the two that need hours of history (covered by ``promtool test rules``);
+  which the real Alertmanager delivers to a webhook receiver in this test, with value, runbook and dashboard; the
+  serving app's real errors and slow calls burn its SLO budgets; every alert fires and is delivered except the two
+  that need hours of history (covered by ``promtool test rules``);
 * healthy: the same stack with a healthy model fires nothing and delivers nothing.
 
 The rules are the shipped ones; only ``for:`` is shortened (``otel_ml.alerting.generate.render(for_override=...)``).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +44,9 @@ from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import all_series_names, prom_name
 from tests.alerts.synthetic import Mode, SyntheticExporter, host_samples, samples
+from tests.integration.collector_stack import GATEWAY, Collector, Processor
 from tests.processor.conftest import label_event, prediction_event
-from tests.processor.procs_helpers import ProcessorProcess
-from tests.support.procs import ROOT, Alertmanager, Prometheus, free_port, wait_until
+from tests.support.procs import ROOT, Alertmanager, ManagedProcess, Prometheus, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -84,13 +90,6 @@ def _events(model: str, task: str, n: int, wrong_every: int) -> list[Any]:
     return out
 
 
-def _send(proc: ProcessorProcess, records: list[Any]) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{proc.grpc_port}") as channel:
-        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
-        for i in range(0, len(records), 250):
-            stub.Export(ev.request(records[i:i + 250]), timeout=30)
-
-
 # --- webhook receiver ------------------------------------------------------------------------------------------------
 class Webhook:
     """An Alertmanager webhook receiver: collects the JSON notifications POSTed to it."""
@@ -128,9 +127,11 @@ class Webhook:
 # --- the stack -------------------------------------------------------------------------------------------------------
 @dataclass
 class Stack:
-    """Processor + synthetic exporter + Prometheus (+ Alertmanager and webhook)."""
+    """Collector (shipped gateway config) + processor + serving app + synthetic exporter + Prometheus (+ AM)."""
 
-    proc: ProcessorProcess
+    collector: Collector
+    proc: Processor
+    app: ManagedProcess
     exporter: SyntheticExporter
     prom: Prometheus
     am: Alertmanager | None = None
@@ -142,8 +143,12 @@ class Stack:
         return self.prom.query(expr)
 
 
-def _start(tmp: Path, *, alerting: bool) -> Stack:
-    proc = ProcessorProcess(tmp, metrics={"ranking_k": [3]}).start()
+def _start(tmp: Path, *, alerting: bool, mode: Mode) -> Stack:
+    port = free_port()
+    collector = Collector(tmp, (GATEWAY,), env={"OTEL_ML_PROCESSOR_ENDPOINT": f"127.0.0.1:{port}"}).start()
+    proc = Processor(tmp, collector.grpc_endpoint, instance_id="replica-a", port=port).start()
+    app = ManagedProcess("serving-app", [sys.executable, "-m", "tests.alerts.serving_app", collector.grpc_endpoint,
+                                         "240", mode], tmp, cwd=ROOT).start()
     exporter = SyntheticExporter().start()
     webhook = am = None
     rules = ROOT / "alerts" / "otel-ml.rules.yaml"
@@ -156,37 +161,54 @@ def _start(tmp: Path, *, alerting: bool) -> Stack:
         }).start()
         rules = tmp / "otel-ml.rules.yaml"  # the shipped rules with for: 0s
         rules.write_text(yaml.safe_dump(generate.render(for_override="0s"), sort_keys=False))
-    prom = Prometheus(tmp, {"otel-ml-processor": [proc.scrape_target], "synthetic": [exporter.target]},
-                      rule_files=[rules], alertmanager=f"127.0.0.1:{am.port}" if am else None).start()
-    return Stack(proc, exporter, prom, am, webhook)
+    # honor_labels as in examples/compose/prometheus.yml: job/instance are the exporting service's, not the collector's
+    prom = Prometheus(tmp, {"otelcol": [collector.prometheus_target], "synthetic": [exporter.target]},
+                      rule_files=[rules], alertmanager=f"127.0.0.1:{am.port}" if am else None,
+                      honor_labels=True).start()
+    return Stack(collector, proc, app, exporter, prom, am, webhook)
 
 
 def _stop(stack: Stack) -> None:
-    for stop in (stack.prom.stop, stack.exporter.stop, stack.proc.process.stop,
+    for stop in (stack.prom.stop, stack.exporter.stop, stack.app.stop, stack.proc.stop, stack.collector.stop,
                  *(x.stop for x in (stack.am, stack.webhook) if x is not None)):
         stop()
 
 
+def _send(stack: Stack, records: list[Any]) -> None:
+    """Events to the collector, as a batch-scoring job would send them."""
+    with grpc.insecure_channel(stack.collector.grpc_endpoint) as channel:
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        for i in range(0, len(records), 250):
+            stub.Export(ev.request(records[i:i + 250], service_name="batch-scoring"), timeout=30)
+
+
+SERVING = ("serving", "multiclass")
+"""The model of :mod:`tests.alerts.serving_app` (real client metrics)."""
+
+
 def _feed(stack: Stack, models: list[tuple[str, str, int]], mode: Mode) -> None:
-    """Real events for ``(model, task, wrong_every)``, then synthetic series for what the processor lacks."""
+    """Real events for ``(model, task, wrong_every)`` through the collector; synthetic series for what is missing."""
     # A counter's first sample is its baseline for increase(): send a warm-up pair per model, let Prometheus scrape
     # it, then the rest in batches a scrape apart, as live traffic would arrive.
     batches = {model: _events(model, task, N, wrong_every) for model, task, wrong_every in models}
     malformed = [prediction_event("", model, task, "x") for model, task, _ in models]  # no id: rejected
-    _send(stack.proc, [r for recs in batches.values() for r in recs[:2 * WARMUP]] + malformed[:1])
+    _send(stack, [r for recs in batches.values() for r in recs[:2 * WARMUP]] + malformed[:1])
     labeled = prom_name(m.LABELED_PREDICTIONS)
     wait_until(lambda: all(stack.prom.query_value(f'sum({labeled}{{ml_model_name="{x}"}})') == WARMUP
-                           for x, _, _ in models), timeout=60, what="warm-up joins scraped")
+                           for x, _, _ in models), timeout=90, what="warm-up joins scraped")
     chunk = (N - WARMUP) * 2 // 4  # four contiguous chunks of pairs: each holds the same share of wrong predictions
     for i in range(4):
         start = 2 * WARMUP + i * chunk
-        _send(stack.proc, [r for recs in batches.values() for r in recs[start:start + chunk]])
-        time.sleep(1.2)
+        _send(stack, [r for recs in batches.values() for r in recs[start:start + chunk]])
+        time.sleep(1.5)
     if mode == "degraded":  # 5% malformed events: the processor rejects and counts them
-        _send(stack.proc, malformed * (N // 10 // len(malformed)))
+        _send(stack, malformed * (N // 10 // len(malformed)))
     wait_until(lambda: all(stack.prom.query_value(f'sum({labeled}{{ml_model_name="{x}"}})') == N
-                           for x, _, _ in models), timeout=60, what="real joins scraped")
-    names = {r["metric"]["__name__"] for r in stack.query('group by (__name__) ({job="otel-ml-processor"})')}
+                           for x, _, _ in models), timeout=90, what="real joins scraped")
+    client = prom_name(m.CLIENT_INFERENCE_DURATION) + "_count"
+    wait_until(lambda: bool(stack.query(f'{client}{{ml_model_name="{SERVING[0]}"}}')), timeout=60,
+               what="client metrics of the serving app scraped")
+    names = {r["metric"]["__name__"] for r in stack.query('group by (__name__) ({__name__=~".+", job!="synthetic"})')}
     missing = []
     for spec in m.METRICS.values():
         base = prom_name(spec)
@@ -194,8 +216,10 @@ def _feed(stack: Stack, models: list[tuple[str, str, int]], mode: Mode) -> None:
         (stack.real if produced else stack.synthetic).append(spec.name)
         if not produced:
             missing.append(spec)
-    stack.exporter.set_samples(samples(missing, [(x, VERSION, t) for x, t, _ in models], mode) + host_samples(mode))
-    print(f"\nreal processor series: {sorted(stack.real)}\nsynthetic series: {sorted(stack.synthetic)}")
+    synthetic_models = [(x, VERSION, t) for x, t, _ in models] + [(SERVING[0], VERSION, SERVING[1])]
+    stack.exporter.set_samples(samples(missing, synthetic_models, mode)
+                               + [s for s in host_samples(mode) if s.name not in names])
+    print(f"\nreal series: {sorted(stack.real)}\nsynthetic series: {sorted(stack.synthetic)}")
     estimated = prom_name(m.ESTIMATED_PREDICTIONS)
     if m.ESTIMATED_PREDICTIONS.name in stack.synthetic:
         wait_until(lambda: (stack.prom.query_value(f"min(increase({estimated}[1h]))") or 0) > 150, timeout=60,
@@ -230,7 +254,7 @@ ALL_TASKS = [("animals", "multiclass", 3), ("fraud", "binary", 4), ("eta", "regr
 
 
 def test_every_dashboard_and_recording_rule_expression_returns_data(tmp_path: Path) -> None:
-    stack = _start(tmp_path, alerting=False)
+    stack = _start(tmp_path, alerting=False, mode="degraded")
     try:
         _feed(stack, ALL_TASKS, "degraded")
         _settle(lambda: not [r for r in _recorded(stack) if not stack.query(r)]
@@ -252,7 +276,7 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(tmp_path: Pa
 
 
 def test_degradation_fires_through_prometheus_and_alertmanager(tmp_path: Path) -> None:
-    stack = _start(tmp_path, alerting=True)
+    stack = _start(tmp_path, alerting=True, mode="degraded")
     assert stack.webhook is not None
     try:
         # churn: every second prediction wrong (accuracy 50%); eta: MAE 1.75 against 1; tagger: 1.5 labels per sample
@@ -284,7 +308,7 @@ def test_degradation_fires_through_prometheus_and_alertmanager(tmp_path: Path) -
 
 
 def test_healthy_fleet_fires_nothing(tmp_path: Path) -> None:
-    stack = _start(tmp_path, alerting=True)
+    stack = _start(tmp_path, alerting=True, mode="healthy")
     assert stack.webhook is not None
     try:
         _feed(stack, [("steady", "multiclass", 16)], "healthy")  # 1 in 16 wrong: accuracy ~94% vs 87.5% baseline

@@ -159,7 +159,7 @@ class Prometheus:
 
     def __init__(self, tmp: Path, scrape_targets: dict[str, list[str]], rule_files: Sequence[Path] = (),
                  alertmanager: str | None = None, scrape_interval: str = "1s", eval_interval: str = "1s",
-                 extra_flags: Sequence[str] = ()) -> None:
+                 extra_flags: Sequence[str] = (), honor_labels: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = tmp / f"prometheus-{self.port}"
@@ -167,7 +167,9 @@ class Prometheus:
         cfg: dict[str, Any] = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": eval_interval},
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in scrape_targets.items()
+                {"job_name": job, "static_configs": [{"targets": targets}],
+                 **({"honor_labels": True} if honor_labels else {})}  # keep exported job/instance (collector)
+                for job, targets in scrape_targets.items()
             ],
         }
         if rule_files:
