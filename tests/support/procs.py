@@ -34,14 +34,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ProcessExited(RuntimeError):
+    """A process that a readiness wait depends on has exited: waiting longer is pointless."""
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> None:
-    """Poll ``check`` until it returns true; raise ``TimeoutError`` naming ``what`` otherwise."""
+    """Poll ``check`` until it returns true; raise ``TimeoutError`` naming ``what`` otherwise.
+
+    Exceptions from ``check`` count as "not yet", except :class:`ProcessExited`, which ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while time.monotonic() < deadline:
         try:
             if check():
                 return
+        except ProcessExited:
+            raise
         except Exception as exc:  # readiness probes fail until the process is up
             last_exc = exc
         time.sleep(interval)
@@ -104,7 +113,7 @@ class ManagedProcess:
         """Wait for ``check``; fail with the process log if it exits or never gets ready."""
         def probe() -> bool:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode if self.proc else None}")
+                raise ProcessExited(f"{self.name} exited with {self.proc.returncode if self.proc else None}")
             return check()
         try:
             wait_until(probe, timeout=timeout, what=f"{self.name} readiness")
