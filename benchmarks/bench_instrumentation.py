@@ -71,6 +71,8 @@ class Result:
     caller_median: float
     caller_cpu: float
     background_cpu: float
+    uuid_us: float = 0.0
+    """Median ``uuid4().hex`` time measured right before this path: the machine's load at that moment."""
 
     @property
     def total(self) -> float:
@@ -85,9 +87,19 @@ def _timer_overhead() -> float:
     return float(statistics.median(samples))
 
 
+def _uuid_median(n: int = 5000) -> float:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        uuid.uuid4().hex  # noqa: B018 - timed expression
+        samples.append(time.perf_counter_ns() - t0)
+    return float(statistics.median(samples))
+
+
 def _run(name: str, call: Callable[[], Any], n: int, flush: Callable[[], Any], per: int = 1) -> Result:
     """Time ``n`` calls individually, then flush; ``per`` predictions per call."""
     overhead = _timer_overhead()
+    uuid_us = (_uuid_median() - overhead) / 1000
     samples = [0] * n
     pc = time.perf_counter_ns
     cpu0, proc0 = time.thread_time_ns(), time.process_time_ns()
@@ -102,7 +114,7 @@ def _run(name: str, call: Callable[[], Any], n: int, flush: Callable[[], Any], p
     background = proc - caller_cpu_after
     preds = n * per
     median = (statistics.median(samples) - overhead) / per / 1000
-    return Result(name, median, caller_cpu / preds / 1000, max(0, background) / preds / 1000)
+    return Result(name, median, caller_cpu / preds / 1000, max(0, background) / preds / 1000, uuid_us)
 
 
 def _discard_server() -> tuple[subprocess.Popen[str], str]:
@@ -268,15 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"calibration: uuid4().hex {uuid_us:.2f} µs (2.3 µs on an idle machine of this kind), "
           f"deque.append {deque_us:.3f} µs; n={args.n} single predictions, {args.batches}x1000-row batches")
     head = (f"{'path':<52} {'caller median':>13} {'caller CPU':>10} {'background':>10} {'total CPU':>9} "
-            f"{'x cheaper (caller/total)':>25}")
+            f"{'x cheaper (caller/total)':>25} {'uuid4 then':>10}")
     print(head)
     print("-" * len(head))
     for r in rows:
         ratio = f"{plain.caller_median / r.caller_median:6.1f} / {plain.total / r.total:6.1f}" \
             if r is not plain and r.caller_median > 0 and r.total > 0 else ""
         print(f"{r.name:<52} {r.caller_median:>10.2f} µs {r.caller_cpu:>7.2f} µs {r.background_cpu:>7.2f} µs "
-              f"{r.total:>6.2f} µs {ratio:>25}")
-    print("(µs per prediction; batch rows per row; background = worker/exporter threads' CPU incl. encoding)")
+              f"{r.total:>6.2f} µs {ratio:>25} {r.uuid_us:>7.2f} µs")
+    print("(µs per prediction; batch rows per row; background = worker/exporter threads' CPU incl. encoding;\n"
+          " 'uuid4 then': uuid4().hex timed right before the row, 2.3 µs on an idle machine: the load at that time)")
     return 0
 
 

@@ -152,7 +152,8 @@ class Normalizer:
         out = [s for s in (self._str(spec, v) for v in items) if s is not None]
         return out
 
-    def _float_list(self, spec: ModelSpec, values: Any) -> list[float] | None:
+    def _float_list(self, spec: ModelSpec, values: Any) -> tuple[float, ...] | None:
+        """Finite doubles as a tuple (the encoders' marker for a validated double array), or ``None``."""
         try:
             if type(values) is np.ndarray:
                 values = values.ravel().tolist()
@@ -170,7 +171,7 @@ class Normalizer:
         if total - total != 0.0 and not all(map(math.isfinite, values)):  # a finite sum means all are finite
             self.truncated[(spec.name, R.NOT_FINITE)] += 1
             return None
-        return values
+        return tuple(values)
 
     # --- features and segments -------------------------------------------------------------------------------------
     def features(self, spec: ModelSpec, features: Any, pairs: list[Any], encoder: Any = None) -> None:
@@ -271,7 +272,7 @@ class Normalizer:
         """Append the prediction attributes. Returns ``(valid, class for metrics, score for metrics)``."""
         task = spec.task
         score: float | None = None
-        score_list: list[float] | None = None
+        score_list: tuple[float, ...] | None = None
         if type(scores) is float:
             score = scores if scores - scores == 0.0 else self._float(spec, scores)
         elif scores is not None:
@@ -340,7 +341,7 @@ class Normalizer:
             pairs.append((a.ML_PREDICTION_SCORES, score_list))
         return True, metric_class, score
 
-    def _set_values(self, spec: ModelSpec, prediction: Any, score_list: list[float] | None) -> list[str] | None:
+    def _set_values(self, spec: ModelSpec, prediction: Any, score_list: tuple[float, ...] | None) -> list[str] | None:
         classes = spec.classes
         if prediction is None:
             if score_list is None or classes is None:

@@ -107,7 +107,7 @@ class AttributeEncoder:
     so the whole prefix is cached per key and one concatenation with the packed double remains.
     """
 
-    __slots__ = ("_dbl", "_key", "_small")
+    __slots__ = ("_dbl", "_dbl_arr", "_key", "_small")
 
     _SMALL_CACHE_SIZE = 20_000
 
@@ -115,6 +115,7 @@ class AttributeEncoder:
         self._key: dict[str, bytes] = {}
         self._dbl: dict[str, bytes] = {}
         self._small: dict[tuple[Any, ...], bytes] = {}
+        self._dbl_arr: dict[tuple[str, int], bytes] = {}
 
     def _key_bytes(self, key: str) -> bytes:
         kb = self._key.get(key)
@@ -160,6 +161,7 @@ class AttributeEncoder:
         """
         dbl = self._dbl
         small = self._small
+        dbl_arr = self._dbl_arr
         append = out.append
         pack_d = _pack_d
         for k, v in pairs:
@@ -180,10 +182,26 @@ class AttributeEncoder:
                 if b is None:
                     b = self._cache_small((k, t, v), k, v)
                 append(b)
+            elif t is tuple:  # validated doubles (the normalizer's score arrays)
+                prefix = dbl_arr.get((k, len(v)))
+                if prefix is None:
+                    prefix = self._double_array_prefix(k, len(v))
+                append(prefix + _DOUBLE_ITEM.join(map(pack_d, v)))
             elif t is list:
                 append(self.array(k, v))
             else:
                 append(self.value(k, v))
+
+    def _double_array_prefix(self, key: str, n: int) -> bytes:
+        """Everything of an entry holding ``n`` doubles up to the first value's 8 bytes (cached per key and n)."""
+        inner = 11 * n
+        kb = self._key_bytes(key)
+        av = 1 + len(varint(inner)) + inner
+        kv = len(kb) + 1 + len(varint(av)) + av
+        prefix = b"".join((b"\x32", varint(kv), kb, b"\x12", varint(av), b"\x2a", varint(inner), _DOUBLE_ITEM))
+        if len(self._dbl_arr) < 10_000:
+            self._dbl_arr[(key, n)] = prefix
+        return prefix
 
     def scalar(self, k: str, v: Any) -> bytes:
         """One entry of a validated scalar attribute (float, str, int, bool), with the caches of
