@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -261,9 +263,19 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(tmp_path: Pa
                 and bool(stack.query('ALERTS{alertstate="firing"}')))
         empty = [f"record {r}" for r in _recorded(stack) if not _numbers(stack.query(r))]
         exprs = [e for path in GENERATED for e in checks.expressions(json.loads(path.read_text()))]
+        seconds = []
         for e in exprs:
-            if not _numbers(stack.query(_substitute(e.expr))):
+            started = time.perf_counter()
+            result = stack.query(_substitute(e.expr))
+            seconds.append(time.perf_counter() - started)
+            if not _numbers(result):
                 empty.append(f"{e.where}: {e.expr}")
+        with urllib.request.urlopen(f"{stack.prom.url}/metrics", timeout=10) as resp:  # Prometheus' own metrics
+            groups = {line.split(";", 1)[1].split('"')[0]: f"{float(line.rsplit(' ', 1)[1]) * 1000:.1f} ms"
+                      for line in resp.read().decode().splitlines()
+                      if line.startswith("prometheus_rule_group_last_duration_seconds{")}
+        print(f"{len(exprs)} dashboard queries, median {statistics.median(seconds) * 1000:.1f} ms, "
+              f"max {max(seconds) * 1000:.1f} ms; rule group evaluation: {groups}")
         for path in GENERATED:
             for var, selector, label in checks.variable_queries(json.loads(path.read_text())):
                 if selector and not stack.query(f"group by ({label}) ({_substitute(selector)})"):
