@@ -38,7 +38,8 @@ class ProcessExited(RuntimeError):
     """A process that a readiness wait depends on has exited: waiting longer is pointless."""
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1,
+               what: str = "condition") -> None:
     """Poll ``check`` until it returns true; raise ``TimeoutError`` naming ``what`` otherwise.
 
     Exceptions from ``check`` count as "not yet", except :class:`ProcessExited`, which ends the wait at once.
@@ -89,7 +90,7 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         """Start the process (appending to its log, so restarts keep earlier output)."""
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")  # closed right after Popen: the child keeps its own descriptor
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                      cwd=self.cwd, start_new_session=True)
         log.close()
