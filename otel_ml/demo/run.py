@@ -43,7 +43,7 @@ class Settings:
 class _PendingLabels:
     """Labels due on a future day."""
 
-    monitor: Any
+    monitor: otel_ml.ModelMonitor
     ids: list[str]
     labels: list[Any]
 
@@ -52,8 +52,8 @@ class _PendingLabels:
 class Monitors:
     """The instrumented models' monitors (one per tagger version)."""
 
-    router: Any
-    taggers: dict[str, Any]
+    router: otel_ml.ModelMonitor
+    taggers: dict[str, otel_ml.ModelMonitor]
 
     @staticmethod
     def create(router_classes: list[str]) -> Monitors:
@@ -73,9 +73,9 @@ def _features(tickets: scenario.Tickets) -> dict[str, np.ndarray]:
 
 def _sent_counts(snapshot: Snapshot) -> tuple[float, float]:
     """Predictions and labels the processor has accepted so far (both models)."""
-    preds = snapshot.total(series(m.PREDICTIONS), **{MODEL: ROUTER}) + \
-        snapshot.total(series(m.PREDICTIONS), **{MODEL: TAGGER})
-    labels = snapshot.total(series(m.LABELS), **{MODEL: ROUTER}) + snapshot.total(series(m.LABELS), **{MODEL: TAGGER})
+    models = (ROUTER, TAGGER)
+    preds = sum(snapshot.total(series(m.PREDICTIONS), **{MODEL: name}) for name in models)
+    labels = sum(snapshot.total(series(m.LABELS), **{MODEL: name}) for name in models)
     return preds, labels
 
 
@@ -93,8 +93,9 @@ class ProductionRun:
         self.pending: dict[int, list[_PendingLabels]] = defaultdict(list)
         self.sent_predictions = 0
         self.sent_labels = 0
+        self._counted_before = (0.0, 0.0)  # a long-running stack may have counted earlier runs
 
-    def _schedule_labels(self, day: int, monitor: Any, ids: list[str], labels: list[Any]) -> None:
+    def _schedule_labels(self, day: int, monitor: otel_ml.ModelMonitor, ids: list[str], labels: list[Any]) -> None:
         s = self.settings.schedule
         n = len(ids)
         chosen = np.flatnonzero(self.rng.random(n) < s.label_share)
@@ -131,6 +132,7 @@ class ProductionRun:
         while True:
             snap = self.stack.source.snapshot()
             preds, labels = _sent_counts(snap)
+            preds, labels = preds - self._counted_before[0], labels - self._counted_before[1]
             if (preds >= self.sent_predictions and labels >= self.sent_labels) or time.monotonic() >= deadline:
                 return snap
             if self.stack.processor is not None and self.stack.processor.poll() is not None:
@@ -141,6 +143,7 @@ class ProductionRun:
         """Serve every day and return the snapshots."""
         s = self.settings
         timeline = Timeline(s.days, self.stack.source.snapshot())
+        self._counted_before = _sent_counts(timeline.start)
         for day in range(s.days):
             started = time.monotonic()
             note = self._serve_day(day)
