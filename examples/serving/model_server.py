@@ -2,7 +2,7 @@
 
 Run it (the OTLP endpoint is a collector that routes to the otel-ml processor, or the processor itself)::
 
-    pip install "otel-ml[examples]"
+    pip install ".[examples]"          # from the repository root
     export OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc
     export OTEL_SERVICE_NAME=iris-api
     uvicorn examples.serving.model_server:app --port 8000
