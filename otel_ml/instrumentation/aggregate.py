@@ -13,6 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from otel_ml.instrumentation import limits as lim
 from otel_ml.instrumentation.limits import TruncationReason
 from otel_ml.semconv import attributes as a
@@ -31,6 +33,15 @@ class _Histogram:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
+
+    def record_many(self, values: list[float]) -> None:
+        arr = np.asarray(values, dtype=np.float64)
+        counts = np.bincount(np.searchsorted(self.bounds, arr, side="left"), minlength=len(self.counts))
+        self.counts = [c + int(n) for c, n in zip(self.counts, counts.tolist(), strict=True)]
+        self.count += len(values)
+        self.sum += float(arr.sum())
+        self.min = min(self.min, float(arr.min()))
+        self.max = max(self.max, float(arr.max()))
 
     def record(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
@@ -56,6 +67,7 @@ class Aggregator:
         self.dropped: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.truncated: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.drop_lock = threading.Lock()
+        self._scores: list[tuple[ModelKey, float]] = []
 
     def record_duration(self, model: ModelKey, seconds: float, error_type: str | None = None) -> None:
         """One instrumented call's wall time."""
@@ -80,10 +92,22 @@ class Aggregator:
                     seen.add(cls)
             predictions[key] += 1
         if score is not None:
+            self._scores.append((model, score))  # folded into the histograms in bulk (fold_scores)
+
+    def fold_scores(self) -> None:
+        """Add the pending scores to the score histograms, vectorized (called per export batch and at export)."""
+        pending = self._scores
+        if not pending:
+            return
+        self._scores = []
+        by_model: defaultdict[ModelKey, list[float]] = defaultdict(list)
+        for model, score in pending:
+            by_model[model].append(score)
+        for model, scores in by_model.items():
             h = self.score.get(model)
             if h is None:
                 h = self.score[model] = _Histogram(m.SCORE_BUCKETS)
-            h.record(score)
+            h.record_many(scores)
 
     def record_error(self, model: ModelKey, error_type: str) -> None:
         """One instrumented call that raised."""
@@ -109,6 +133,7 @@ class Aggregator:
 
         from otel_ml.semconv.events import EVENT_SCHEMA_VERSION, INSTRUMENTATION_SCOPE, SCHEMA_VERSION_ATTRIBUTE
 
+        self.fold_scores()
         now = time.time_ns()
         start = self.start_ns
         cumulative = pb.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from otel_ml.instrumentation import wire
@@ -33,6 +35,9 @@ _logger = logging.getLogger(__name__)
 
 Item = tuple[str, Any]
 """A finished event: ``(model name, payload)``."""
+
+_first = itemgetter(0)
+_second = itemgetter(1)
 
 
 def _scope_version() -> str:
@@ -123,12 +128,11 @@ class OtlpSink:
 
     def send(self, items: list[Item], stop: threading.Event, deadline: float | None) -> None:
         """Export one batch; count exported or dropped events per model."""
-        body = wire.logs_request(self._resource, self._scope, [rec for _, rec in items])
+        self.metrics.fold_scores()
+        body = wire.logs_request(self._resource, self._scope, list(map(_second, items)))
         s = self.settings
         outcome = send_with_retry(self.transport, LOGS, body, s.timeout_s, s.max_retry_s, stop, deadline)
-        counts: dict[str, int] = {}
-        for name, _ in items:
-            counts[name] = counts.get(name, 0) + 1
+        counts = Counter(map(_first, items))
         if outcome.ok:
             for name, n in counts.items():
                 self.metrics.exported[name] += n
