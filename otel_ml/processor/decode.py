@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import ArrayValue
 
 from otel_ml.processor.records import SEP, Row
 from otel_ml.semconv import attributes as a
@@ -92,22 +93,31 @@ def _value(v: Any) -> Any:
     if kind == "bool_value":
         return v.bool_value
     if kind == "array_value":
-        out: list[Any] = []
-        append = out.append
-        for x in v.array_value.values:
-            k = x.WhichOneof("value")
-            if k == "string_value":
-                append(x.string_value)
-            elif k == "double_value":
-                append(x.double_value)
-            elif k == "int_value":
-                append(x.int_value)
-            elif k == "bool_value":
-                append(x.bool_value)
-            else:
-                return BAD
-        return out
+        return _value_of_array(v.array_value)
     return BAD
+
+
+def _arr(v: Any) -> Any:
+    """A lazily kept ``ArrayValue`` as a list (or BAD); anything else unchanged."""
+    return _value_of_array(v) if type(v) is ArrayValue else v
+
+
+def _value_of_array(arr: ArrayValue) -> Any:
+    out: list[Any] = []
+    append = out.append
+    for x in arr.values:
+        k = x.WhichOneof("value")
+        if k == "string_value":
+            append(x.string_value)
+        elif k == "double_value":
+            append(x.double_value)
+        elif k == "int_value":
+            append(x.int_value)
+        elif k == "bool_value":
+            append(x.bool_value)
+        else:
+            return BAD
+    return out
 
 
 def _opt_str(attrs: dict[str, Any], key: str) -> str | None:
@@ -144,6 +154,7 @@ def _class(v: Any, key: str) -> str:
 
 
 def _str_list(v: Any, key: str) -> list[str]:
+    v = _arr(v)
     if not isinstance(v, list):
         raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string array")
     for x in v:
@@ -153,6 +164,7 @@ def _str_list(v: Any, key: str) -> list[str]:
 
 
 def _num_list(v: Any, key: str) -> list[float]:
+    v = _arr(v)
     if not isinstance(v, list):
         raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a double array")
     for x in v:
@@ -169,7 +181,7 @@ def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
     values = attrs.get(a.ML_LABEL_VALUES)
     l_str = l_num = l_list = l_rel = None
     if value is not None:
-        if value is BAD or isinstance(value, list):
+        if value is BAD or type(value) is ArrayValue:
             raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_LABEL_VALUE} must be a string or a number")
         if isinstance(value, float):
             if not math.isfinite(value):
@@ -196,6 +208,8 @@ def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
 
 
 _NO_LABEL: Final = (None, None, None, None, None)
+_SEGMENTS: dict[tuple[tuple[str, Any], ...], str] = {}
+"""Segment strings by their attributes (a few distinct combinations repeat on every record)."""
 _CLASSES: dict[tuple[str, ...], tuple[str, ...]] = {}
 """Interned class tuples (one object per distinct class order: cheap grouping downstream)."""
 
@@ -230,8 +244,10 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> t
     score = get(a.ML_PREDICTION_SCORE)
     if score is not None and (type(score) is not float or not math.isfinite(score)):
         score = _num(score, a.ML_PREDICTION_SCORE)
-    scores = get(a.ML_PREDICTION_SCORES)
-    classes = get(a.ML_PREDICTION_CLASSES)
+    # per-class scores and classes feed stages only (binary needs its positive class): without a stage they are not
+    # decoded, so a malformed ml.prediction.scores is rejected only where something would read it
+    scores = get(a.ML_PREDICTION_SCORES) if extras else None
+    classes = get(a.ML_PREDICTION_CLASSES) if extras or task == _BINARY else None
     classes_t: tuple[str, ...] | None = None
     if classes is not None:
         classes_t = tuple(_str_list(classes, a.ML_PREDICTION_CLASSES))
@@ -244,17 +260,22 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> t
     if task == _BINARY:
         p_aux = classes_t[-1] if classes_t else "1"
     segment = ""
-    segments = [(key, v) for key, v in attrs.items() if key.startswith(_SEGMENT)]
+    segments = tuple([(key, v) for key, v in attrs.items() if key.startswith(_SEGMENT)])
     if segments:
-        for key, v in segments:
-            if type(v) is not str:
-                raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
-        segment = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(segments))
+        cached = _SEGMENTS.get(segments)
+        if cached is None:
+            for key, v in segments:
+                if type(v) is not str:
+                    raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
+            cached = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(segments))
+            if len(_SEGMENTS) < 100_000:
+                _SEGMENTS[segments] = cached
+        segment = cached
     label = _label_half(attrs, ts) if (a.ML_LABEL_VALUE in attrs or a.ML_LABEL_VALUES in attrs) else _NO_LABEL
     row = (f"{model}{SEP}{pid}", now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts, *label)
     if not extras:
         return row, None
-    features = {key[_FEATURE_LEN:]: (None if v is BAD or isinstance(v, list) else v)
+    features = {key[_FEATURE_LEN:]: (None if v is BAD or type(v) is ArrayValue else v)
                 for key, v in attrs.items() if key.startswith(_FEATURE)}
     return row, (features, scores, classes_t)
 
@@ -294,6 +315,8 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
                         attrs[kv.key] = v.string_value
                     elif kind == "double_value":
                         attrs[kv.key] = v.double_value
+                    elif kind == "array_value":
+                        attrs[kv.key] = v.array_value  # converted only where used (_arr)
                     else:
                         attrs[kv.key] = _value(v)
                 t = rec.time_unix_nano or rec.observed_time_unix_nano

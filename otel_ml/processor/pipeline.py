@@ -14,6 +14,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,9 @@ from otel_ml.semconv.attributes import Outcome, RejectReason, Task
 from otel_ml.semconv.metrics import MetricSpec
 
 _logger = logging.getLogger(__name__)
+_PRED_KEY = itemgetter(MODEL, VERSION, SEGMENT, P_STR)
+_GROUP_KEY = itemgetter(MODEL, VERSION, SEGMENT, TASK)
+_TIMES = itemgetter(P_TS, L_TS)
 _OUTCOMES = (Outcome.TP, Outcome.FP, Outcome.FN)
 
 
@@ -176,12 +180,12 @@ class Pipeline:
             step.add_raw(m.PROCESSOR_RECORDS_IGNORED.name, (), d.ignored)
         rejected = Counter(d.rejected)
         res = self.store.ingest(d.predictions, d.labels, now)
-        preds = [d.predictions[i] for i in res.new_predictions]
-        counts: Counter[tuple[str, str, str, str | None]] = Counter(
-            (r[MODEL], r[VERSION], r[SEGMENT], r[P_STR]) for r in preds)
+        preds = ([d.predictions[i] for i in res.new_predictions] if len(res.new_predictions) != len(d.predictions)
+                 else d.predictions)
+        counts: Counter[tuple[str, str, str, str | None]] = Counter(map(_PRED_KEY, preds))
         for (model, version, segment, cls), n in counts.items():
             step.add_raw(m.PREDICTIONS.name, step.attrs(_seg_attrs(model, version, segment, cls)), n)
-        for model, n in Counter(d.labels[i][MODEL] for i in res.new_labels).items():
+        for model, n in Counter([d.labels[i][MODEL] for i in res.new_labels]).items():
             step.add_raw(m.LABELS.name, step.attrs({a.ML_MODEL_NAME: model}), n)
         if res.joined:
             step.add_raw(m.PROCESSOR_JOINS.name, (), len(res.joined))
@@ -218,12 +222,14 @@ class Pipeline:
     def _joined(self, rows: list[Row], step: Step, rejected: Counter[str],
                 auc_updates: list[tuple[tuple[str, str], np.ndarray, np.ndarray]]) -> None:
         groups: dict[tuple[str, str, str, str], list[Row]] = defaultdict(list)
-        delays: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for r in rows:
-            groups[(r[MODEL], r[VERSION], r[SEGMENT], r[TASK])].append(r)
-            delays[(r[MODEL], r[VERSION])].append(r[L_TS] - r[P_TS])
-        for (model, version), ds in delays.items():
-            arr = np.maximum(np.asarray(ds, dtype=np.float64), 0.0)
+        for key, r in zip(map(_GROUP_KEY, rows), rows, strict=True):
+            groups[key].append(r)
+        delays: dict[tuple[str, str], list[Row]] = defaultdict(list)
+        for (model, version, _, _), grp in groups.items():
+            delays[(model, version)].extend(grp)
+        for (model, version), grp in delays.items():
+            times = np.asarray(list(map(_TIMES, grp)), dtype=np.float64)
+            arr = np.maximum(times[:, 1] - times[:, 0], 0.0)
             step.record_many(m.LABEL_DELAY, arr, step.attrs({a.ML_MODEL_NAME: model, a.ML_MODEL_VERSION: version}))
         for (model, version, segment, task), grp in groups.items():
             base = _seg_attrs(model, version, segment, None)

@@ -124,3 +124,11 @@ def test_kvlist_and_empty_values_are_wrong_type() -> None:
     rec.attributes.append(KeyValue(key=a.ML_PREDICTION_SCORE, value=AnyValue()))
     out = decode_request(ev.request([rec]), 1.0)
     assert dict(out.rejected) == {RejectReason.WRONG_TYPE: 1}
+
+
+def test_stage_only_attributes_are_validated_only_for_stages() -> None:
+    rec = prediction_event("p", **{a.ML_PREDICTION_SCORES: [0.5, math.nan], a.ML_PREDICTION_CLASSES: ["0", "1"]})
+    with_stages = decode_request(ev.request([rec]), 1.0, extras=True)
+    assert dict(with_stages.rejected) == {RejectReason.NOT_FINITE: 1}
+    without = decode_request(ev.request([rec]), 1.0, extras=False)
+    assert without.rejected_count == 0 and len(without.predictions) == 1

@@ -21,11 +21,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from otel_ml.processor.aggregates import Key
 from otel_ml.processor.records import ARRIVED, LABEL_START, K, Row, has_label, is_prediction, join_rows
 
+_KEY = itemgetter(K)
 DONE = object()
 """Lookup result of a key that was already joined (a tombstone)."""
 
@@ -136,7 +138,7 @@ class BaseJoinStore(ABC):
     def ingest(self, predictions: Sequence[Row], labels: Sequence[Row], now: float) -> IngestResult:
         """See :class:`JoinStore`."""
         result = IngestResult()
-        keys = list({r[K] for r in predictions}.union(r[K] for r in labels))
+        keys = list(set(map(_KEY, predictions)).union(map(_KEY, labels)))
         state = self._lookup(keys) if keys else {}
         inserts: dict[str, Row] = {}
         deletes: list[str] = []
