@@ -172,3 +172,13 @@ def test_collector_config_validates_with_the_compose_environment() -> None:
     out = subprocess.run([collector_binary(), "validate", f"--config={gateway}"], capture_output=True, text=True,
                          env={**os.environ, **env_vars})
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_documented_dashboard_urls_exist() -> None:
+    """The README's Grafana URLs point at the published port and at dashboards that are provisioned."""
+    readme = (ROOT / "README.md").read_text()
+    grafana_port = _compose()["services"]["grafana"]["ports"][0].split(":")[0]
+    urls = re.findall(rf"http://localhost:{grafana_port}/d/([\w-]+)", readme)
+    assert len(urls) >= 3, "the README documents the dashboards' URLs"
+    uids = {json.loads(p.read_text())["uid"] for p in (ROOT / "dashboards" / "generated").glob("*.json")}
+    assert set(urls) <= uids, f"documented {sorted(set(urls))}, provisioned {sorted(uids)}"
