@@ -49,7 +49,7 @@ def error_type(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _param_getter(name: str, sig: inspect.Signature | None, what: str, skip_self: bool) -> Extractor:
+def _param_getter(name: str, sig: inspect.Signature | None, what: str) -> Extractor:
     index: int | None = None
     if sig is not None:
         params = list(sig.parameters.values())
@@ -80,16 +80,25 @@ def _result_getter(name: str) -> Extractor:
     return get
 
 
-def _extractor(value: Any, what: str, sig: inspect.Signature | None, skip_self: bool, param: bool) -> Extractor | None:
+def check_extractors(batch: Any = None, **extractors: Any) -> None:
+    """Raise :class:`ConfigurationError` unless every extractor is ``None``, a callable or a name, and ``batch`` is
+    ``None`` or a bool (called when ``monitor.instrument`` is called, before the function is known)."""
+    for what, value in extractors.items():
+        if value is not None and not isinstance(value, str) and not callable(value):
+            raise ConfigurationError(
+                f"{what} must be None, a callable (args, kwargs, result) -> value, or a name, got "
+                f"{type(value).__name__}; {_EXAMPLE}")
+    if batch is not None and not isinstance(batch, bool):
+        raise ConfigurationError(f"batch must be None, True or False, got {batch!r}; {_EXAMPLE}")
+
+
+def _extractor(value: Any, what: str, sig: inspect.Signature | None, param: bool) -> Extractor | None:
+    check_extractors(**{what: value})
     if value is None:
         return None
     if isinstance(value, str):
-        return _param_getter(value, sig, what, skip_self) if param else _result_getter(value)
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    raise ConfigurationError(
-        f"{what} must be None, a callable (args, kwargs, result) -> value, or a name, got {type(value).__name__}; "
-        f"{_EXAMPLE}")
+        return _param_getter(value, sig, what) if param else _result_getter(value)
+    return value  # type: ignore[no-any-return]
 
 
 class CallSpec:
@@ -107,13 +116,12 @@ class CallSpec:
         params = list(sig.parameters.values()) if sig is not None else []
         skip_self = bool(params) and params[0].name in ("self", "cls") and not inspect.ismethod(func)
         self.spec = spec
-        self.features = _extractor(features, "features", sig, skip_self, True)
-        self.segments = _extractor(segments, "segments", sig, skip_self, True)
-        self.prediction_id = _extractor(prediction_id, "prediction_id", sig, skip_self, True)
-        self.prediction = _extractor(prediction, "prediction", sig, skip_self, False)
-        self.scores = _extractor(scores, "scores", sig, skip_self, False)
-        if batch is not None and not isinstance(batch, bool):
-            raise ConfigurationError(f"batch must be None, True or False, got {batch!r}; {_EXAMPLE}")
+        self.features = _extractor(features, "features", sig, True)
+        self.segments = _extractor(segments, "segments", sig, True)
+        self.prediction_id = _extractor(prediction_id, "prediction_id", sig, True)
+        self.prediction = _extractor(prediction, "prediction", sig, False)
+        self.scores = _extractor(scores, "scores", sig, False)
+        check_extractors(batch=batch)
         self.batch = batch
         self._first_arg = 1 if skip_self else 0
         self.simple = batch is None and self.prediction_id is None and self.prediction is None

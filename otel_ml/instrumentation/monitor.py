@@ -33,7 +33,7 @@ from typing import Any, overload
 
 from otel_ml.instrumentation import limits as lim
 from otel_ml.instrumentation.context import set_current
-from otel_ml.instrumentation.decorator import CallSpec, wrap
+from otel_ml.instrumentation.decorator import CallSpec, check_extractors, wrap
 from otel_ml.instrumentation.errors import ConfigurationError
 from otel_ml.instrumentation.ids import IDS, PredictionIds
 from otel_ml.instrumentation.normalize import MISSING
@@ -334,15 +334,8 @@ class ModelMonitor:
         """
         if self._spec.task is None:
             raise _fail(f"monitor {self._spec.name!r} has no task: instrumenting predictions needs task=...")
-        for what, value in (("features", features), ("prediction", prediction), ("scores", scores),
-                            ("prediction_id", prediction_id), ("segments", segments)):
-            if value is not None and not isinstance(value, str) and not callable(value):
-                raise ConfigurationError(
-                    f"{what} must be None, a callable (args, kwargs, result) -> value, or a name, got "
-                    f"{type(value).__name__}; example: @monitor.instrument(features='x', scores='proba')")
-        if batch is not None and not isinstance(batch, bool):
-            raise ConfigurationError(f"batch must be None, True or False, got {batch!r}; "
-                                     "example: @monitor.instrument(batch=True)")
+        check_extractors(batch, features=features, prediction=prediction, scores=scores,
+                         prediction_id=prediction_id, segments=segments)
 
         def decorate(target: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(target):

@@ -83,7 +83,6 @@ class OtlpSink:
         self.transport = transport
         self.metrics = Aggregator()
         self._enc = wire.AttributeEncoder()
-        self._id = wire.IdEncoder(ML_PREDICTION_ID, self._enc)
         self.feature_encoder = wire.FeatureEncoder(self._enc)
         """Encodes validated feature attributes (used by the normalizer directly)."""
         self._warn_failed = _Throttled()
@@ -115,7 +114,7 @@ class OtlpSink:
     ) -> Item:
         """Encode one event (``encoded``: attribute entries already encoded with :attr:`feature_encoder`)."""
         enc = self._enc
-        attrs = [self._constants(spec, label), self._id.encode(pid, ML_PREDICTION_ID)]
+        attrs = [self._constants(spec, label), enc.string(ML_PREDICTION_ID, pid)]
         enc.encode_pairs(pairs, attrs)
         if encoded:
             attrs += encoded

@@ -271,27 +271,6 @@ class FeatureEncoder:
             self.double_prefixes[name] = self._enc.double_prefix(key)
 
 
-class IdEncoder:
-    """Encodes the ``ml.prediction.id`` attribute entry (a fresh string per event) with its key bytes precomputed."""
-
-    __slots__ = ("_enc", "_kb")
-
-    def __init__(self, key: str, enc: AttributeEncoder) -> None:
-        raw = key.encode()
-        self._kb = b"\x0a" + varint(len(raw)) + raw
-        self._enc = enc
-
-    def encode(self, value: str, key: str) -> bytes:
-        """The attribute entry for ``value``."""
-        raw = value.encode("utf-8", "replace")
-        n = len(raw)
-        kb = self._kb
-        if n < 100 and len(kb) < 24:
-            return b"".join((b"\x32", _VARINT_CACHE[len(kb) + n + 4], kb, b"\x12", _VARINT_CACHE[n + 2], b"\x0a",
-                             _VARINT_CACHE[n], raw))
-        return self._enc.string(key, value)
-
-
 def log_record(
     time_ns: int,
     event_name_field: bytes,
