@@ -185,6 +185,8 @@ class Normalizer:
             return
         if spec.feature_sample_rate < 1.0 and self._random.random() >= spec.feature_sample_rate:
             return
+        if type(features) is not dict and _is_frame(features):  # one sample as a one-row DataFrame
+            features = features.iloc[0].to_dict() if len(features) else {}
         if type(features) is not dict and not isinstance(features, Mapping):
             names = spec.features
             try:

@@ -255,3 +255,20 @@ def test_exit_flushes_queued_events(sink: OtlpSink) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     records = sink.wait_for_log_records(100, timeout=5)
     assert sorted(r.attributes[a.ML_PREDICTION_VALUE] for r in records) == [float(i) for i in range(100)]
+
+
+def test_single_prediction_from_a_one_row_dataframe(sink: OtlpSink) -> None:
+    import pandas as pd
+
+    _configure(sink)
+    mon = otel_ml.ModelMonitor("reg", task="regression")
+
+    @mon.instrument
+    def predict(frame: pd.DataFrame) -> float:
+        return float(frame["x"].iloc[0] * 2)
+
+    assert predict(pd.DataFrame({"x": [1.5], "y": ["a"]})) == 3.0
+    assert otel_ml.force_flush(10)
+    (rec,) = sink.wait_for_log_records(1)
+    assert rec.attributes["ml.feature.x"] == 1.5 and rec.attributes["ml.feature.y"] == "a"
+    assert rec.attributes[a.ML_PREDICTION_VALUE] == 3.0
