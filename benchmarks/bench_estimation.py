@@ -39,7 +39,7 @@ import nannyml.datasets as nds  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from otel_ml.estimation import create_estimator  # noqa: E402
+from otel_ml.estimation import ESTIMATORS, create_estimator  # noqa: E402
 from otel_ml.estimation import metrics as m  # noqa: E402
 from otel_ml.estimation._inputs import as_class_strings  # noqa: E402
 
@@ -234,14 +234,17 @@ def evaluate(case: Case, methods: Sequence[str]) -> list[Row]:
     per_label[nml_label] = nml_res
     noise_sd: dict[str, list[float]] = {}
     for method in methods:
+        if method != "auto" and case.task not in ESTIMATORS[method].tasks:
+            continue
         t = time.perf_counter()
         res, label, sds = run_otel_ml(case, metrics, method)
         label = label if method == "auto" else f"otel-ml {method}"
-        timing[label] = time.perf_counter() - t
-        per_label[label if method != "auto" else "otel-ml auto"] = res
         if method == "auto":
             noise_sd = sds
             chosen = label
+            label = "otel-ml auto"
+        timing[label] = time.perf_counter() - t
+        per_label[label] = res
     rows = []
     for name in metrics:
         results = {}
@@ -284,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = load_cases(args.only)
     rows: list[Row] = []
     for case in cases:
-        rows.extend(evaluate(case, args.methods))
+        new = evaluate(case, args.methods)
+        print(table(new, [case]), flush=True)
+        rows.extend(new)
     elapsed = time.perf_counter() - t0
     text = table(rows, cases)
     print(text)

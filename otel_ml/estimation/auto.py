@@ -3,7 +3,8 @@
 Candidates: ``cbpe``, ``atc`` (with scores), ``learned`` (with at least :data:`~otel_ml.estimation.learned.MIN_ERRORS`
 wrong and right predictions) and ``blend`` (the mean of ``cbpe`` and ``learned``). Each produces out-of-fold
 correctness on the reference; every candidate is scored on the same simulated random and covariate-shifted chunks
-(:mod:`otel_ml.estimation._chunks`) and the one with the lowest mean absolute accuracy error wins. Safe fallback: with
+(:mod:`otel_ml.estimation._chunks`). ``learned`` is chosen unless another candidate is significantly better there
+(see :func:`_choose`); the chosen candidate's chunk errors give the error margins. Safe fallback: with
 fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows or too few errors to learn from, ``cbpe`` (calibrated
 scores, or the smoothed per-class precision without scores) is used without a contest.
 """
@@ -29,6 +30,27 @@ _MEMBERS: dict[str, type[ClassificationEstimator]] = {
     LearnedCorrectnessEstimator.key: LearnedCorrectnessEstimator,
 }
 _BLEND_OF = (CalibratedConfidenceEstimator.key, LearnedCorrectnessEstimator.key)
+
+
+def _choose(errors: Mapping[str, np.ndarray], scores: Mapping[str, float]) -> str:
+    """``learned`` unless another candidate beats it significantly on the simulated chunks (paired absolute errors,
+    mean difference beyond two standard errors); without ``learned``, the lowest score.
+
+    Why the preference: cross-validation on the reference sees only shifts the reference contains. On the benchmark
+    (benchmarks/README.md) the learned model, anchored monotonically on the calibrated confidence, is the most
+    robust under real shift (NannyML's multiclass and California sets), while small CV differences between
+    candidates did not predict which one wins on the analysis data.
+    """
+    best = min(scores, key=lambda k: (scores[k], k))
+    learned = LearnedCorrectnessEstimator.key
+    if learned not in errors or best == learned:
+        return best
+    diff = np.abs(errors[learned]) - np.abs(errors[best])
+    diff = diff[np.isfinite(diff)]
+    if diff.size < 3:
+        return best
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size))
+    return best if float(diff.mean()) > 2 * se else learned
 
 
 class AutoCorrectnessEstimator(ClassificationEstimator):
@@ -64,10 +86,11 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
             preds = {k: self._member(k)._cv_predictions(inputs, correct, folds, plan) for k in keys}
             if all(k in preds for k in _BLEND_OF):
                 preds[BLEND] = [np.mean(ps, axis=0) for ps in zip(*(preds[k] for k in _BLEND_OF), strict=True)]
+            errors: dict[str, np.ndarray] = {}
             for k, p in preds.items():
-                err, _ = self._chunk_errors(inputs, y, p, plan, (m.ACCURACY,), None)[m.ACCURACY]
-                self.cv_scores_[k] = ch.weighted_mae(err, plan.kinds)
-            self.choice_ = min(self.cv_scores_, key=lambda k: (self.cv_scores_[k], k))
+                errors[k], _ = self._chunk_errors(inputs, y, p, plan, (m.ACCURACY,), None)[m.ACCURACY]
+                self.cv_scores_[k] = ch.weighted_mae(errors[k], plan.kinds)
+            self.choice_ = _choose(errors, self.cv_scores_)
             self._set_margins(inputs, y, preds[self.choice_], plan, floor)
         else:
             self.choice_ = keys[0]

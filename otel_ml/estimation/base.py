@@ -14,6 +14,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from otel_ml.drift.detectors import MIN_WINDOW
+from otel_ml.drift.distribution import Distribution
+from otel_ml.drift.methods import jensen_shannon
 from otel_ml.estimation import _chunks as ch
 from otel_ml.estimation import metrics as m
 from otel_ml.estimation._inputs import (
@@ -40,6 +43,12 @@ learned correctness model see about two thirds of the drop); the part they miss 
 whose estimate moves away from the reference gets a proportionally wider band. Zero for a window estimated at the
 reference level."""
 
+DRIFT_ALLOWANCE: float = 0.25
+"""Interval widening per unit of feature drift: the window's mean Jensen-Shannon distance (0 = same, 1 = disjoint)
+between each feature's binned distribution and the reference's, times this factor, is added to the half-width.
+Where production leaves the ground the evaluation set covered, no estimator has evidence; a band that stays narrow
+there would be false confidence (on the California set every estimator is off by more than 0.09 in such chunks)."""
+
 MIN_CV_ROWS = 100
 """Below this many reference rows no cross-validation is run; the margin is the reference's own uncertainty."""
 
@@ -50,8 +59,8 @@ CV_FOLDS = 4
 class Estimate:
     """A window's estimated metric with its interval.
 
-    ``lower``/``upper`` = ``value -/+ (z * sampling_sd + error_margin + shift_allowance)``, clipped to the
-    metric's range.
+    ``lower``/``upper`` = ``value -/+ (z * sampling_sd + error_margin + shift_allowance + drift_allowance)``,
+    clipped to the metric's range.
 
     Attributes:
         metric: Metric name (a :class:`~otel_ml.semconv.attributes.QualityMetric` value).
@@ -64,6 +73,7 @@ class Estimate:
             estimated per-row distribution).
         error_margin: Cross-validated estimation error on the reference beyond sampling noise.
         shift_allowance: :data:`SHIFT_ALLOWANCE` times the distance of ``value`` from the reference metric.
+        drift_allowance: :data:`DRIFT_ALLOWANCE` times the window's mean feature drift (Jensen-Shannon).
     """
 
     metric: str
@@ -75,6 +85,7 @@ class Estimate:
     sampling_sd: float
     error_margin: float
     shift_allowance: float = 0.0
+    drift_allowance: float = 0.0
 
     def contains(self, realized: float) -> bool:
         """Whether a realized value falls inside the interval."""
@@ -86,15 +97,17 @@ class Estimate:
 
 
 def _interval(metric: str, value: float, sd: float, margin: float, n: int, key: str, z: float,
-              reference: float | None) -> Estimate:
+              reference: float | None, drift: float) -> Estimate:
     shift = SHIFT_ALLOWANCE * abs(value - reference) if reference is not None and math.isfinite(value) else 0.0
-    half = z * (0.0 if not math.isfinite(sd) else sd) + margin + shift
+    if metric in m.REGRESSION_METRICS and reference is not None:
+        drift *= reference  # errors have the target's scale: widen relative to the reference error
+    half = z * (0.0 if not math.isfinite(sd) else sd) + margin + shift + drift
     lo, hi = value - half, value + half
     if metric not in m.REGRESSION_METRICS:
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     else:
         lo = max(lo, 0.0)
-    return Estimate(metric, value, lo, hi, n, key, sd, margin, shift)
+    return Estimate(metric, value, lo, hi, n, key, sd, margin, shift, drift)
 
 
 class _EstimatorBase:
@@ -139,7 +152,25 @@ class _EstimatorBase:
             raise EstimationError(f"{type(self).__name__} supports tasks {self.tasks}, not {roles.task!r}")
         self.roles_ = roles
         self.encoder_ = FeatureEncoder.fit(reference, roles.features)
+        self.feature_bins_ = {name: Distribution.fit(name, reference[name].to_numpy(dtype=object))
+                              for name in roles.features}
         return roles
+
+    def window_drift(self, frame: pd.DataFrame) -> float:
+        """Mean Jensen-Shannon distance of the window's features from the reference (NaN: no features or fewer
+        than 100 rows)."""
+        self._check_fitted()
+        bins = getattr(self, "feature_bins_", {})
+        if not bins or len(frame) < MIN_WINDOW:
+            return float("nan")
+        dists = [jensen_shannon(np.asarray(d.counts), d.count(frame[name].to_numpy(dtype=object)))
+                 for name, d in bins.items() if name in frame.columns]
+        dists = [x for x in dists if math.isfinite(x)]
+        return float(np.mean(dists)) if dists else float("nan")
+
+    def _drift_allowance(self, frame: pd.DataFrame) -> float:
+        drift = self.window_drift(frame)
+        return DRIFT_ALLOWANCE * drift if math.isfinite(drift) else 0.0
 
     def _reference_value(self, metric: str) -> float | None:
         value = self.reference_.get(metric)
@@ -154,6 +185,7 @@ class _EstimatorBase:
             "key": self.key, "params": self.get_params(), "roles": self.roles_.to_json(),
             "encoder": self.encoder_.to_json(), "error_margin": self.error_margin_,
             "reference": self.reference_, "core": core,
+            "feature_bins": {k: d.to_json() for k, d in getattr(self, "feature_bins_", {}).items()},
         }
         return state, objects
 
@@ -165,6 +197,7 @@ class _EstimatorBase:
         est.encoder_ = FeatureEncoder.from_json(state["encoder"])
         est.error_margin_ = {k: float(v) for k, v in state["error_margin"].items()}
         est.reference_ = dict(state["reference"])
+        est.feature_bins_ = {k: Distribution.from_json(v) for k, v in state.get("feature_bins", {}).items()}
         est._load_core_state(state["core"], objects)
         return est
 
@@ -178,6 +211,7 @@ class _EstimatorBase:
     encoder_: FeatureEncoder
     error_margin_: dict[str, float]
     reference_: dict[str, Any]
+    feature_bins_: dict[str, Distribution]
 
 
 class ClassificationEstimator(_EstimatorBase):
@@ -255,7 +289,7 @@ class ClassificationEstimator(_EstimatorBase):
         """Estimated window metrics: accuracy, F1 (binary: positive class; multiclass: macro) and, for binary
         models with scores, ROC-AUC."""
         inputs = self._prepare(frame)
-        return self._estimate_prepared(inputs, self._predict_core(inputs), metrics)
+        return self._estimate_prepared(inputs, self._predict_core(inputs), metrics, self._drift_allowance(frame))
 
     # --- internals ---------------------------------------------------------------------------------------------
     def _prepare(self, frame: pd.DataFrame) -> ClassificationInputs:
@@ -298,7 +332,7 @@ class ClassificationEstimator(_EstimatorBase):
         return out
 
     def _estimate_prepared(self, inputs: ClassificationInputs, p: np.ndarray,
-                           metrics: Sequence[str] | None) -> dict[str, Estimate]:
+                           metrics: Sequence[str] | None, drift: float = 0.0) -> dict[str, Estimate]:
         names = tuple(metrics) if metrics is not None else self.metric_names
         unknown = [x for x in names if x not in self.metric_names]
         if unknown:
@@ -307,7 +341,7 @@ class ClassificationEstimator(_EstimatorBase):
         values = self._window_values(inputs, p, names, rng)
         return {
             name: _interval(name, v, sd, self.error_margin_.get(name, 0.0), len(inputs), self.estimator_key, self.z,
-                            self._reference_value(name))
+                            self._reference_value(name), drift)
             for name, (v, sd) in values.items()
         }
 
@@ -454,8 +488,9 @@ class RegressionEstimator(_EstimatorBase):
         inputs = self._prepare(frame)
         names = tuple(metrics) if metrics is not None else self.metric_names
         values = self._window_values(*self._predict_core(inputs), names)
+        drift = self._drift_allowance(frame)
         return {name: _interval(name, v, sd, self.error_margin_.get(name, 0.0), len(inputs), self.estimator_key,
-                                self.z, self._reference_value(name)) for name, (v, sd) in values.items()}
+                                self.z, self._reference_value(name), drift) for name, (v, sd) in values.items()}
 
     def _prepare(self, frame: pd.DataFrame) -> RegressionInputs:
         self._check_fitted()

@@ -1,9 +1,9 @@
 """Learned estimators: a correctness model on features and scores, and direct loss estimation for regression.
 
 * :class:`LearnedCorrectnessEstimator` (``learned``): a gradient-boosted classifier of "the prediction was right"
-  on the features, the model's scores, its confidence and margin, and the predicted class (the idea behind
-  Deepchecks' model evaluator). It sees *where* in feature space the model errs, so it follows covariate shift into
-  regions where the model is weaker than its confidence says.
+  on the features, the calibrated confidence (monotonic) and the predicted class (the idea behind Deepchecks' model
+  evaluator). It sees *where* in feature space the model errs, so it follows covariate shift into regions where the
+  model is weaker than its confidence says.
 * :class:`DirectLossEstimator` (``dle``, regression): gradient-boosted regressors of the absolute and the squared
   error on the features and the prediction (the idea behind NannyML's DLE). Below :data:`MIN_DLE_ROWS` reference
   rows it falls back to the reference's mean errors.
@@ -23,16 +23,14 @@ from threadpoolctl import threadpool_limits
 
 from otel_ml.estimation._inputs import ClassificationInputs, RegressionInputs
 from otel_ml.estimation.base import ClassificationEstimator, RegressionEstimator
-from otel_ml.estimation.confidence import negative_entropy
+from otel_ml.estimation.confidence import CalibratedConfidenceEstimator
 
 MIN_ERRORS = 20
 """Wrong (and right) reference predictions the learned correctness model needs; fewer -> not available."""
 MIN_DLE_ROWS = 100
-MAX_SCORE_COLUMNS = 20
-"""Per-class scores are features up to this many classes; beyond, only the top two scores are."""
 
 _GB_PARAMS: dict[str, Any] = {
-    "learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 31, "min_samples_leaf": 20,
+    "learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 15, "min_samples_leaf": 40,
     "l2_regularization": 1.0, "n_iter_no_change": 20, "validation_fraction": 0.15,
 }
 
@@ -62,44 +60,50 @@ class LearnedCorrectnessEstimator(ClassificationEstimator):
         errors = int((~correct).sum())
         return errors >= MIN_ERRORS and correct.shape[0] - errors >= MIN_ERRORS
 
-    def _design(self, inputs: ClassificationInputs) -> tuple[np.ndarray, np.ndarray]:
-        """Design matrix and its categorical mask."""
-        cols = [inputs.X]
-        cat = [self.encoder_.is_categorical(name) for name in self.encoder_.names]
-        if inputs.proba is not None:
-            proba = inputs.proba
-            top = -np.sort(-proba, axis=1)
-            extra = [inputs.confidence(), top[:, 0] - (top[:, 1] if proba.shape[1] > 1 else 0.0),
-                     negative_entropy(proba)]
-            cols += [proba if proba.shape[1] <= MAX_SCORE_COLUMNS else top[:, :2], np.column_stack(extra)]
-            cat += [False] * (cols[-2].shape[1] + len(extra))
+    def _design(self, inputs: ClassificationInputs) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Design matrix, its categorical mask and monotonic constraints.
+
+        Columns: the features, the calibrated confidence of :class:`CalibratedConfidenceEstimator` (fitted on the
+        same rows; P(correct) may only increase with it), and the predicted class. The model thus learns where in
+        feature space the calibrated confidence is wrong, and cannot contradict the confidence's ordering.
+        """
+        names = self.encoder_.names
         pred = np.where((inputs.pred >= 0) & (inputs.pred < 250), inputs.pred, np.nan).astype(float)
-        cols.append(pred[:, None])
-        cat.append(True)
-        return np.column_stack(cols), np.asarray(cat)
+        design = np.column_stack([inputs.X, self.calibrator_._predict_core(inputs), pred])
+        cat = np.asarray([self.encoder_.is_categorical(n) for n in names] + [False, True])
+        return design, cat, [0] * len(names) + [1, 0]
 
     def _fit_core(self, inputs: ClassificationInputs, correct: np.ndarray) -> None:
-        design, cat = self._design(inputs)
+        self.calibrator_ = CalibratedConfidenceEstimator(**self.get_params())
+        self.calibrator_.roles_, self.calibrator_.encoder_ = self.roles_, self.encoder_
+        self.calibrator_._fit_core(inputs, correct)
         self.prior_ = float(correct.mean())
+        self.model_: HistGradientBoostingClassifier | None = None
         if correct.all() or not correct.any():
-            self.model_: HistGradientBoostingClassifier | None = None
             return
-        model = HistGradientBoostingClassifier(categorical_features=cat, **_gb_params(len(inputs), self.random_state))
+        design, cat, monotonic = self._design(inputs)
+        model = HistGradientBoostingClassifier(categorical_features=cat, monotonic_cst=monotonic,
+                                               **_gb_params(len(inputs), self.random_state))
         with _single_thread():
             self.model_ = model.fit(design, correct.astype(int))
 
     def _predict_core(self, inputs: ClassificationInputs) -> np.ndarray:
         if self.model_ is None or len(inputs) == 0:
-            return np.full(len(inputs), self.prior_)
-        design, _ = self._design(inputs)
+            return self.calibrator_._predict_core(inputs) if len(inputs) else np.empty(0)
+        design, _, _ = self._design(inputs)
         with _single_thread():
             return np.asarray(self.model_.predict_proba(design)[:, 1], dtype=float)
 
     def _core_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        return {"prior": self.prior_}, ({} if self.model_ is None else {"correctness": self.model_})
+        calibrator, _ = self.calibrator_._core_state()
+        return ({"prior": self.prior_, "calibrator": calibrator},
+                {} if self.model_ is None else {"correctness": self.model_})
 
     def _load_core_state(self, core: Mapping[str, Any], objects: Mapping[str, Any]) -> None:
         self.prior_ = float(core["prior"])
+        self.calibrator_ = CalibratedConfidenceEstimator(**self.get_params())
+        self.calibrator_.roles_, self.calibrator_.encoder_ = self.roles_, self.encoder_
+        self.calibrator_._load_core_state(core["calibrator"], {})
         self.model_ = objects.get("correctness")
 
 
@@ -129,7 +133,9 @@ class DirectLossEstimator(RegressionEstimator):
         if len(inputs) < MIN_DLE_ROWS:
             return
         design, cat = self._design(inputs)
-        params = _gb_params(len(inputs), self.random_state)
+        # No early stopping: |error| is a noisy target whose validation loss flattens early, and the stopped models
+        # underestimated the error under shift on NannyML's car price set (MAE of the estimate 12.7 vs 10.4).
+        params = dict(_gb_params(len(inputs), self.random_state), early_stopping=False)
         with _single_thread():
             for name, target in (("abs", np.abs(error)), ("sq", error**2)):
                 model = HistGradientBoostingRegressor(categorical_features=cat, **params)
