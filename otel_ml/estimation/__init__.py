@@ -43,16 +43,20 @@ API (scikit-learn style)
 Intervals
 =========
 
-``value -/+ (z * sampling_sd + error_margin)`` with ``z`` = 1.645:
+``value -/+ (z * sampling_sd + error_margin + shift_allowance + drift_allowance)`` with ``z`` = 1.645:
 
 * ``sampling_sd``: spread of the realized metric if labels followed the estimated per-row distribution.
   For accuracy it is ``sqrt(sum p(1-p)) / n``, additive across windows and replicas: the processor exports
   ``sum p(1-p)`` as ``ml.estimated.correct_variance``;
 * ``error_margin``: the estimator's own error beyond that noise, cross-validated on the reference over random and
   covariate-shifted simulated chunks (the 90th percentile; never below the uncertainty of the reference metric
-  itself). The processor exports it as the gauge ``ml.estimator.error_margin``.
+  itself). The processor exports it as the gauge ``ml.estimator.error_margin``;
+* ``shift_allowance``: half the distance of the estimate from the reference metric (estimators see only part of a
+  real change; the part they miss grows with it);
+* ``drift_allowance``: a quarter of the window's mean feature drift (Jensen-Shannon distance to the reference):
+  where traffic leaves the evaluation set's ground, no estimator has evidence.
 
-In PromQL: ``est ± (1.645 * sqrt(increase(correct_variance)) / increase(estimated) + error_margin)``.
+In PromQL see :mod:`otel_ml.processor.stages.estimation`.
 
 Estimators (registry keys = ``ml.estimator`` values)
 =====================================================

@@ -30,8 +30,11 @@ Interval in PromQL (any window, summed over replicas)::
     half = 1.645 * sqrt(increase(ml_estimated_correct_variance_total[w])) / increase(ml_estimated_predictions_total[w])
            + ml_estimator_error_margin_ratio{ml_metric="accuracy"}
            + 0.5 * abs(est - ml_reference_metric_ratio{ml_metric="accuracy"})
+           + 0.25 * avg(ml_feature_drift_ratio{ml_drift_method="jensen_shannon"})
 
-(1.645 and 0.5 are :data:`otel_ml.estimation.base.Z` and :data:`otel_ml.estimation.base.SHIFT_ALLOWANCE`.)
+(1.645, 0.5 and 0.25 are :data:`otel_ml.estimation.base.Z`, :data:`~otel_ml.estimation.base.SHIFT_ALLOWANCE` and
+:data:`~otel_ml.estimation.base.DRIFT_ALLOWANCE`; the drift gauge covers the last 5000 predictions rather than the
+PromQL window, an approximation.)
 """
 
 from __future__ import annotations
