@@ -5,4 +5,18 @@ Modules: :mod:`~otel_ml.processor.config` (YAML config), :mod:`~otel_ml.processo
 :mod:`~otel_ml.processor.store` (join stores), :mod:`~otel_ml.processor.pipeline` (one transaction per step),
 :mod:`~otel_ml.processor.export` (OTel SDK instruments), :mod:`~otel_ml.processor.server` (gRPC and HTTP
 receivers), :mod:`~otel_ml.processor.stage` (extension point for estimation/drift stages).
+
+Operating notes:
+
+* **Acknowledged means committed.** A request is answered only after one SQLite transaction committed its records,
+  the joins they made and the cumulative aggregates they changed (group commit: the writer thread commits every
+  request waiting at that moment together). ``kill -9`` loses at most unacknowledged requests, which the sender
+  retries; re-sent records are idempotent (per model and prediction id) within the label window.
+* **Restarts continue the series.** Aggregates (counters and histogram buckets) are restored at start; with the same
+  ``instance_id`` the exported cumulative series continue from their last value (the OTLP start time is the new
+  process start). In-memory only: the ROC-AUC window and stage gauges, refilled by new traffic.
+* **Overload is retryable.** Beyond ``receiver.max_inflight_requests``: gRPC UNAVAILABLE, HTTP 503 + Retry-After.
+* **Prometheus names.** The optional scrape endpoint exposes the names the collector's ``prometheus`` exporter would
+  (``otel_ml.semconv.prometheus.prom_name``); there, ``job``/``instance`` come from the scrape config (through a
+  collector they come from ``service.name``/``service.instance.id``), and every series carries ``otel_scope_*`` labels.
 """

@@ -86,4 +86,7 @@ def test_kill9_midstream_then_restart_and_resend(tmp_path: Path) -> None:
     assert proc.total(prom_name(m.CORRECT_PREDICTIONS)) == correct_truth
     assert proc.total(prom_name(m.PROCESSOR_JOINS)) == labeled_truth
     assert proc.total(prom_name(m.PROCESSOR_STORE_PENDING)) <= PER_REQUEST  # the last request's predictions
-    proc.process.stop()
+    assert proc.process.stop() == 0  # SIGTERM: graceful shutdown, exit status 0
+    proc.start()  # and once more: the counters continue where they were
+    assert proc.total(prom_name(m.LABELED_PREDICTIONS)) == labeled_truth
+    assert proc.process.stop() == 0
