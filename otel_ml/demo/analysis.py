@@ -17,6 +17,8 @@ from otel_ml.demo.models import ROUTER, TAGGER
 from otel_ml.demo.scenario import Schedule
 from otel_ml.demo.timeline import Series, Timeline
 
+SEGMENT_DIMENSION = "region"
+"""The segment dimension whose weak slices the weak-segment signal follows."""
 QUALITY_TOLERANCE = 0.05
 """Drop below the evaluation baseline that counts as a quality decline (absolute accuracy)."""
 
@@ -110,7 +112,7 @@ def signal_series(timeline: Timeline, key: str) -> Series:
     if key == "feature_drift":
         return timeline.drift(scenario.DRIFTING_FEATURE)
     if key == "weak_segment":
-        return timeline.weak_share()
+        return timeline.weak_share(dimension=SEGMENT_DIMENSION)
     if key == "unseen_class":
         return timeline.unseen_share()
     if key == "set_size":
@@ -210,7 +212,11 @@ def summary(result: Analysis, days: int) -> str:
     if result.unseen_classes:
         lines.append(f"  unseen classes predicted: {', '.join(result.unseen_classes)}")
     if result.weak_segments:
-        lines.append(f"  weak slices of the evaluation set hit by traffic: {', '.join(result.weak_segments)}")
+        segments = [w for w in result.weak_segments if w.startswith(f"{SEGMENT_DIMENSION}=")]
+        others = len(result.weak_segments) - len(segments)
+        more = f" (and {others} weak slices of binned features)" if others else ""
+        reached = ", ".join(segments) or "none"
+        lines.append(f"  weak segments of the evaluation set that traffic reached: {reached}{more}")
     lines.append("")
     lines.append(f"How quality moved over {days} days (router, evaluation baseline "
                  f"{_fmt(result.quality[0].baseline)}, tolerance {QUALITY_TOLERANCE:.2f}):")
