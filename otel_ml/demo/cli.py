@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="otel-ml demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder: report, processor data, references "
-                   f"(default: ./{DEFAULT_OUT}; emptied first)")
+                   f"(default: ./{DEFAULT_OUT}; the demo's own files in it are replaced)")
     p.add_argument("--days", type=int, default=28, help="simulated production days (default: 28)")
     p.add_argument("--day-seconds", type=float, default=2.0, help="wall-clock seconds per simulated day (default: 2)")
     p.add_argument("--per-day", type=int, default=1000, help="tickets per simulated day (default: 1000)")
@@ -115,10 +115,12 @@ def execute(settings: run.Settings, out: Path, *, collector: str | None = None, 
             reference_dir: Path | None = None, report: bool = True) -> Outcome:
     """Run the whole demo with ``settings``, writing into ``out``; prints progress and the summary."""
     out = out.resolve()
-    if out.exists() and not collector:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
     reference_dir = reference_dir.resolve() if reference_dir else out / "references"
+    # A fresh store and fresh references each run; only the demo's own files are removed.
+    for own in (out / "processor", out / "evaluation", out / "references"):
+        if own.is_dir() and not collector:
+            shutil.rmtree(own)
+    out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
 
     print(f"otel-ml demo: {settings.days} simulated days of a support-ticket service, "
