@@ -92,7 +92,7 @@ def _drift_plot(timeline: Timeline, schedule: Schedule) -> str:
 def _tagger_plot(timeline: Timeline, schedule: Schedule) -> str:
     fig, ax = plt.subplots(figsize=(9, 3.2))
     x, y = _xy(timeline.tags_per_sample(TAGGER))
-    ax.plot(x, y, marker="o", ms=3, color="tab:brown", label="tags predicted per ticket")
+    ax.plot(x, y, marker="o", ms=3, color="tab:brown", label="tags predicted per labeled ticket")
     ax.set(title=f"{TAGGER}: predictions per sample and precision", xlabel="day", ylabel="tags per ticket")
     ax2 = ax.twinx()
     x, y = _xy(timeline.micro_precision(TAGGER))
