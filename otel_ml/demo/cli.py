@@ -24,8 +24,9 @@ from otel_ml.demo.report import write_report
 from otel_ml.demo.timeline import Timeline
 
 DEFAULT_OUT = "otel-ml-demo"
-QUICK = (16, 0.5, 800)
-"""Days, seconds per day and tickets per day of ``--quick``."""
+QUICK = (16, 1.0, 800)
+"""Days, seconds per day and tickets per day of ``--quick`` (a day of at least the processor's 1 s tick, so drift
+gauges are refreshed between snapshots)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--day-seconds", type=float, default=2.0, help="wall-clock seconds per simulated day (default: 2)")
     p.add_argument("--per-day", type=int, default=1000, help="tickets per simulated day (default: 1000)")
     p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
-    p.add_argument("--quick", action="store_true", help="a short run (16 days of 0.5 s) for smoke tests")
+    p.add_argument("--quick", action="store_true", help="a short run (16 days of 1 s) for smoke tests")
     p.add_argument("--collector", metavar="URL", help="send events to this collector (OTLP gRPC, e.g. "
                    "http://localhost:4317) instead of starting a processor; needs --prometheus")
     p.add_argument("--prometheus", metavar="URL", help="read metrics from this Prometheus (e.g. "
