@@ -44,6 +44,22 @@ from otel_ml.estimation import metrics as m  # noqa: E402
 from otel_ml.estimation._inputs import as_class_strings  # noqa: E402
 
 N_CHUNKS = 10
+FINDINGS = """Findings of the run recorded here (goals from the issue):
+
+- **Coverage >= 80 % on every data set**: met (lowest: California accuracy, 80 %; NannyML CBPE: 10-70 % there and
+  50 % on multiclass). Intervals add to sampling noise a cross-validated error margin, half the estimated change from
+  the reference and a quarter of the window's mean feature drift (see `otel_ml.estimation`).
+- **Multiclass <= 0.025**: met, 0.0233 accuracy MAE (NannyML CBPE 0.0378; our calibrated confidence 0.0371) with
+  the learned correctness model anchored monotonically on the calibrated confidence.
+- **No worse than CBPE by more than the chunk noise**: met on multiclass, census, California (0.093 vs 0.142),
+  car price (DLE 10.4 vs 9.0 with noise 5.4) and the shift scenarios; **missed on work_from_home** (0.0091 vs 0.0035,
+  noise 0.0025) and marginally on car_loan F1 (0.0056 vs 0.0026 + 0.0025). There the learned model is too optimistic
+  where the traffic moves to far-from-office employees, while CBPE stays right: the scores of those synthetic models
+  are the true probabilities, and cross-validation on the reference (random and region-held-out chunks) did not
+  reveal it. `auto` prefers `learned` unless cross-validation finds it significantly worse; choosing `cbpe` there
+  fixes work_from_home but loses multiclass (0.037) and California (0.142). A tried per-row guard (learned may exceed
+  the calibrated confidence by at most 0.02) lands every data set within 0.0002 of its goal; not adopted.
+"""
 NOISE_FACTOR = float(np.sqrt(2 / np.pi))
 README = Path(__file__).with_name("README.md")
 
@@ -166,7 +182,7 @@ def run_nannyml(case: Case, metrics: Sequence[str]) -> tuple[dict[str, list[tupl
     if case.task == "regression":
         est = nml.DLE(feature_column_names=case.features, y_pred=case.y_pred, y_true=case.y_true,
                       metrics=nml_metrics, chunk_size=case.chunk_size)
-        label = "NannyML DLE"
+        label = "NannyML"
     else:
         if case.task == "binary":
             proba: str | dict[str, str] = str(case.scores)
@@ -176,7 +192,7 @@ def run_nannyml(case: Case, metrics: Sequence[str]) -> tuple[dict[str, list[tupl
             problem = "classification_multiclass"
         est = nml.CBPE(problem_type=problem, y_pred_proba=proba, y_pred=case.y_pred, y_true=case.y_true,
                        metrics=nml_metrics, chunk_size=case.chunk_size)
-        label = "NannyML CBPE"
+        label = "NannyML"
     est.fit(case.reference)
     analysis = case.analysis.drop(columns=[case.y_true])
     df = est.estimate(analysis).filter(period="analysis").to_df()
@@ -257,7 +273,10 @@ def evaluate(case: Case, methods: Sequence[str]) -> list[Row]:
             results[label] = (float(np.mean(np.abs(est[ok] - r[ok]))), float(np.mean((lo[ok] <= r[ok]) & (r[ok] <= hi[ok]))))
         noise = NOISE_FACTOR * float(np.nanmean(noise_sd.get(name, [np.nan])))
         rows.append(Row(case.name, name, noise, results))
-    print(f"  {case.name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timing.items()) + f" ({chosen})", flush=True)
+    case.note = f"otel-ml auto chose `{chosen.removeprefix('otel-ml ')}`" + (f"; {case.note}" if case.note else "")
+    nml_kind = "DLE" if case.task == "regression" else "CBPE"
+    print(f"  {case.name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timing.items())
+          + f" (NannyML = {nml_kind}; {chosen})", flush=True)
     return rows
 
 
@@ -271,8 +290,11 @@ def table(rows: list[Row], cases: list[Case]) -> str:
     for r in rows:
         cells = []
         for label in labels:
-            mae, cov = r.results.get(label, (float("nan"), float("nan")))
-            cells += [f"{mae:.4f}", f"{cov:.0%}"]
+            if label in r.results:
+                mae, cov = r.results[label]
+                cells += [f"{mae:.4f}", f"{cov:.0%}"]
+            else:
+                cells += ["–", "–"]
         lines.append(f"| {r.case} | {r.metric} | {r.noise:.4f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -312,7 +334,8 @@ def write_readme(text: str, machine: str, cases: list[Case]) -> None:
         "realized value lies inside the interval). Chunk noise = sqrt(2/pi) x the realized metric's sampling sd: "
         "what a perfect estimator would score. `otel-ml auto` shows the estimator it chose per data set in the "
         "run log below.\n\n"
-        f"{text}\n\nMachine: {machine}.\n\nData sets:\n{notes}\n<!-- /section:estimation -->"
+        f"{text}\n\nNannyML = CBPE for classification, DLE for regression, on the same chunks. Machine: {machine}.\n\n"
+        f"{FINDINGS}\nData sets:\n{notes}\n<!-- /section:estimation -->"
     )
     readme = README.read_text()
     new = re.sub(r"<!-- section:estimation -->.*?<!-- /section:estimation -->", lambda _: body, readme, flags=re.S)
