@@ -39,8 +39,7 @@ SIGNALS: dict[str, Signal] = {
                            "(ml.weak_segment.predictions)", 0.10, "%"),
     "unseen_class": Signal("unseen_class", "share of predictions of unseen classes (ml.unseen_class_predictions)",
                            0.02, "%"),
-    "set_size": Signal("set_size", "tags predicted per labeled ticket (ml.multilabel.predicted_labels, recorded "
-                       "when labels join, so it lags by the label delay)", 0.5),
+    "set_size": Signal("set_size", "drift of the tags-per-ticket distribution (ml.multilabel.set_size_drift)", 0.1),
 }
 
 
@@ -61,6 +60,7 @@ class Finding:
             metric has no estimate).
         realized: Same for the realized value (labels arrive late, so this lags).
         unit: ``%`` when the signal is a share.
+        context: One more line for people (e.g. how many tags per ticket), or ``""``.
     """
 
     key: str
@@ -74,6 +74,7 @@ class Finding:
     estimated: tuple[float | None, float | None]
     realized: tuple[float | None, float | None]
     unit: str = ""
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ def signal_series(timeline: Timeline, key: str) -> Series:
     if key == "unseen_class":
         return timeline.unseen_share()
     if key == "set_size":
-        return timeline.tags_per_sample(TAGGER)
+        return timeline.set_size_drift(TAGGER)
     raise KeyError(key)
 
 
@@ -167,13 +168,17 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
         est: Series = estimated
         real: Series = realized
         hurt = f"{ROUTER} accuracy"
+        context = ""
         if change.key == "set_size":
             hurt, est, real = f"{TAGGER} micro precision", [None] * days, tagger_precision
+            tags = timeline.tags_per_sample(TAGGER)
+            context = (f"tags predicted per labeled ticket (ml.multilabel.predicted_labels, at join time): "
+                       f"{_fmt(_mean(tags[1:start]))} -> {_fmt(_last(tags))}")
         findings.append(Finding(
             key=change.key, what=change.what, injected_day=start, detected_day=detected, signal=sig.name,
             before=before, after=_last(values), quality=hurt,
             estimated=(_mean(est[prev:start]), _mean(est[start:end])),
-            realized=(_mean(real[prev:start]), _mean(real[start:end])), unit=sig.unit,
+            realized=(_mean(real[prev:start]), _mean(real[start:end])), unit=sig.unit, context=context,
         ))
     baseline = timeline.baseline(ROUTER)
     threshold = baseline - QUALITY_TOLERANCE if baseline is not None else None
@@ -205,6 +210,8 @@ def summary(result: Analysis, days: int) -> str:
             when = f"detected on day {f.detected_day + 1}"
         lines.append(f"  day {f.injected_day + 1:>2}: {f.what}")
         lines.append(f"          {when}: {f.signal} {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}")
+        if f.context:
+            lines.append(f"          {f.context}")
         moved = f"realized {_fmt(f.realized[0])} -> {_fmt(f.realized[1])}"
         if f.estimated != (None, None):
             moved = f"estimated {_fmt(f.estimated[0])} -> {_fmt(f.estimated[1])}, " + moved

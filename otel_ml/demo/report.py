@@ -93,7 +93,10 @@ def _tagger_plot(timeline: Timeline, schedule: Schedule) -> str:
     fig, ax = plt.subplots(figsize=(9, 3.2))
     x, y = _xy(timeline.tags_per_sample(TAGGER))
     ax.plot(x, y, marker="o", ms=3, color="tab:brown", label="tags predicted per labeled ticket")
-    ax.set(title=f"{TAGGER}: predictions per sample and precision", xlabel="day", ylabel="tags per ticket")
+    x, y = _xy(timeline.set_size_drift(TAGGER))
+    ax.plot(x, y, marker="^", ms=3, color="tab:grey", label="tags-per-ticket drift vs evaluation set")
+    ax.set(title=f"{TAGGER}: predictions per sample and precision", xlabel="day",
+           ylabel="tags per ticket / drift distance")
     ax2 = ax.twinx()
     x, y = _xy(timeline.micro_precision(TAGGER))
     ax2.plot(x, y, marker="s", ms=3, color="tab:green", label="micro precision (realized)")

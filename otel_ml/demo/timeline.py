@@ -159,6 +159,10 @@ class Timeline:
         return sorted(last.by(series(m.FEATURE_DRIFT), METHOD, **{MODEL: model}))
 
     # --- tagger (multilabel) ---------------------------------------------------------------------------------------
+    def set_size_drift(self, model: str = TAGGER) -> Series:
+        """Drift of the predicted-labels-per-sample distribution against the reference, at prediction time."""
+        return [p.maximum(series(m.SET_SIZE_DRIFT), **{MODEL: model}) for p in self.points]
+
     def tags_per_sample(self, model: str = TAGGER) -> Series:
         """Average number of predicted labels per sample on each day."""
         h = m.MULTILABEL_PREDICTED_LABELS
