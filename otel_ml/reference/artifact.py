@@ -8,6 +8,8 @@ Layout (format version :data:`FORMAT_VERSION`)::
     <dir>/metrics.json          evaluation-set metrics (baselines: accuracy, f1, roc_auc, mae, ...) and row count
     <dir>/distributions.json    per-feature, prediction, score and predictions-per-sample reference distributions
     <dir>/weak_segments.json    slices significantly below the overall quality (support, value, interval)
+    <dir>/calibration.json      quality per bin of the confidence (classification: a reliability table) or of
+                                the prediction (regression: mean absolute error per bin)
     <dir>/estimator.json        fitted correctness estimator: parameters, calibration curves, error margins
     <dir>/estimator.skops       its scikit-learn models (only when it has any), loaded with an explicit
                                 trusted-type list
@@ -41,6 +43,7 @@ SCHEMA = "schema.json"
 METRICS = "metrics.json"
 DISTRIBUTIONS = "distributions.json"
 WEAK_SEGMENTS = "weak_segments.json"
+CALIBRATION = "calibration.json"
 ESTIMATOR_JSON = "estimator.json"
 ESTIMATOR_SKOPS = "estimator.skops"
 
@@ -111,6 +114,8 @@ class ReferenceArtifact:
         weak_segments: Weak slices, weakest first.
         estimator: The fitted correctness estimator, or None (multilabel, or no usable evaluation set).
         created: ISO-8601 creation time (UTC).
+        calibration: Quality per bin: ``variable`` (``confidence`` or ``prediction``), ``metric``, ``labels``,
+            ``mean`` (mean of the variable per bin), ``quality`` and ``count``; empty when not applicable.
     """
 
     model: str
@@ -122,6 +127,7 @@ class ReferenceArtifact:
     weak_segments: list[WeakSegment] = field(default_factory=list)
     estimator: ClassificationEstimator | RegressionEstimator | None = None
     created: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -155,6 +161,8 @@ class ReferenceArtifact:
             DISTRIBUTIONS: _dumps(_distributions_json(self.distributions)),
             WEAK_SEGMENTS: _dumps([w.to_json() for w in self.weak_segments]),
         }
+        if self.calibration:
+            files[CALIBRATION] = _dumps(self.calibration)
         if self.estimator is not None:
             state, objects = self.estimator.to_state()
             files[ESTIMATOR_JSON] = _dumps(state)
@@ -162,7 +170,7 @@ class ReferenceArtifact:
                 import skops.io as sio
 
                 files[ESTIMATOR_SKOPS] = sio.dumps(dict(objects))
-        for stale in (ESTIMATOR_JSON, ESTIMATOR_SKOPS):
+        for stale in (ESTIMATOR_JSON, ESTIMATOR_SKOPS, CALIBRATION):
             if stale not in files and (out / stale).exists():
                 (out / stale).unlink()
         for name, data in files.items():
@@ -208,6 +216,7 @@ def load(directory: str | os.PathLike[str]) -> ReferenceArtifact:
         metrics = json.loads(blobs[METRICS])
         distributions = _distributions_from_json(json.loads(blobs[DISTRIBUTIONS]))
         weak = [WeakSegment.from_json(w) for w in json.loads(blobs[WEAK_SEGMENTS])]
+        calibration = json.loads(blobs[CALIBRATION]) if CALIBRATION in blobs else {}
         estimator = None
         if ESTIMATOR_JSON in blobs:
             estimator = _load_estimator(json.loads(blobs[ESTIMATOR_JSON]), blobs.get(ESTIMATOR_SKOPS))
@@ -218,7 +227,7 @@ def load(directory: str | os.PathLike[str]) -> ReferenceArtifact:
     return ReferenceArtifact(
         model=str(manifest["model"]), version=str(manifest["version"]), task=str(manifest["task"]), schema=schema,
         metrics=metrics, distributions=distributions, weak_segments=weak, estimator=estimator,
-        created=str(manifest["created"]),
+        created=str(manifest["created"]), calibration=calibration,
     )
 
 

@@ -152,16 +152,41 @@ def fit_reference(
             max_categories=max(30, len(roles.classes)))
         if scores:
             raw = frame[scores].to_numpy(dtype=float)
-            conf = raw[:, 0] if raw.shape[1] == 1 else raw.max(axis=1)
+            if raw.shape[1] == 1:  # binary P(positive): confidence in the predicted class
+                conf = np.where(p_codes == len(roles.classes) - 1, raw[:, 0], 1.0 - raw[:, 0])
+            else:
+                conf = raw.max(axis=1)
             distributions["score"] = Distribution.fit("score", conf, kind=NUMERIC)
         estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
                                    scores=scores or None, features=list(features), classes=list(roles.classes))
     metrics["rows"] = float(len(frame))
+    calibration: dict[str, Any] = {}
+    if task == Task.REGRESSION:
+        calibration = _quality_by_bin("prediction", distributions["prediction"], yhat, quality, QualityMetric.MAE)
+    elif "score" in distributions:
+        calibration = _quality_by_bin("confidence", distributions["score"], conf, quality, QualityMetric.ACCURACY)
     weak = find_weak_segments(
         quality, metric=quality_metric, higher_is_better=higher,
         segments={dim: as_class_strings(frame[dim].fillna("")) for dim in segments}, binned=binned)
     return ReferenceArtifact(model=model, version=version, task=task, schema=schema, metrics=metrics,
-                             distributions=distributions, weak_segments=weak, estimator=estimator)
+                             distributions=distributions, weak_segments=weak, estimator=estimator,
+                             calibration=calibration)
+
+
+def _quality_by_bin(variable: str, dist: Distribution, x: np.ndarray, quality: np.ndarray,
+                    metric: str) -> dict[str, Any]:
+    """Mean quality per reference bin of ``x`` (a reliability table for the confidence)."""
+    idx = dist.bin_indices(x)
+    labels, means, values, counts = [], [], [], []
+    for b, label in enumerate(dist.labels):
+        sel = idx == b
+        if sel.any():
+            labels.append(label)
+            means.append(float(np.nanmean(x[sel].astype(float))))
+            values.append(float(np.nanmean(quality[sel])))
+            counts.append(int(sel.sum()))
+    return {"variable": variable, "metric": metric, "labels": labels, "mean": means, "quality": values,
+            "count": counts}
 
 
 def _fit_estimator(frame: pd.DataFrame, task: str, method: str, random_state: int, **roles: Any) -> Any:

@@ -59,6 +59,12 @@ def render_text(art: ReferenceArtifact) -> str:
         parts += ["", "Feature reference distributions",
                   _table(["feature", "kind", "bins", "missing"],
                          [[n, d.kind, len(d.labels), int(d.counts[-1])] for n, d in sorted(feats.items())])]
+    if art.calibration:
+        cal = art.calibration
+        parts += ["", f"Quality by {cal['variable']} bin ({cal['metric']})",
+                  _table(["bin", f"mean {cal['variable']}", cal["metric"], "rows"],
+                         [list(r) for r in zip(cal["labels"], cal["mean"], cal["quality"], cal["count"],
+                                               strict=True)])]
     size = art.distribution("set_size")
     if size is not None:
         parts += ["", "Predictions per sample",
@@ -91,8 +97,21 @@ def render_png(art: ReferenceArtifact) -> bytes:
     else:
         axes[1].text(0.5, 0.5, "no weak segment", ha="center", va="center")
         axes[1].set_axis_off()
-    dist = art.distribution("set_size") or art.distribution("score") or art.distribution("prediction")
-    if dist is not None:
+    cal = art.calibration
+    dist = art.distribution("set_size") or art.distribution("prediction")
+    if cal and cal.get("variable") == "confidence":
+        axes[2].plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
+        axes[2].plot(cal["mean"], cal["quality"], "o-", color="#55a868", label="evaluation set")
+        axes[2].set_xlabel("confidence of the predicted class (bin mean)")
+        axes[2].set_ylabel("accuracy")
+        axes[2].legend(loc="upper left")
+        axes[2].set_title("score calibration (reliability)")
+    elif cal:
+        axes[2].plot(cal["mean"], cal["quality"], "o-", color="#55a868")
+        axes[2].set_xlabel("prediction (bin mean)")
+        axes[2].set_ylabel(cal["metric"])
+        axes[2].set_title(f"{cal['metric']} by predicted value")
+    elif dist is not None:
         total = max(dist.total, 1.0)
         axes[2].bar(range(len(dist.labels)), [c / total for c in dist.counts], color="#55a868")
         axes[2].set_xticks(range(len(dist.labels)), dist.labels, rotation=60, ha="right", fontsize=7)

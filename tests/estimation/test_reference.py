@@ -40,6 +40,8 @@ def test_round_trip_preserves_everything(artifact_dir, mc_eval):
     assert art.metrics["accuracy"] == pytest.approx(float((mc_eval.pred == mc_eval.label).mean()))
     assert set(art.feature_distributions) == {"x", "region"}
     assert art.distribution("prediction") is not None and art.distribution("score") is not None
+    assert art.calibration["variable"] == "confidence" and sum(art.calibration["count"]) == len(mc_eval)
+    assert np.mean(art.calibration["quality"]) == pytest.approx(art.metrics["accuracy"], abs=0.05)
     again = fit_reference(mc_eval, model="router", task="multiclass", target="label", prediction="pred",
                           scores=SCORES, classes=CLASSES, features=["x", "region"], segments=["region"])
     np.testing.assert_allclose(art.estimator.predict_correctness(mc_eval), again.estimator.predict_correctness(mc_eval))
@@ -118,6 +120,7 @@ def test_regression_and_multilabel_references(tmp_path):
                         features=["x", "kind"])
     loaded = load(reg.save(tmp_path / "price" / "default"))
     assert loaded.metrics["mae"] > 0 and loaded.estimator is not None and loaded.estimator.key == "dle"
+    assert loaded.calibration["variable"] == "prediction" and loaded.calibration["metric"] == "mae"
     rng = np.random.default_rng(0)
     truth = ["|".join(sorted(rng.choice(list("abcd"), rng.integers(1, 4), replace=False))) for _ in range(400)]
     pred = [t if i % 3 else t + "|e" for i, t in enumerate(truth)]
