@@ -255,3 +255,32 @@ def test_through_the_real_pipeline_counters_equal_offline(refs, tmp_path):
     pipeline.tick()
     assert pipeline.aggregates.gauge_snapshot(m.REFERENCE_METRIC.name)
     pipeline.close()
+
+
+def test_multilabel_novelty_set_size_and_weak_slices(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = ["|".join(sorted(rng.choice(list("abcd"), rng.integers(1, 3), replace=False))) for _ in range(600)]
+    pred = [t if i % 3 else t + "|e" for i, t in enumerate(truth)]  # larger sets are the wrong ones
+    art = fit_reference(pd.DataFrame({"t": truth, "p": pred}), model="tagger", task="multilabel", target="t",
+                        prediction="p")
+    art.save(tmp_path / "refs" / "tagger" / "default")
+    weak = [w for w in art.weak_segments if w.kind == "set_size"]
+    assert weak
+    stage = EstimationStage(tmp_path / "refs", reload_interval=30.0, relabel_path=tmp_path / "r.jsonl",
+                            relabel_max_samples=100, clock=Clock())
+    lists = [["a"], ["a", "b", "e"], ["zzz", "a", "b", "c"], ["b"]] * 50
+    batch = PredictionBatch(model="tagger", version="", task="multilabel", classes=None,
+                            ids=[str(i) for i in range(200)], timestamps=np.full(200, 1.7e9), values=None,
+                            scores=np.full(200, np.nan), value_lists=lists, segments=[""] * 200)
+    sink = RecordingSink()
+    stage.on_predictions(batch, sink)
+    stage.on_tick(1_700_000_000.0, sink)
+    assert sink.total(m.UNSEEN_CLASS_PREDICTIONS, **{a.ML_CLASS: "zzz"}) == 50
+    assert not sink.total(m.ESTIMATED_PREDICTIONS)  # no estimator for multilabel references
+    size = art.distribution("set_size")
+    for w in weak:
+        hits = int((size.bin_indices([float(len(s)) for s in lists]) == size.labels.index(w.bin)).sum())
+        assert sink.total(m.WEAK_SEGMENT_PREDICTIONS, **{a.ML_WEAK_SEGMENT: w.name}) == hits
+    drift = sink.gauge(m.SET_SIZE_DRIFT, **{a.ML_DRIFT_METHOD: "jensen_shannon"})
+    assert len(drift) == 1 and drift[0] > 0.1
+    assert sink.total(m.RELABEL_SAMPLES, **{a.ML_REASON: "unseen_class"}) == 10  # capped per batch
