@@ -2,9 +2,16 @@
 
 Candidates: ``cbpe``, ``atc`` (with scores), ``learned`` (with at least :data:`~otel_ml.estimation.learned.MIN_ERRORS`
 wrong and right predictions) and ``blend`` (the mean of ``cbpe`` and ``learned``). Each produces out-of-fold
-correctness on the reference; every candidate is scored on the same simulated random and covariate-shifted chunks
-(:mod:`otel_ml.estimation._chunks`). ``learned`` is chosen unless another candidate is significantly better there
-(see :func:`_choose`); the chosen candidate's chunk errors give the error margins. Safe fallback: with
+correctness on the reference and is scored on the same simulated random and covariate-shifted chunks
+(:mod:`otel_ml.estimation._chunks`; ``cv_scores_``, shown by ``otel-ml reference report``).
+
+The choice is made by held-out likelihood: ``learned`` when its out-of-fold log-loss of "the prediction is right"
+beats the calibrated confidence's by more than :data:`LOGLIK_Z` standard errors (paired over reference rows), i.e.
+when the features demonstrably carry information about correctness beyond the model's own calibrated confidence;
+``cbpe`` otherwise. A correction learned from noise is not harmless: under shift it turns into bias (on NannyML's
+work-from-home set, whose scores are the true probabilities, it tripled the error). Chunk MAE did not discriminate
+(differences within its noise), the likelihood test does (benchmarks/README.md). The chosen candidate's chunk
+errors give the error margins. Safe fallback: with
 fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows or too few errors to learn from, ``cbpe`` (calibrated
 scores, or the smoothed per-class precision without scores) is used without a contest.
 """
@@ -32,25 +39,22 @@ _MEMBERS: dict[str, type[ClassificationEstimator]] = {
 _BLEND_OF = (CalibratedConfidenceEstimator.key, LearnedCorrectnessEstimator.key)
 
 
-def _choose(errors: Mapping[str, np.ndarray], scores: Mapping[str, float]) -> str:
-    """``learned`` unless another candidate beats it significantly on the simulated chunks (paired absolute errors,
-    mean difference beyond two standard errors); without ``learned``, the lowest score.
+LOGLIK_Z = 2.0
+"""``learned`` is chosen when its held-out log-loss beats ``cbpe``'s by more than this many standard errors."""
 
-    Why the preference: cross-validation on the reference sees only shifts the reference contains. On the benchmark
-    (benchmarks/README.md) the learned model, anchored monotonically on the calibrated confidence, is the most
-    robust under real shift (NannyML's multiclass and California sets), while small CV differences between
-    candidates did not predict which one wins on the analysis data.
-    """
-    best = min(scores, key=lambda k: (scores[k], k))
-    learned = LearnedCorrectnessEstimator.key
-    if learned not in errors or best == learned:
-        return best
-    diff = np.abs(errors[learned]) - np.abs(errors[best])
-    diff = diff[np.isfinite(diff)]
-    if diff.size < 3:
-        return best
-    se = float(diff.std(ddof=1) / np.sqrt(diff.size))
-    return best if float(diff.mean()) > 2 * se else learned
+
+def loss_gain_z(correct: np.ndarray, p_new: np.ndarray, p_base: np.ndarray) -> float:
+    """z-statistic of the paired per-row log-loss difference (new - base) on held-out rows; negative = new better."""
+    eps = 1e-6
+
+    def loss(p: np.ndarray) -> np.ndarray:
+        return -np.where(correct, np.log(np.clip(p, eps, 1.0)), np.log(np.clip(1.0 - p, eps, 1.0)))
+
+    diff = loss(p_new) - loss(p_base)
+    sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
+    if sd == 0.0:
+        return 0.0
+    return float(diff.mean() / (sd / np.sqrt(diff.size)))
 
 
 class AutoCorrectnessEstimator(ClassificationEstimator):
@@ -76,6 +80,7 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
         correct, floor = self._start(inputs, y)
         n = len(inputs)
         self.cv_scores_: dict[str, float] = {}
+        self.loglik_z_ = float("nan")
         keys = [k for k, cls in _MEMBERS.items() if cls.available(inputs, correct)]
         if n < MIN_CV_ROWS or LearnedCorrectnessEstimator.key not in keys:
             keys = [CalibratedConfidenceEstimator.key]
@@ -83,14 +88,19 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
             rng = np.random.default_rng(self.random_state)
             folds = ch.kfold_indices(n, self.cv_folds, rng)
             plan = self._plan(inputs, correct, rng)
-            preds = {k: self._member(k)._cv_predictions(inputs, correct, folds, plan) for k in keys}
+            results = {k: self._member(k)._cv_predictions(inputs, correct, folds, plan) for k in keys}
+            preds = {k: r[0] for k, r in results.items()}
             if all(k in preds for k in _BLEND_OF):
                 preds[BLEND] = [np.mean(ps, axis=0) for ps in zip(*(preds[k] for k in _BLEND_OF), strict=True)]
-            errors: dict[str, np.ndarray] = {}
             for k, p in preds.items():
-                errors[k], _ = self._chunk_errors(inputs, y, p, plan, (m.ACCURACY,), None)[m.ACCURACY]
-                self.cv_scores_[k] = ch.weighted_mae(errors[k], plan.kinds)
-            self.choice_ = _choose(errors, self.cv_scores_)
+                err, _ = self._chunk_errors(inputs, y, p, plan, (m.ACCURACY,), None)[m.ACCURACY]
+                self.cv_scores_[k] = ch.weighted_mae(err, plan.kinds)
+            self.loglik_z_ = float("nan")
+            if LearnedCorrectnessEstimator.key in results:
+                self.loglik_z_ = loss_gain_z(correct, results[LearnedCorrectnessEstimator.key][1],
+                                             results[CalibratedConfidenceEstimator.key][1])
+            self.choice_ = (LearnedCorrectnessEstimator.key if self.loglik_z_ < -LOGLIK_Z
+                            else CalibratedConfidenceEstimator.key)
             self._set_margins(inputs, y, preds[self.choice_], plan, floor)
         else:
             self.choice_ = keys[0]
@@ -113,11 +123,13 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
             core, objs = est._core_state()
             members[k] = core
             objects.update({f"{k}.{name}": obj for name, obj in objs.items()})
-        return {"choice": self.choice_, "cv_scores": self.cv_scores_, "members": members}, objects
+        return {"choice": self.choice_, "cv_scores": self.cv_scores_, "members": members,
+                "loglik_z": getattr(self, "loglik_z_", float("nan"))}, objects
 
     def _load_core_state(self, core: Mapping[str, Any], objects: Mapping[str, Any]) -> None:
         self.choice_ = str(core["choice"])
         self.cv_scores_ = {k: float(v) for k, v in core["cv_scores"].items()}
+        self.loglik_z_ = float(core.get("loglik_z", float("nan")))
         self.members_ = {}
         for k, member_core in core["members"].items():
             if k not in _MEMBERS:

@@ -369,9 +369,10 @@ class ClassificationEstimator(_EstimatorBase):
         return ch.plan_chunks(columns, correct, min(size, len(inputs)), rng)
 
     def _cv_predictions(self, inputs: ClassificationInputs, correct: np.ndarray, folds: list[np.ndarray],
-                        plan: ch.Plan) -> list[np.ndarray]:
-        """P(correct) on the rows of every simulated chunk, each from a fit that did not see those rows: k-fold
-        out-of-fold for random chunks, a fit without the whole window for shifted chunks."""
+                        plan: ch.Plan) -> tuple[list[np.ndarray], np.ndarray]:
+        """P(correct) on the rows of every simulated chunk, each from a fit that did not see those rows (k-fold
+        out-of-fold for random chunks, a fit without the whole window for shifted chunks), and the k-fold
+        out-of-fold P(correct) of every reference row."""
         rng = np.random.default_rng(self.random_state)
         n = len(inputs)
         every = np.arange(n)
@@ -386,7 +387,7 @@ class ClassificationEstimator(_EstimatorBase):
             p = np.full(n, np.nan)
             p[pool] = self._fit_clone(inputs, correct, ch.train_rows(every[keep], rng))._predict_core(inputs.take(pool))
             held_out.append(p)
-        return [oof[c.rows] if c.window < 0 else held_out[c.window][c.rows] for c in plan.chunks]
+        return [oof[c.rows] if c.window < 0 else held_out[c.window][c.rows] for c in plan.chunks], oof
 
     def _chunk_errors(self, inputs: ClassificationInputs, y: np.ndarray, preds: list[np.ndarray], plan: ch.Plan,
                       metrics: Sequence[str],
@@ -426,7 +427,7 @@ class ClassificationEstimator(_EstimatorBase):
             rng = np.random.default_rng(self.random_state)
             folds = ch.kfold_indices(len(inputs), self.cv_folds, rng)
             plan = self._plan(inputs, correct, rng)
-            self._set_margins(inputs, y, self._cv_predictions(inputs, correct, folds, plan), plan, floor)
+            self._set_margins(inputs, y, self._cv_predictions(inputs, correct, folds, plan)[0], plan, floor)
         self._fit_core(inputs, correct)
 
     def _set_margins(self, inputs: ClassificationInputs, y: np.ndarray, preds: list[np.ndarray], plan: ch.Plan,

@@ -46,6 +46,9 @@ def render_text(art: ReferenceArtifact) -> str:
         cv = getattr(est, "cv_scores_", None)
         if cv:
             parts.append(_table(["candidate", "cv accuracy MAE"], [[k, v] for k, v in sorted(cv.items())]))
+            z = getattr(est, "loglik_z_", float("nan"))
+            if math.isfinite(z):
+                parts.append(f"held-out log-loss gain of learned over cbpe: z = {z:.1f} (learned chosen below -2)")
         parts.append(_table(["metric", "error margin"], [[k, v] for k, v in sorted(est.error_margin_.items())]))
     parts += ["", "Weak segments (quality significantly below overall, 95 % interval)"]
     if art.weak_segments:
