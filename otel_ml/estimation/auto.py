@@ -1,4 +1,4 @@
-"""Automatic choice of the correctness estimator per model, by cross-validated estimation error on the reference.
+"""Automatic choice of the correctness estimator per model, cross-validated on the reference.
 
 Candidates: ``cbpe``, ``atc`` (with scores), ``learned`` (with at least :data:`~otel_ml.estimation.learned.MIN_ERRORS`
 wrong and right predictions) and ``blend`` (the mean of ``cbpe`` and ``learned``). Each produces out-of-fold
@@ -11,8 +11,7 @@ when the features demonstrably carry information about correctness beyond the mo
 ``cbpe`` otherwise. A correction learned from noise is not harmless: under shift it turns into bias (on NannyML's
 work-from-home set, whose scores are the true probabilities, it tripled the error). Chunk MAE did not discriminate
 (differences within its noise), the likelihood test does (benchmarks/README.md). The chosen candidate's chunk
-errors give the error margins. Safe fallback: with
-fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows or too few errors to learn from, ``cbpe`` (calibrated
+errors give the error margins. Safe fallback: with fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows or too few errors to learn from, ``cbpe`` (calibrated
 scores, or the smoothed per-class precision without scores) is used without a contest.
 """
 
@@ -58,10 +57,12 @@ def loss_gain_z(correct: np.ndarray, p_new: np.ndarray, p_base: np.ndarray) -> f
 
 
 class AutoCorrectnessEstimator(ClassificationEstimator):
-    """Chooses among ``cbpe``, ``atc``, ``learned`` and ``blend`` by cross-validated error (``auto``).
+    """Chooses ``learned`` or ``cbpe`` by held-out log-loss (``auto``; see the module docstring).
 
-    After ``fit``: ``choice_`` is the chosen key (reported as ``ml.estimator``), ``cv_scores_`` the weighted chunk
-    MAE of accuracy of every candidate, and ``members_`` the fitted estimator(s) behind the choice.
+    After ``fit``: ``choice_`` is the chosen key (reported as ``ml.estimator``), ``loglik_z_`` the z-statistic of
+    the learned model's held-out log-loss gain over ``cbpe`` (NaN when it was not a candidate), ``cv_scores_`` the
+    simulated-chunk accuracy MAE of every candidate (``cbpe``, ``atc``, ``learned``, ``blend``) for information,
+    and ``members_`` the fitted estimator behind the choice.
     """
 
     key: ClassVar[str] = "auto"
