@@ -63,8 +63,8 @@ Estimators (registry keys = ``ml.estimator`` values)
 
 ``cbpe`` :class:`CalibratedConfidenceEstimator`, ``atc`` :class:`ATCEstimator`, ``learned``
 :class:`LearnedCorrectnessEstimator`, ``auto`` :class:`AutoCorrectnessEstimator` (reports the chosen key,
-``learned`` or ``cbpe``), and for regression ``dle`` :class:`DirectLossEstimator`. Fitted estimators serialise to JSON plus
-scikit-learn objects (:meth:`to_state`), which :mod:`otel_ml.reference` saves with skops, never pickle.
+``learned`` or ``cbpe``), and for regression ``dle`` :class:`DirectLossEstimator`. Fitted estimators serialise to
+JSON plus scikit-learn objects (:meth:`to_state`), which :mod:`otel_ml.reference` saves with skops, never pickle.
 """
 
 from __future__ import annotations
