@@ -11,8 +11,10 @@ when the features demonstrably carry information about correctness beyond the mo
 ``cbpe`` otherwise. A correction learned from noise is not harmless: under shift it turns into bias (on NannyML's
 work-from-home set, whose scores are the true probabilities, it tripled the error). Chunk MAE did not discriminate
 (differences within its noise), the likelihood test does (benchmarks/README.md). The chosen candidate's chunk
-errors give the error margins. Safe fallback: with fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows
-or too few errors to learn from, ``cbpe`` (calibrated scores, or the smoothed per-class precision without scores) is used without a contest.
+errors give the error margins.
+
+Safe fallback: with fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows or too few errors to learn from,
+``cbpe`` (calibrated scores, or the smoothed per-class precision without scores) is used without a contest.
 """
 
 from __future__ import annotations
