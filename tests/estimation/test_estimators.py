@@ -205,3 +205,22 @@ def test_expected_metrics_match_realized_in_expectation():
     q = score
     y_pos = rng.random(n) < q
     assert em.expected_roc_auc(score, q) == pytest.approx(em.realized_roc_auc(y_pos, score), abs=0.03)
+
+
+def test_auto_uses_features_only_when_they_inform_correctness():
+    calibrated = binary_frame(3000, seed=4)  # scores are the true probabilities: features add nothing
+    est = fit("auto", "binary", calibrated)
+    assert est.estimator_key == "cbpe" and est.loglik_z_ > -2
+    hidden = multiclass_frame(3000, seed=4)
+    rng = np.random.default_rng(4)
+    flip = (hidden.region == "apac").to_numpy() & (rng.random(len(hidden)) < 0.5)  # errors the scores do not show
+    hidden.loc[flip, "label"] = np.where(hidden.loc[flip, "pred"] == "cat", "dog", "cat")
+    est = fit("auto", "multiclass", hidden)
+    assert est.estimator_key == "learned" and est.loglik_z_ < -2
+    shifted = multiclass_frame(2000, seed=5)
+    shifted = shifted[shifted.region == "apac"].copy()  # all traffic moves to the weak region
+    flip = rng.random(len(shifted)) < 0.5
+    shifted.loc[flip, "label"] = np.where(shifted.loc[flip, "pred"] == "cat", "dog", "cat")
+    realized = float((shifted.pred == shifted.label).mean())
+    e = est.estimate(shifted)
+    assert abs(e.value - realized) < 0.05 and e.contains(realized)
