@@ -76,6 +76,23 @@ def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+_STARTED: list[ManagedProcess] = []
+
+
+def stop_all_started() -> list[str]:
+    """Stop every process started through :class:`ManagedProcess` that is still alive; returns their names.
+
+    Called at the end of the test session (tests/conftest.py), so a test that fails between start and teardown
+    never leaks a collector, processor or Prometheus into later tests or later sessions.
+    """
+    leaked = [p.name for p in _STARTED if p.alive()]
+    for p in _STARTED:
+        if p.alive():
+            p.stop(timeout=5)
+    _STARTED.clear()
+    return leaked
+
+
 class ManagedProcess:
     """A child process with its output in a log file; terminated (then killed) on ``stop``."""
 
@@ -94,6 +111,7 @@ class ManagedProcess:
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                      cwd=self.cwd, start_new_session=True)
         log.close()
+        _STARTED.append(self)
         return self
 
     @property
