@@ -141,7 +141,8 @@ CLASSIFICATION_ROC_AUC: Final = _metric(
     "Binary ROC-AUC of the joined predictions of the current window (does not decompose: a gauge).")
 MULTILABEL_PREDICTED_LABELS: Final = _metric(
     "ml.multilabel.predicted_labels", "histogram", "{label}", _SEG, "processor",
-    "Labels predicted per sample (multilabel): _sum/_count is the average, buckets the distribution.",
+    "Labels predicted per sample (multilabel), recorded when the prediction is accepted (all traffic, labeled or "
+    "not): _sum/_count is the average, buckets the distribution.",
     SET_SIZE_BUCKETS)
 REGRESSION_ABSOLUTE_ERROR: Final = _metric(
     "ml.regression.absolute_error", "counter", "{error}", _SEG, "processor",
@@ -182,6 +183,10 @@ ESTIMATED_REGRESSION_ABSOLUTE_ERROR: Final = _metric(
 ESTIMATED_REGRESSION_SQUARED_ERROR: Final = _metric(
     "ml.estimated.regression.squared_error", "counter", "{error}", (*_SEG, a.ML_ESTIMATOR), "processor",
     "Sum of expected squared errors (direct loss estimation).")
+ESTIMATED_REGRESSION_ABSOLUTE_ERROR_VARIANCE: Final = _metric(
+    "ml.estimated.regression.absolute_error_variance", "counter", "{error}", (*_SEG, a.ML_ESTIMATOR), "processor",
+    "Sum of per-prediction variances of the absolute error, max(E[e^2] - E[|e|]^2, 0): the estimated MAE's band is "
+    "1.645*sqrt(increase(sum))/increase(ml_estimated_predictions_total) + error margin.")
 ESTIMATOR_ERROR_MARGIN: Final = _metric(
     "ml.estimator.error_margin", "gauge", "1", (*_MODEL, a.ML_METRIC), "processor",
     "Cross-validated estimation error of the estimator on the reference: widens the interval beyond sampling noise.")

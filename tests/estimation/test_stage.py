@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -169,6 +170,10 @@ def test_binary_with_single_score_and_regression(refs, tmp_path):
     dle = load(refs / "price" / "default").estimator
     assert sink.total(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR) == pytest.approx(dle.predict_correctness(reg).sum())
     assert sink.total(m.ESTIMATED_REGRESSION_SQUARED_ERROR) == pytest.approx(dle.predict_squared_error(reg).sum())
+    # The variance counter rebuilds the offline MAE band's sampling term: 1.645 * sqrt(sum var) / n.
+    mae = dle.estimate(reg)
+    assert math.sqrt(sink.total(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR_VARIANCE)) / 200 == pytest.approx(mae.sampling_sd)
+    assert mae.sampling_sd > 0
 
 
 def test_reload_on_change_and_refusal_keeps_previous(refs, tmp_path):

@@ -12,7 +12,9 @@ Loaded by the processor when the config has a ``reference:`` section (see :mod:`
   - classification: ``ml.estimated.predictions`` (+1), ``ml.estimated.correct_predictions`` (+p),
     ``ml.estimated.correct_variance`` (+p(1-p)), ``ml.estimated.classification.outcomes`` (expected tp/fp/fn per
     class), all with ``ml.estimator`` = the artifact's chosen estimator;
-  - regression: ``ml.estimated.predictions``, ``ml.estimated.regression.absolute_error`` and ``.squared_error``;
+  - regression: ``ml.estimated.predictions``, ``ml.estimated.regression.absolute_error``, ``.squared_error`` and
+    ``.absolute_error_variance`` (per-row ``max(E[e^2] - E[|e|]^2, 0)``, the sampling variance of the summed
+    absolute error);
   - drift and novelty: ``ml.unseen_class_predictions`` (by class, capped), ``ml.feature.bin.observations`` (per
     feature and reference bin), ``ml.weak_segment.predictions`` (per weak slice the prediction falls in).
 * **Gauges**, refreshed on every tick: ``ml.reference.metric`` (evaluation-set baselines),
@@ -31,6 +33,16 @@ Interval in PromQL (any window, summed over replicas)::
            + ml_estimator_error_margin_ratio{ml_metric="accuracy"}
            + 0.5 * abs(est - ml_reference_metric_ratio{ml_metric="accuracy"})
            + 0.25 * avg(ml_feature_drift_ratio{ml_drift_method="jensen_shannon"})
+
+Regression (estimated MAE and its band)::
+
+    mae  = increase(ml_estimated_regression_absolute_error_total[w]) / increase(ml_estimated_predictions_total[w])
+    half = 1.645 * sqrt(increase(ml_estimated_regression_absolute_error_variance_total[w]))
+             / increase(ml_estimated_predictions_total[w])
+           + ml_estimator_error_margin_ratio{ml_metric="mae"}
+           + 0.5 * abs(mae - ml_reference_metric_ratio{ml_metric="mae"})
+           + 0.25 * avg(ml_feature_drift_ratio{ml_drift_method="jensen_shannon"})
+                  * ml_reference_metric_ratio{ml_metric="mae"}
 
 (1.645, 0.5 and 0.25 are :data:`otel_ml.estimation.base.Z`, :data:`~otel_ml.estimation.base.SHIFT_ALLOWANCE` and
 :data:`~otel_ml.estimation.base.DRIFT_ALLOWANCE`; the drift gauge covers the last 5000 predictions rather than the
@@ -206,6 +218,8 @@ class EstimationStage(BaseStage):
                 sink.add(m.ESTIMATED_PREDICTIONS, float(idx.size), attrs)
                 sink.add(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR, float(abs_e[idx].sum()), attrs)
                 sink.add(m.ESTIMATED_REGRESSION_SQUARED_ERROR, float(sq_e[idx].sum()), attrs)
+                sink.add(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR_VARIANCE,
+                         float(np.maximum(sq_e[idx] - abs_e[idx] ** 2, 0.0).sum()), attrs)
         unseen_rows = self._novelty_counters(batch, rt, model_attrs, sink)
         outside = self._feature_counters(batch, rt, model_attrs, sink)
         self._weak_segment_counters(batch, art, model_attrs, sink)
