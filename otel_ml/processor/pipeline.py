@@ -185,6 +185,7 @@ class Pipeline:
         counts: Counter[tuple[str, str, str, str | None]] = Counter(map(_PRED_KEY, preds))
         for (model, version, segment, cls), n in counts.items():
             step.add_raw(m.PREDICTIONS.name, step.attrs(_seg_attrs(model, version, segment, cls)), n)
+        self._set_sizes(preds, step)
         for model, n in Counter([d.labels[i][MODEL] for i in res.new_labels]).items():
             step.add_raw(m.LABELS.name, step.attrs({a.ML_MODEL_NAME: model}), n)
         if res.joined:
@@ -286,13 +287,26 @@ class Pipeline:
     def _multilabel(self, rows: list[Row], base: dict[str, str], step: Step) -> None:
         if not rows:
             return
-        y_pred = [json.loads(r[P_LIST]) for r in rows]
-        s = multilabel_sums([json.loads(r[L_LIST]) for r in rows], y_pred)
+        s = multilabel_sums([json.loads(r[L_LIST]) for r in rows], [json.loads(r[P_LIST]) for r in rows])
         attrs = step.attrs(base)
         step.add_raw(m.LABELED_PREDICTIONS.name, attrs, s.labeled)
         step.add_raw(m.CORRECT_PREDICTIONS.name, attrs, s.exact)
         self._outcomes(s.outcomes, base, step)
-        step.record_many(m.MULTILABEL_PREDICTED_LABELS, np.asarray([len(p) for p in y_pred], dtype=np.float64), attrs)
+
+    @staticmethod
+    def _set_sizes(preds: Sequence[Row], step: Step) -> None:
+        """``ml.multilabel.predicted_labels`` of newly accepted multilabel predictions, at prediction time.
+
+        Recorded when the prediction is first accepted (duplicates and re-sent requests excluded by the store), so
+        the average covers all traffic, labeled or not, and does not wait for the label delay.
+        """
+        sizes: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for r in preds:
+            if r[TASK] == Task.MULTILABEL:
+                sizes[(r[MODEL], r[VERSION], r[SEGMENT])].append(len(json.loads(r[P_LIST])))
+        for (model, version, segment), ns in sizes.items():
+            step.record_many(m.MULTILABEL_PREDICTED_LABELS, np.asarray(ns, dtype=np.float64),
+                             step.attrs(_seg_attrs(model, version, segment, None)))
 
     def _ranking(self, rows: list[Row], base: dict[str, str], step: Step) -> None:
         if not rows:

@@ -172,6 +172,37 @@ def test_multilabel_vs_sklearn() -> None:
     assert size_sum / size_count == pytest.approx(P.sum(axis=1).mean())
 
 
+def _set_size_histogram(p: Pipeline) -> tuple[float, float, list[float]]:
+    name = m.MULTILABEL_PREDICTED_LABELS.name
+    buckets = [p.aggregates.value(f"{name}|b{i}") for i in range(len(m.MULTILABEL_PREDICTED_LABELS.buckets) + 1)]
+    return p.aggregates.value(f"{name}|sum"), p.aggregates.value(f"{name}|count"), buckets
+
+
+def test_predicted_labels_recorded_at_prediction_time_once(tmp_path: Path) -> None:
+    """Every accepted multilabel prediction counts once, labeled or not, re-sent or not, across a restart."""
+    labels = [f"t{j}" for j in range(12)]
+    n = 300
+    sets = [[x for x in labels if RNG.random() < RNG.uniform(0.0, 0.6)] for _ in range(n)]
+    preds = [prediction_event(f"m{i}", task="multilabel", value=sets[i]) for i in range(n)]
+    p = _pipeline(tmp_path)
+    _send(p, preds[:200])  # no label at all yet: the histogram must already hold them
+    sizes = np.array([len(s) for s in sets], dtype=np.float64)
+    total, count, _ = _set_size_histogram(p)
+    assert (total, count) == (sizes[:200].sum(), 200)
+    _send(p, preds[:200] + [label_event(f"m{i}", value=sets[i]) for i in range(0, 200, 3)])  # re-sent + labels
+    assert _set_size_histogram(p)[:2] == (sizes[:200].sum(), 200)
+    p.close()
+    p = _pipeline(tmp_path)  # restart: totals restored, re-sends still idempotent
+    _send(p, preds[150:] + preds[150:])
+    total, count, buckets = _set_size_histogram(p)
+    assert (total, count) == (sizes.sum(), n)
+    edges = np.asarray(m.MULTILABEL_PREDICTED_LABELS.buckets)
+    oracle = np.bincount(np.searchsorted(edges, sizes, side="left"), minlength=edges.size + 1)
+    assert buckets == oracle.tolist()
+    assert _total(p, m.PREDICTIONS) == n
+    p.close()
+
+
 def test_resent_request_changes_nothing(tmp_path: Path) -> None:
     p = _pipeline(tmp_path)
     req = ev.request([prediction_event("a"), label_event("a"), prediction_event("b"), label_event("c")])
