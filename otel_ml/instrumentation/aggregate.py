@@ -94,6 +94,26 @@ class Aggregator:
         if score is not None:
             self._scores.append((model, score))  # folded into the histograms in bulk (fold_scores)
 
+    def record_predictions(self, model: ModelKey, class_counts: dict[str, int], scores: Any) -> None:
+        """Many predictions at once (a vectorized batch): ``class_counts`` by predicted class, ``scores`` an array
+        of finite floats. Same result as :meth:`record_prediction` per row (the class cap counts one overflow per
+        row)."""
+        for cls, count in class_counts.items():
+            key = (model, cls)
+            if key not in self.predictions:
+                seen = self.classes[model]
+                if len(seen) >= lim.MAX_METRIC_CLASSES:
+                    self.truncated[(model[0], TruncationReason.CLASS_OVERFLOW)] += count
+                    key = (model, a.OVERFLOW_VALUE)
+                else:
+                    seen.add(cls)
+            self.predictions[key] += count
+        if len(scores):
+            h = self.score.get(model)
+            if h is None:
+                h = self.score[model] = _Histogram(m.SCORE_BUCKETS)
+            h.record_many(scores)
+
     def fold_scores(self) -> None:
         """Add the pending scores to the score histograms, vectorized (called per export batch and at export)."""
         pending = self._scores

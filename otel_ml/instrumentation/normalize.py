@@ -243,7 +243,7 @@ class Normalizer:
                 append((key, value))
             else:
                 append(encoder.encode(key, value))
-                if t is float:
+                if t is float and name in fkeys:  # not for capped names: their truncation is counted every time
                     encoder.remember_double(name, key)
 
     def segments(self, spec: ModelSpec, segments: Any, pairs: Pairs) -> None:

@@ -27,10 +27,11 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any
 
 from otel_ml.instrumentation.config import Settings, with_instance_id
+from otel_ml.instrumentation.fastbatch import BatchEncoder
 from otel_ml.instrumentation.limits import TruncationReason
 from otel_ml.instrumentation.normalize import MISSING, Normalizer
 from otel_ml.instrumentation.spec import ModelSpec
@@ -121,6 +122,7 @@ class WorkerPipeline(Pipeline):
         self.sink = self._sink_factory(self)
         self.metrics = self.sink.metrics
         self._feature_encoder: Any = getattr(self.sink, "feature_encoder", None)
+        self._batch_encoder = BatchEncoder(self.sink, self.normalizer) if self._feature_encoder is not None else None
         self._pending: Iterator[Any] | None = None
         self._pending_left = 0
         self._pending_name = ""
@@ -363,6 +365,11 @@ class WorkerPipeline(Pipeline):
         norm = self.normalizer
         if duration_ns is not None:
             self.metrics.record_duration(spec.key, duration_ns / 1e9)
+        if self._batch_encoder is not None:
+            records = self._fast_batch(spec, time_ns, ids, predictions, scores, features, segments, labels, span)
+            if records is not None:
+                yield from zip(repeat(spec.name), records)
+                return
         try:
             preds, row_scores = norm.batch_rows(spec, predictions, scores, n)
             if len(preds) > n or len(row_scores) > n:  # more rows than ids (MAX_BATCH_ROWS or fewer ids given)
@@ -381,6 +388,20 @@ class WorkerPipeline(Pipeline):
                 continue
             if event is not None:
                 yield event
+
+    def _fast_batch(
+        self, spec: ModelSpec, time_ns: int, ids: Any, predictions: Any, scores: Any, features: Any, segments: Any,
+        labels: Any, span: Any,
+    ) -> list[bytes] | None:
+        """The batch's records through the column-wise encoder, or ``None`` for the generic path (also when the
+        encoder fails unexpectedly: the generic path then handles, validates and counts the batch)."""
+        assert self._batch_encoder is not None
+        try:
+            return self._batch_encoder.encode(spec, time_ns, ids, predictions, scores, features, segments,
+                                              labels is MISSING or labels is None, span)
+        except Exception:
+            _logger.debug("otel-ml: column-wise batch encoding failed; using the generic path", exc_info=True)
+            return None
 
     def _labels(self, spec: ModelSpec, time_ns: int, ids: Any, labels: Any) -> Iterator[Any]:
         for pid, lab in zip(ids, self.normalizer.label_rows(labels, len(ids)), strict=False):

@@ -1,0 +1,182 @@
+"""The column-wise batch encoder is byte-for-byte the generic per-row path: same records, counts and metrics.
+
+Each case runs one batch through the worker's ``_batch`` twice on the same pipeline (fast encoder on, then off)
+and compares the encoded ``LogRecord`` bytes, the truncation counts, the drops and the aggregated metrics. The
+records are also decoded with ``opentelemetry-proto`` to check they are valid OTLP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.sdk.trace import TracerProvider
+
+import otel_ml
+from otel_ml.instrumentation.ids import IDS
+from otel_ml.instrumentation.normalize import MISSING
+from otel_ml.instrumentation.pipeline import STATE, WorkerPipeline
+from otel_ml.instrumentation.transport import InMemoryTransport
+from otel_ml.semconv import attributes as a
+
+ROWS = 64
+
+
+def _pipeline() -> WorkerPipeline:
+    otel_ml.configure(endpoint="http://127.0.0.1:9", transport=InMemoryTransport(), schedule_delay=3600,
+                      metric_interval=3600)
+    p = STATE.pipeline
+    assert isinstance(p, WorkerPipeline)
+    return p
+
+
+def _state(p: WorkerPipeline) -> tuple[Any, ...]:
+    m = p.metrics
+    m.fold_scores()
+    score = {k: (h.counts, h.count, round(h.sum, 9), h.min, h.max) for k, h in m.score.items()}
+    return dict(p.normalizer.truncated), dict(m.dropped), dict(m.predictions), score, dict(m.truncated)
+
+
+def _reset_counts(p: WorkerPipeline) -> None:
+    m = p.metrics
+    p.normalizer.truncated.clear()
+    m.dropped.clear()
+    m.predictions.clear()
+    m.classes.clear()
+    m.score.clear()
+    m.truncated.clear()
+
+
+def _run(p: WorkerPipeline, fast: bool, spec: Any, ids: Any, predictions: Any, scores: Any, features: Any,
+         segments: Any = None, labels: Any = MISSING, span: Any = None) -> tuple[list[bytes], tuple[Any, ...]]:
+    _reset_counts(p)
+    encoder = p._batch_encoder
+    if not fast:
+        p._batch_encoder = None
+    try:
+        items = list(p._batch(spec, 123_456_789, ids, predictions, scores, features, segments, labels, span, None))
+    finally:
+        p._batch_encoder = encoder
+    return [rec for _, rec in items], _state(p)
+
+
+def _same(p: WorkerPipeline, spec: Any, *args: Any, fast_taken: bool = True, **kwargs: Any) -> list[bytes]:
+    calls: list[bool] = []
+    real = p._batch_encoder
+    assert real is not None
+    original = real._encode
+
+    def spy(*a: Any, **k: Any) -> Any:
+        calls.append(True)
+        return original(*a, **k)
+
+    real._encode = spy  # type: ignore[method-assign]
+    try:
+        fast_records, fast_state = _run(p, True, spec, *args, **kwargs)
+    finally:
+        del real._encode
+    generic_records, generic_state = _run(p, False, spec, *args, **kwargs)
+    assert bool(calls) is fast_taken
+    assert fast_records == generic_records
+    assert fast_state == generic_state
+    for rec in fast_records:
+        LogRecord.FromString(rec)
+    return fast_records
+
+
+def _spec(task: str = "binary", classes: list[str] | None = None, **kw: Any) -> Any:
+    return otel_ml.ModelMonitor("m", version="2", task=task, classes=classes or ["no", "yes"], **kw)._spec
+
+
+def _frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    return pd.DataFrame({"amount": rng.normal(size=n) * 1e6, "country": rng.choice(["FR", "DE", "ÜS"], n),
+                         "new_user": rng.random(n) > 0.5, "items": rng.integers(-5, 9, n),
+                         "f32": rng.random(n).astype(np.float32)})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_binary_batches_match_the_generic_path(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = _pipeline()
+    spec = _spec(threshold=float(rng.random()))
+    frame = _frame(rng, ROWS)
+    proba = rng.random((ROWS, 2))
+    _same(p, spec, IDS.new_batch(ROWS), None, proba, frame)
+    _same(p, spec, IDS.new_batch(ROWS), None, proba[:, 1], frame, {"region": "eu", "tier": 3})
+    _same(p, spec, IDS.new_batch(ROWS), np.array(["no", "yes"])[rng.integers(0, 2, ROWS)], proba,
+          rng.normal(size=(ROWS, 4)))
+    _same(p, spec, IDS.new_batch(ROWS), proba, None, None)  # predict_proba output as the prediction
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_multiclass_batches_match_the_generic_path(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = _pipeline()
+    spec = _spec("multiclass", ["a", "b", "c"], features=["x", "y"])
+    scores = rng.random((ROWS, 3)).astype(np.float32)
+    scores[0] = [0.5, 0.5, 0.1]  # a tie: the first maximum wins on both paths
+    _same(p, spec, IDS.new_batch(ROWS), None, scores, rng.normal(size=(ROWS, 3)))  # third column not selected
+    _same(p, spec, [f"id-{i}" for i in range(ROWS)], rng.integers(0, 3, ROWS), scores, _frame(rng, ROWS))
+
+
+def test_odd_feature_values_are_capped_and_counted_like_the_generic_path() -> None:
+    rng = np.random.default_rng(7)
+    p = _pipeline()
+    spec = _spec()
+    n = 12
+    frame = pd.DataFrame({
+        "dbl": [np.nan, np.inf, -np.inf, 1e308, -0.0, 5e-324, 1.0, 2.0, np.nan, 3.0, 4.0, 5.0],
+        "obj": [None, "x" * 5000, 2**70, -(2**70), 1.5, float("nan"), True, object(), b"raw", "ok", 3, "é"],
+        "big": np.array([2**64 - 1] * 6 + [1] * 6, dtype=np.uint64),
+        "nullable": pd.array([1, None] * 6, dtype="Int64"),
+        "when": pd.date_range("2024-01-01", periods=n),
+        "cat": pd.Categorical(["u", "v"] * 6),
+    })
+    records = _same(p, spec, IDS.new_batch(n), None, rng.random((n, 2)), frame)
+    first = LogRecord.FromString(records[0])
+    keys = [kv.key for kv in first.attributes]
+    assert a.ML_FEATURE_PREFIX + "dbl" not in keys  # NaN dropped
+    assert p.normalizer.truncated  # NaN/inf, too long, wrong types counted
+
+
+def test_events_link_the_span_like_the_generic_path() -> None:
+    p = _pipeline()
+    with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
+        records = _same(p, _spec(), IDS.new_batch(5), None, np.random.default_rng(1).random((5, 2)), None,
+                        span=span)
+    assert LogRecord.FromString(records[0]).span_id == span.get_span_context().span_id.to_bytes(8, "big")
+
+
+def test_class_overflow_counts_like_the_generic_path() -> None:
+    p = _pipeline()
+    spec = _spec("multiclass", [f"c{i}" for i in range(150)])
+    rng = np.random.default_rng(3)
+    _same(p, spec, IDS.new_batch(400), None, rng.random((400, 150)), None)
+
+
+Case = Callable[[np.random.Generator], tuple[Any, ...]]
+FALLBACK_CASES: dict[str, tuple[str, Case]] = {
+    "nan scores": ("binary", lambda r: (None, np.array([[np.nan, 1.0]] * 8), None)),
+    "fewer score rows than ids": ("binary", lambda r: (None, r.random((5, 2)), None)),
+    "wrong score width": ("binary", lambda r: (None, r.random((8, 3)), None)),
+    "float predictions": ("binary", lambda r: (r.random(8), r.random((8, 2)), None)),
+    "dict features": ("binary", lambda r: (None, r.random((8, 2)), {"x": r.random(8)})),
+    "regression": ("regression", lambda r: (r.random(8), None, None)),
+    "per-row segments": ("binary", lambda r: (None, r.random((8, 2)), None, {"s": np.array(["a", "b"] * 4)})),
+    "labels": ("binary", lambda r: (None, r.random((8, 2)), None, None, ["yes"] * 8)),
+    "long feature name": ("binary", lambda r: (None, r.random((8, 2)), pd.DataFrame({"k" * 300: r.random(8)}))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACK_CASES))
+def test_unsupported_batches_take_the_generic_path(name: str) -> None:
+    task, make = FALLBACK_CASES[name]
+    p = _pipeline()
+    spec = _spec(task, None if task == "regression" else ["no", "yes"]) if task != "regression" else \
+        otel_ml.ModelMonitor("m", version="2", task="regression")._spec
+    args = make(np.random.default_rng(0))
+    _same(p, spec, IDS.new_batch(8), *args, fast_taken=False)
