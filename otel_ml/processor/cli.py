@@ -1,7 +1,8 @@
 """``otel-ml processor --config processor.yaml``: load -> validate -> run until SIGTERM/SIGINT.
 
 Exit status: 0 after a clean shutdown, 2 on an invalid config (the message names the key and shows a valid example),
-1 when the processor cannot start (port in use, unreadable store).
+1 when the processor cannot start (port in use, unreadable store, a store written by a Python whose row encoding
+this one does not read: see :mod:`otel_ml.processor.store.sqlite`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import FrameType
 
 from otel_ml.processor import config as cfg
 from otel_ml.processor.stage import StageLoadError
+from otel_ml.processor.store.sqlite import StoreFormatError
 
 _logger = logging.getLogger("otel_ml.processor")
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except StageLoadError as exc:
         print(f"otel-ml processor: invalid processor config at `reference`/`stages`: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, StoreFormatError) as exc:
         print(f"otel-ml processor: cannot start: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
