@@ -49,6 +49,7 @@ import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from otel_ml.processor.aggregates import Key, decode_attrs, encode_attrs
 from otel_ml.processor.records import ARRIVED, Row
@@ -58,7 +59,7 @@ _LOOKUP_CHUNK = 900
 MARSHAL_VERSION = 4
 """marshal format of the rows (pinned: the interpreter default may change with Python)."""
 ROW_ENCODING = f"marshal:{MARSHAL_VERSION}"
-CANARY: tuple[object, ...] = ("fraud", "2024-06-01", "binary", "region=eu,tier=gold", "fraud", "", "é€𝄞 ünïcode",
+CANARY: tuple[Any, ...] = ("fraud", "2024-06-01", "binary", "region=eu,tier=gold", "fraud", "", "é€𝄞 ünïcode",
                               "x" * 300, None, 0.0, -0.0, -1.5, 1e308, 5e-324, 1700000000.123456, "1", None)
 """Row-shaped values covering every kind rows hold (repeated "fraud" exercises marshal's back-references)."""
 _SCHEMA = """
@@ -81,7 +82,7 @@ def _python() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def _dumps(values: tuple[object, ...]) -> bytes:
+def _dumps(values: tuple[Any, ...]) -> bytes:
     return marshal.dumps(values, MARSHAL_VERSION)
 
 
