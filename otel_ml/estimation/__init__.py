@@ -63,7 +63,9 @@ Estimators (registry keys = ``ml.estimator`` values)
 
 ``cbpe`` :class:`CalibratedConfidenceEstimator`, ``atc`` :class:`ATCEstimator`, ``learned``
 :class:`LearnedCorrectnessEstimator`, ``auto`` :class:`AutoCorrectnessEstimator` (reports the chosen key,
-``learned`` or ``cbpe``), and for regression ``dle`` :class:`DirectLossEstimator`. Fitted estimators serialise to
+``learned`` or ``cbpe``), for regression ``dle`` :class:`DirectLossEstimator`, and for multilabel ``multilabel``
+:class:`MultilabelEstimator` (per-label calibrated probabilities; per-row P(exact match); see
+:mod:`otel_ml.estimation.multilabel`). Fitted estimators serialise to
 JSON plus scikit-learn objects (:meth:`to_state`), which :mod:`otel_ml.reference` saves with skops, never pickle.
 """
 
@@ -76,27 +78,33 @@ from otel_ml.estimation.auto import AutoCorrectnessEstimator
 from otel_ml.estimation.base import ClassificationEstimator, Estimate, RegressionEstimator
 from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator
 from otel_ml.estimation.learned import DirectLossEstimator, LearnedCorrectnessEstimator
+from otel_ml.estimation.multilabel import MultilabelEstimator
 from otel_ml.semconv.attributes import Task
 
-ESTIMATORS: dict[str, type[ClassificationEstimator] | type[RegressionEstimator]] = {
+Estimator = ClassificationEstimator | RegressionEstimator | MultilabelEstimator
+"""Any fitted estimator."""
+
+ESTIMATORS: dict[str, type[ClassificationEstimator] | type[RegressionEstimator] | type[MultilabelEstimator]] = {
     cls.key: cls
     for cls in (CalibratedConfidenceEstimator, ATCEstimator, LearnedCorrectnessEstimator, AutoCorrectnessEstimator,
-                DirectLossEstimator)
+                DirectLossEstimator, MultilabelEstimator)
 }
 """Estimator classes by key."""
 
 
-def create_estimator(task: str, method: str = "auto", **params: Any) -> ClassificationEstimator | RegressionEstimator:
-    """An unfitted estimator for ``task`` (``binary``, ``multiclass``, ``regression``).
+def create_estimator(task: str, method: str = "auto", **params: Any) -> Estimator:
+    """An unfitted estimator for ``task`` (``binary``, ``multiclass``, ``multilabel``, ``regression``).
 
-    ``method="auto"`` gives :class:`AutoCorrectnessEstimator` for classification and :class:`DirectLossEstimator`
-    for regression.
+    ``method="auto"`` gives :class:`AutoCorrectnessEstimator` for classification, :class:`DirectLossEstimator`
+    for regression and :class:`MultilabelEstimator` for multilabel.
 
     Raises:
         EstimationError: Unknown method or a method that does not support the task.
     """
     if method == "auto" and task == Task.REGRESSION:
         method = DirectLossEstimator.key
+    if method == "auto" and task == Task.MULTILABEL:
+        method = MultilabelEstimator.key
     cls = ESTIMATORS.get(method)
     if cls is None:
         raise EstimationError(f"unknown estimator {method!r}; known: {sorted(ESTIMATORS)}")
@@ -115,7 +123,9 @@ __all__ = [
     "DirectLossEstimator",
     "Estimate",
     "EstimationError",
+    "Estimator",
     "LearnedCorrectnessEstimator",
+    "MultilabelEstimator",
     "RegressionEstimator",
     "create_estimator",
 ]

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ml.drift.distribution import Distribution
-from otel_ml.estimation import ESTIMATORS, ClassificationEstimator, RegressionEstimator
+from otel_ml.estimation import ESTIMATORS, Estimator
 
 FORMAT = "otel-ml-reference"
 FORMAT_VERSION = 1
@@ -112,7 +112,7 @@ class ReferenceArtifact:
         metrics: Evaluation-set metrics by :class:`~otel_ml.semconv.attributes.QualityMetric` name, plus ``rows``.
         distributions: Reference distributions: ``features`` (by name), ``prediction``, ``score``, ``set_size``.
         weak_segments: Weak slices, weakest first.
-        estimator: The fitted correctness estimator, or None (multilabel, or no usable evaluation set).
+        estimator: The fitted correctness estimator, or None (no usable evaluation set).
         created: ISO-8601 creation time (UTC).
         calibration: Quality per bin: ``variable`` (``confidence`` or ``prediction``), ``metric``, ``labels``,
             ``mean`` (mean of the variable per bin), ``quality`` and ``count``; empty when not applicable.
@@ -125,7 +125,7 @@ class ReferenceArtifact:
     metrics: dict[str, float]
     distributions: dict[str, Any] = field(default_factory=dict)
     weak_segments: list[WeakSegment] = field(default_factory=list)
-    estimator: ClassificationEstimator | RegressionEstimator | None = None
+    estimator: Estimator | None = None
     created: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
 
@@ -257,7 +257,7 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _load_estimator(state: Mapping[str, Any],
-                    skops_blob: bytes | None) -> ClassificationEstimator | RegressionEstimator:
+                    skops_blob: bytes | None) -> Estimator:
     cls = ESTIMATORS.get(str(state.get("key")))
     if cls is None:
         raise ArtifactError(f"unknown estimator {state.get('key')!r} in artifact; known: {sorted(ESTIMATORS)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from otel_ml.drift.distribution import CATEGORICAL, NUMERIC, Distribution
 from otel_ml.estimation import EstimationError, create_estimator
 from otel_ml.estimation import metrics as em
 from otel_ml.estimation._inputs import as_class_strings, class_codes, resolve_roles
+from otel_ml.estimation.multilabel import label_set
 from otel_ml.reference.artifact import ReferenceArtifact
 from otel_ml.reference.weak_segments import find_weak_segments
 from otel_ml.semconv.attributes import QualityMetric, Task
@@ -48,17 +48,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def parse_label_set(value: Any) -> list[str]:
     """A multilabel cell as a list of strings: a list/array, a JSON list, or a ``|``-separated string."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    if isinstance(value, list | tuple | np.ndarray):
-        return [str(v) for v in value]
-    text = str(value).strip()
-    if text.startswith("["):
-        try:
-            return [str(v) for v in json.loads(text)]
-        except ValueError:
-            pass
-    return [t for t in (s.strip() for s in text.split("|")) if t]
+    return label_set(value)
 
 
 def fit_reference(
@@ -85,12 +75,13 @@ def fit_reference(
         target: True value column (multilabel: list or ``a|b`` string column).
         prediction: Predicted value column (multilabel: list or ``a|b`` string column).
         version: Model version the reference is for (empty: any version).
-        scores: Score columns (binary: P(positive) or one per class; multiclass: one per class, aligned with
-            ``classes``).
+        scores: Score columns (binary: P(positive) or one per class; multiclass and multilabel: one per class,
+            aligned with ``classes``).
         features: Feature columns (as sent in ``ml.feature.<name>``).
         segments: Segment columns (as sent in ``ml.segment.<dimension>``).
         classes: Class order (default: sorted union of target and prediction values).
-        method: Estimator (``auto``, ``cbpe``, ``atc``, ``learned``; regression ``dle``).
+        method: Estimator (``auto``, ``cbpe``, ``atc``, ``learned``; regression ``dle``; multilabel
+            ``multilabel``).
         random_state: Seed of every random choice (fits are deterministic).
 
     Raises:
@@ -127,6 +118,11 @@ def fit_reference(
         distributions["prediction"] = Distribution.fit("prediction", [c for s in pred for c in s], kind=CATEGORICAL,
                                                        max_categories=max(30, len(classes_list)))
         binned[SET_SIZE] = (distributions[SET_SIZE], sizes.astype(object), "set_size")
+        if scores and len(scores) != len(classes_list):
+            raise ReferenceFitError(f"{len(scores)} --scores columns for {len(classes_list)} labels {classes_list}: "
+                                    "give one score column per label, in --classes order")
+        estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
+                                   scores=scores or None, features=list(features), classes=classes_list)
     elif task == Task.REGRESSION:
         y = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=float)
         yhat = pd.to_numeric(frame[prediction], errors="coerce").to_numpy(dtype=float)

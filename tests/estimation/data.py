@@ -41,3 +41,25 @@ def regression_frame(n: int, seed: int = 0) -> pd.DataFrame:
     kind = rng.choice(["a", "b"], size=n)
     y = 3 * x + rng.normal(size=n) * (0.5 + np.abs(x))
     return pd.DataFrame({"x": x, "kind": kind, "y": y, "yhat": 3 * x})
+
+
+LABELS = ["a", "b", "c", "d"]
+LABEL_SCORES = [f"s_{c}" for c in LABELS]
+
+
+def multilabel_frame(n: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
+    """A calibrated 4-label model: label j is true with probability sigmoid(w_j x + b_j), independently given x;
+    the predicted set is the labels scored above 0.5 (``a|b`` strings). ``shift`` moves x (covariate shift)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=shift, size=n)
+    region = rng.choice(["eu", "us", "apac"], size=n)
+    logits = np.column_stack([2.0 * x, -2.0 * x + 0.5, 1.5 * (x - 1.0), 0.8 * x - 1.5 + (region == "apac")])
+    proba = 1 / (1 + np.exp(-logits))
+    truth = rng.random(proba.shape) < proba
+    names = np.array(LABELS)
+    frame = pd.DataFrame({"x": x, "region": region,
+                          "tags": ["|".join(names[row]) for row in truth],
+                          "predicted": ["|".join(names[row]) for row in proba > 0.5]})
+    for j, col in enumerate(LABEL_SCORES):
+        frame[col] = proba[:, j]
+    return frame

@@ -14,10 +14,20 @@ from otel_ml.estimation import (
     Estimate,
     EstimationError,
     LearnedCorrectnessEstimator,
+    MultilabelEstimator,
     create_estimator,
 )
 from otel_ml.estimation import metrics as em
-from tests.estimation.data import CLASSES, SCORES, binary_frame, multiclass_frame, regression_frame
+from tests.estimation.data import (
+    CLASSES,
+    LABEL_SCORES,
+    LABELS,
+    SCORES,
+    binary_frame,
+    multiclass_frame,
+    multilabel_frame,
+    regression_frame,
+)
 
 CLASSIFIERS = ["cbpe", "atc", "learned", "auto"]
 
@@ -28,6 +38,9 @@ def fit(method: str, task: str, frame: pd.DataFrame, **kw):
         return est.fit(frame, y_true="y", y_pred="yhat", scores="p", features=["x", "region"])
     if task == "multiclass":
         return est.fit(frame, y_true="label", y_pred="pred", scores=SCORES, classes=CLASSES,
+                       features=["x", "region"])
+    if task == "multilabel":
+        return est.fit(frame, y_true="tags", y_pred="predicted", scores=LABEL_SCORES, classes=LABELS,
                        features=["x", "region"])
     return est.fit(frame, y_true="y", y_pred="yhat", features=["x", "kind"])
 
@@ -72,13 +85,14 @@ def test_calibrated_data_estimates_are_close(method, mc_ref):
     assert e.contains(realized)
 
 
-@pytest.mark.parametrize("method", [*CLASSIFIERS, "dle"])
+@pytest.mark.parametrize("method", [*CLASSIFIERS, "dle", "multilabel"])
 def test_deterministic_with_seed(method, binary_ref):
-    task = "regression" if method == "dle" else "binary"
-    ref = regression_frame(800) if method == "dle" else binary_ref
+    task = {"dle": "regression", "multilabel": "multilabel"}.get(method, "binary")
+    frames = {"regression": regression_frame, "multilabel": multilabel_frame, "binary": binary_frame}
+    ref = binary_ref if task == "binary" else frames[task](800)
     a = fit(method, task, ref, random_state=3)
     b = fit(method, task, ref, random_state=3)
-    analysis = regression_frame(200, seed=4) if method == "dle" else binary_frame(200, seed=4)
+    analysis = frames[task](200, seed=4)
     np.testing.assert_array_equal(a.predict_correctness(analysis), b.predict_correctness(analysis))
     assert a.estimate(analysis) == b.estimate(analysis)
 
@@ -166,7 +180,7 @@ def test_bad_input_is_rejected(binary_ref):
 
 
 def test_registry_keys_match_classes():
-    assert set(ESTIMATORS) == {"cbpe", "atc", "learned", "auto", "dle"}
+    assert set(ESTIMATORS) == {"cbpe", "atc", "learned", "auto", "dle", "multilabel"}
     for key, cls in ESTIMATORS.items():
         assert cls.key == key
 
@@ -224,3 +238,84 @@ def test_auto_uses_features_only_when_they_inform_correctness():
     realized = float((shifted.pred == shifted.label).mean())
     e = est.estimate(shifted)
     assert abs(e.value - realized) < 0.05 and e.contains(realized)
+
+
+# --- multilabel ------------------------------------------------------------------------------------------------------
+def realized_exact(frame: pd.DataFrame) -> float:
+    return float(np.mean([set(t.split("|")) - {""} == set(p.split("|")) - {""}
+                          for t, p in zip(frame.tags, frame.predicted, strict=True)]))
+
+
+@pytest.fixture(scope="module")
+def ml_ref():
+    return multilabel_frame(3000)
+
+
+def test_multilabel_shapes_ranges_and_interval(ml_ref):
+    est = fit("auto", "multilabel", ml_ref)
+    assert isinstance(est, MultilabelEstimator) and est.estimator_key == "multilabel"
+    analysis = multilabel_frame(400, seed=5)
+    p, q, d = est.predict_details(analysis.drop(columns=["tags"]))
+    assert p.shape == (400,) and q.shape == d.shape == (400, 4)
+    assert np.all((p >= 0) & (p <= 1)) and np.all((q >= 0) & (q <= 1))
+    np.testing.assert_allclose(p, np.prod(np.where(d, q, 1 - q), axis=1))
+    metrics = est.estimate_metrics(analysis)
+    assert set(metrics) == {"exact_match", "f1_macro"}
+    for e in metrics.values():
+        assert 0 <= e.lower <= e.value <= e.upper <= 1 and e.n == 400 and e.estimator == "multilabel"
+    assert est.estimate(analysis).value == pytest.approx(float(p.mean()))
+    assert est.error_margin_["exact_match"] > 0 and est.cv_
+
+
+def test_multilabel_estimate_tracks_covariate_shift_per_chunk(ml_ref):
+    """Realized vs estimated exact match on chunks of 1000 rows whose x moves away from the reference."""
+    est = fit("auto", "multilabel", ml_ref)
+    errors, inside = [], []
+    for i, shift in enumerate([0.0, 0.5, 1.0, 1.5, -0.5, -1.0, -1.5, 2.0]):
+        chunk = multilabel_frame(1000, seed=100 + i, shift=shift)
+        e, real = est.estimate(chunk), realized_exact(chunk)
+        errors.append(e.value - real)
+        inside.append(e.contains(real))
+    realized_range = [realized_exact(multilabel_frame(1000, seed=7, shift=s)) for s in (0.0, -1.5)]
+    assert abs(realized_range[0] - realized_range[1]) > 0.1  # the shift really changes quality
+    assert float(np.mean(np.abs(errors))) < 0.03
+    assert np.mean(inside) >= 0.8
+
+
+def test_multilabel_without_scores_uses_decision_rates():
+    ref = multilabel_frame(2000, seed=1)
+    est = MultilabelEstimator().fit(ref, y_true="tags", y_pred="predicted", classes=LABELS)
+    analysis = multilabel_frame(2000, seed=2)
+    assert abs(est.estimate(analysis).value - realized_exact(analysis)) < 0.05
+    q = est.predict_details(analysis)[1]
+    assert len(np.unique(q[:, 0])) <= 2  # one rate per decision, no score
+
+
+def test_multilabel_degenerate_references():
+    perfect = multilabel_frame(300, seed=3).assign(tags=lambda f: f.predicted)
+    est = fit("multilabel", "multilabel", perfect)
+    e = est.estimate(multilabel_frame(100, seed=4).assign(tags=lambda f: f.predicted))
+    assert e.value > 0.9 and e.lower < 1.0  # no errors seen is not certainty
+    assert est.error_margin_["exact_match"] == pytest.approx(3 / 300)
+    one = pd.DataFrame({"t": ["a"] * 50, "p": ["a"] * 50})
+    p = MultilabelEstimator().fit(one, y_true="t", y_pred="p").predict_correctness(one)
+    assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
+    for n in (1, 5, 40):
+        tiny = multilabel_frame(n, seed=1)
+        e = fit("multilabel", "multilabel", tiny).estimate(multilabel_frame(50, seed=2))
+        assert np.isfinite(e.value) and e.lower <= e.value <= e.upper
+
+
+def test_multilabel_unseen_label_and_bad_input(ml_ref):
+    est = fit("multilabel", "multilabel", ml_ref)
+    analysis = multilabel_frame(20, seed=3)
+    base = est.predict_correctness(analysis)
+    analysis.loc[:4, "predicted"] = analysis.loc[:4, "predicted"] + "|Mystery"
+    p = est.predict_correctness(analysis)
+    assert np.all(np.isfinite(p)) and np.all(p[:5] < base[:5]) and np.all(p[5:] == base[5:])
+    with pytest.raises(EstimationError, match="score columns"):
+        MultilabelEstimator().fit(ml_ref, y_true="tags", y_pred="predicted", scores=LABEL_SCORES[:2], classes=LABELS)
+    with pytest.raises(EstimationError, match="no column"):
+        MultilabelEstimator().fit(ml_ref, y_true="nope", y_pred="predicted")
+    with pytest.raises(EstimationError, match="does not support"):
+        create_estimator("binary", "multilabel")

@@ -20,7 +20,16 @@ from otel_ml.reference import fit_reference, load
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.metrics import MetricSpec
-from tests.estimation.data import CLASSES, SCORES, binary_frame, multiclass_frame, regression_frame
+from tests.estimation.data import (
+    CLASSES,
+    LABEL_SCORES,
+    LABELS,
+    SCORES,
+    binary_frame,
+    multiclass_frame,
+    multilabel_frame,
+    regression_frame,
+)
 
 
 class RecordingSink:
@@ -281,7 +290,10 @@ def test_multilabel_novelty_set_size_and_weak_slices(tmp_path):
     stage.on_predictions(batch, sink)
     stage.on_tick(1_700_000_000.0, sink)
     assert sink.total(m.UNSEEN_CLASS_PREDICTIONS, **{a.ML_CLASS: "zzz"}) == 50
-    assert not sink.total(m.ESTIMATED_PREDICTIONS)  # no estimator for multilabel references
+    est = load(tmp_path / "refs" / "tagger" / "default").estimator
+    p = est.predict_correctness(pd.DataFrame({"p": ["|".join(s) for s in lists]}))
+    assert sink.total(m.ESTIMATED_PREDICTIONS) == 200
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(p.sum())
     size = art.distribution("set_size")
     for w in weak:
         hits = int((size.bin_indices([float(len(s)) for s in lists]) == size.labels.index(w.bin)).sum())
@@ -289,3 +301,37 @@ def test_multilabel_novelty_set_size_and_weak_slices(tmp_path):
     drift = sink.gauge(m.SET_SIZE_DRIFT, **{a.ML_DRIFT_METHOD: "jensen_shannon"})
     assert len(drift) == 1 and drift[0] > 0.1
     assert sink.total(m.RELABEL_SAMPLES, **{a.ML_REASON: "unseen_class"}) == 10  # capped per batch
+
+
+def test_multilabel_counters_equal_offline_estimates(tmp_path):
+    ref = multilabel_frame(1500)
+    art = fit_reference(ref, model="tagger", task="multilabel", target="tags", prediction="predicted",
+                        scores=LABEL_SCORES, classes=LABELS, features=["x"], segments=["region"])
+    art.save(tmp_path / "refs" / "tagger" / "default")
+    est = load(tmp_path / "refs" / "tagger" / "default").estimator
+    assert est is not None and est.estimator_key == "multilabel"
+    stage = stage_for(tmp_path / "refs", tmp_path)
+    frame = multilabel_frame(300, seed=21, shift=0.7)
+    order = [2, 0, 3, 1]  # the wire's class order need not be the reference's
+    batch = PredictionBatch(model="tagger", version="v1", task="multilabel", classes=tuple(LABELS[i] for i in order),
+                            ids=[str(i) for i in range(300)], timestamps=np.full(300, 1.7e9), values=None,
+                            scores=np.full(300, np.nan),
+                            score_matrix=frame[[LABEL_SCORES[i] for i in order]].to_numpy(),
+                            value_lists=[[t for t in v.split("|") if t] for v in frame.predicted],
+                            features={"x": list(frame.x)}, segments=[f"region={r}" for r in frame.region])
+    sink = RecordingSink()
+    stage.on_predictions(batch, sink)
+    p, q, d = est.predict_details(frame)
+    assert sink.total(m.ESTIMATED_PREDICTIONS) == 300
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(p.sum())
+    assert sink.total(m.ESTIMATED_CORRECT_VARIANCE) == pytest.approx(np.sum(p * (1 - p)))
+    apac = (frame.region == "apac").to_numpy()
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS, **{a.ML_SEGMENT: "region=apac"}) == pytest.approx(p[apac].sum())
+    for j, label in enumerate(LABELS):
+        tp = sink.total(m.ESTIMATED_CLASSIFICATION_OUTCOMES, **{a.ML_CLASS: label, a.ML_OUTCOME: "tp"})
+        fn = sink.total(m.ESTIMATED_CLASSIFICATION_OUTCOMES, **{a.ML_CLASS: label, a.ML_OUTCOME: "fn"})
+        assert tp == pytest.approx(float((d[:, j] * q[:, j]).sum()))
+        assert fn == pytest.approx(float(((~d[:, j]) * q[:, j]).sum()))
+    # The PromQL ratio equals the offline window estimate.
+    e = est.estimate(frame)
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) / 300 == pytest.approx(e.value)

@@ -12,6 +12,9 @@ Loaded by the processor when the config has a ``reference:`` section (see :mod:`
   - classification: ``ml.estimated.predictions`` (+1), ``ml.estimated.correct_predictions`` (+p),
     ``ml.estimated.correct_variance`` (+p(1-p)), ``ml.estimated.classification.outcomes`` (expected tp/fp/fn per
     class), all with ``ml.estimator`` = the artifact's chosen estimator;
+  - multilabel: the same four counters, with P(exact match) as the correctness and expected tp/fp/fn per label
+    (``ml.class`` = label), from :class:`~otel_ml.estimation.multilabel.MultilabelEstimator` (scores read from
+    ``ml.prediction.scores`` aligned with ``ml.prediction.classes``);
   - regression: ``ml.estimated.predictions``, ``ml.estimated.regression.absolute_error``, ``.squared_error`` and
     ``.absolute_error_variance`` (per-row ``max(E[e^2] - E[|e|]^2, 0)``, the sampling variance of the summed
     absolute error);
@@ -64,8 +67,9 @@ import pandas as pd
 from otel_ml.drift.detectors import UnseenClassCounter, WindowedDrift
 from otel_ml.drift.distribution import Distribution
 from otel_ml.drift.relabel import DRIFT, LOW_CONFIDENCE, UNSEEN_CLASS, RelabelSink
-from otel_ml.estimation import ClassificationEstimator, RegressionEstimator
+from otel_ml.estimation import ClassificationEstimator, MultilabelEstimator, RegressionEstimator
 from otel_ml.estimation import metrics as em
+from otel_ml.estimation.multilabel import expected_label_outcomes
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch, StageContext
 from otel_ml.reference.artifact import MANIFEST, ArtifactError, ReferenceArtifact, load
 from otel_ml.semconv import attributes as a
@@ -210,6 +214,9 @@ class EstimationStage(BaseStage):
         if isinstance(est, ClassificationEstimator) and frame is not None:
             p, class_proba, pred_codes = est.predict_details(frame)
             self._classification_counters(batch, art, est.estimator_key, p, class_proba, pred_codes, sink)
+        elif isinstance(est, MultilabelEstimator) and frame is not None:
+            p, q, decisions = est.predict_details(frame)
+            self._multilabel_counters(batch, art, est.key, p, q, decisions, sink)
         elif isinstance(est, RegressionEstimator) and frame is not None:
             abs_e = est.predict_correctness(frame)
             sq_e = est.predict_squared_error(frame)
@@ -263,6 +270,22 @@ class EstimationStage(BaseStage):
             sink.add(m.ESTIMATED_CORRECT_VARIANCE, float(np.sum(ps * (1.0 - ps))), attrs)
             tp, fp, fn = em.expected_outcomes(class_proba[idx], pred_codes[idx])
             for c, cls in enumerate(classes):
+                for outcome, values in ((Outcome.TP, tp), (Outcome.FP, fp), (Outcome.FN, fn)):
+                    if values[c] > 0:
+                        sink.add(m.ESTIMATED_CLASSIFICATION_OUTCOMES, float(values[c]),
+                                 {**attrs, a.ML_CLASS: cls, a.ML_OUTCOME: outcome})
+
+    def _multilabel_counters(self, batch: PredictionBatch, art: ReferenceArtifact, key: str, p: np.ndarray,
+                             q: np.ndarray, decisions: np.ndarray, sink: MetricSink) -> None:
+        model_attrs = {a.ML_MODEL_NAME: batch.model, a.ML_MODEL_VERSION: batch.version}
+        for seg, idx in _by_segment(batch.segments, len(batch)):
+            attrs = _seg_attrs(model_attrs, seg, key)
+            ps = p[idx]
+            sink.add(m.ESTIMATED_PREDICTIONS, float(idx.size), attrs)
+            sink.add(m.ESTIMATED_CORRECT_PREDICTIONS, float(ps.sum()), attrs)
+            sink.add(m.ESTIMATED_CORRECT_VARIANCE, float(np.sum(ps * (1.0 - ps))), attrs)
+            tp, fp, fn = expected_label_outcomes(q[idx], decisions[idx])
+            for c, cls in enumerate(art.classes):
                 for outcome, values in ((Outcome.TP, tp), (Outcome.FP, fp), (Outcome.FN, fn)):
                     if values[c] > 0:
                         sink.add(m.ESTIMATED_CLASSIFICATION_OUTCOMES, float(values[c]),
@@ -395,8 +418,11 @@ def batch_frame(batch: PredictionBatch, art: ReferenceArtifact) -> pd.DataFrame:
     roles = est.roles_
     n = len(batch)
     cols: dict[str, Any] = {}
-    if roles.is_classification:
-        cols[roles.y_pred] = list(batch.values) if batch.values is not None else [None] * n
+    if roles.is_classification or roles.task == Task.MULTILABEL:
+        if roles.task == Task.MULTILABEL:
+            cols[roles.y_pred] = list(batch.value_lists) if batch.value_lists is not None else [[]] * n
+        else:
+            cols[roles.y_pred] = list(batch.values) if batch.values is not None else [None] * n
         if roles.scores:
             cols.update(_score_columns(batch, roles.scores, list(roles.classes)))
     else:
@@ -420,7 +446,7 @@ def _score_columns(batch: PredictionBatch, score_cols: tuple[str, ...], classes:
             j = index.get(cls)
             if j is not None:
                 matrix[:, k] = batch.score_matrix[:, j]
-    if len(classes) == 2 and batch.scores is not None:
+    if len(classes) == 2 and batch.task == Task.BINARY and batch.scores is not None:
         # Binary: ml.prediction.score is P(positive = last class); fill rows without a score vector.
         pos = np.asarray(batch.scores, dtype=float)
         fill = np.isnan(matrix[:, 1]) & np.isfinite(pos)
