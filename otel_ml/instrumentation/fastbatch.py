@@ -67,7 +67,6 @@ class BatchEncoder:
         self.sink = sink
         self.enc: wire.AttributeEncoder = sink._enc
         self.norm = normalizer
-        self._id_heads: dict[int, bytes] = {}
 
     # --- eligibility --------------------------------------------------------------------------------------------
     @staticmethod
@@ -223,18 +222,10 @@ class BatchEncoder:
         t = wire._pack_q(time_ns)
         head = b"\x09" + t + b"\x59" + t + self.sink._constants(spec, False)
         tail = span_fields + self.sink._pred_name
-        id_head = self._id_head
         raws = [s.encode("utf-8", "replace") for s in ids]
+        heads = {length: self.sink._id_head(length) for length in set(map(len, raws))}
         join = b"".join
-        return [join((head, id_head(len(r)), r, row, tail)) for r, row in zip(raws, rows, strict=True)]
-
-    def _id_head(self, length: int) -> bytes:
-        """The ``ml.prediction.id`` entry up to the id's bytes, for an id of ``length`` bytes (cached)."""
-        head = self._id_heads.get(length)
-        if head is None:
-            head = self.enc.string(a.ML_PREDICTION_ID, "x" * length)[:-length]
-            self._id_heads[length] = head
-        return head
+        return [join((head, heads[len(r)], r, row, tail)) for r, row in zip(raws, rows, strict=True)]
 
     def _feature_column(self, spec: Any, key: str, col: np.ndarray) -> _Column:
         """Encoded pieces of one feature column (``b""`` where the generic path drops the value)."""
@@ -252,7 +243,15 @@ class BatchEncoder:
         if kind == "b":
             yes, no = self.enc.scalar(key, True), self.enc.scalar(key, False)
             return [yes if v else no for v in col.tolist()]
-        return self._cached_column(spec, key, col.tolist())
+        if kind in "iu" and col.dtype.itemsize < 8 + (kind == "i"):  # every value fits int64: encode each distinct one
+            uniq, inverse = np.unique(col, return_inverse=True)
+            pieces = [self.enc.scalar(key, v) for v in uniq.tolist()]
+            return [pieces[i] for i in inverse.ravel().tolist()]
+        values = col.tolist()
+        if set(map(type, values)) == {str} and max(map(len, values)) <= lim.MAX_STRING_LENGTH:
+            cache = {v: self.enc.scalar(key, v) for v in set(values)}
+            return list(map(cache.__getitem__, values))
+        return self._cached_column(spec, key, values)
 
     def _cached_column(self, spec: Any, key: str, values: list[Any]) -> list[bytes]:
         """Pieces of a column of ints, strings or anything else, each value normalized as the generic path does

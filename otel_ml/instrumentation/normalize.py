@@ -209,6 +209,7 @@ class Normalizer:
         fkeys = self._feature_keys
         dprefix = encoder.double_prefixes if encoder is not None else None
         pack: Any = encoder.pack_double if encoder is not None else None
+        vcache = encoder.values if encoder is not None else None
         for name, value in items:
             t = type(value)
             if t is float:
@@ -222,7 +223,11 @@ class Normalizer:
                         continue
             elif t is bool or (t is str and len(value) <= lim.MAX_STRING_LENGTH) or (
                     t is int and -(2**63) <= value < 2**63):
-                pass
+                if vcache is not None:
+                    entry = vcache.get((name, t, value))
+                    if entry is not None:  # the fast path: a categorical value seen before
+                        append(entry)
+                        continue
             else:
                 value = self._feature_value(spec, value)
                 if value is None:
@@ -242,9 +247,13 @@ class Normalizer:
             if encoder is None:
                 append((key, value))
             else:
-                append(encoder.encode(key, value))
-                if t is float and name in fkeys:  # not for capped names: their truncation is counted every time
-                    encoder.remember_double(name, key)
+                entry = encoder.encode(key, value)
+                append(entry)
+                if name in fkeys:  # not for capped names: their truncation is counted every time
+                    if t is float:
+                        encoder.remember_double(name, key)
+                    elif t is not str or len(value) <= 64:
+                        encoder.remember_value(name, t, value, entry)
 
     def segments(self, spec: ModelSpec, segments: Any, pairs: Pairs) -> None:
         """Append ``ml.segment.*`` pairs (values as strings)."""

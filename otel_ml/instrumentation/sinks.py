@@ -36,6 +36,8 @@ _logger = logging.getLogger(__name__)
 Item = tuple[str, Any]
 """A finished event: ``(model name, payload)``."""
 
+_pack_q = wire._pack_q
+_pack_i = wire._pack_i
 _first = itemgetter(0)
 _second = itemgetter(1)
 
@@ -90,6 +92,7 @@ class OtlpSink:
         self._pred_name = wire.event_name_field(ML_PREDICTION_EVENT)
         self._label_name = wire.event_name_field(ML_LABEL_EVENT)
         self._consts: tuple[dict[ModelSpec, bytes], dict[ModelSpec, bytes]] = ({}, {})
+        self._id_heads: dict[int, bytes] = {}
         self.set_resource(settings.resource)
         self._scope = wire.scope_header(INSTRUMENTATION_SCOPE, _scope_version(),
                                         {SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
@@ -113,17 +116,31 @@ class OtlpSink:
         encoded: Sequence[bytes] = (),
     ) -> Item:
         """Encode one event (``encoded``: attribute entries already encoded with :attr:`feature_encoder`)."""
-        enc = self._enc
-        attrs = [self._constants(spec, label), enc.string(ML_PREDICTION_ID, pid)]
-        enc.encode_pairs(pairs, attrs)
+        const = self._consts[label].get(spec)
+        if const is None:
+            const = self._constants(spec, label)
+        raw = pid.encode("utf-8", "replace")
+        head = self._id_heads.get(len(raw))
+        if head is None:
+            head = self._id_head(len(raw))
+        t = _pack_q(time_ns)
+        parts = [b"\x09", t, b"\x59", t, const, head, raw]  # LogRecord fields 1, 11, then the attributes (6)
+        self._enc.encode_pairs(pairs, parts)
         if encoded:
-            attrs += encoded
-        ids = span_ids(span) if span is not None else None
-        if ids is None:
-            rec = wire.log_record(time_ns, self._label_name if label else self._pred_name, attrs)
-        else:
-            rec = wire.log_record(time_ns, self._label_name if label else self._pred_name, attrs, *ids)
-        return spec.name, rec
+            parts += encoded
+        if span is not None:
+            ids = span_ids(span)
+            if ids is not None:
+                parts += (b"\x45", _pack_i(ids[2]), b"\x4a\x10", ids[0], b"\x52\x08", ids[1])
+        parts.append(self._label_name if label else self._pred_name)
+        return spec.name, b"".join(parts)
+
+    def _id_head(self, length: int) -> bytes:
+        """The ``ml.prediction.id`` attribute entry up to the id's bytes, for an id of ``length`` bytes (cached)."""
+        head = self._enc.string(ML_PREDICTION_ID, "x" * length)[:-length]
+        if len(self._id_heads) < 4096:
+            self._id_heads[length] = head
+        return head
 
     def send(self, items: list[Item], stop: threading.Event, deadline: float | None) -> None:
         """Export one batch; count exported or dropped events per model."""

@@ -252,18 +252,29 @@ class FeatureEncoder:
     Attributes:
         double_prefixes: Feature name -> everything of its double attribute entry but the value bytes.
         pack_double: Packs a double's 8 value bytes.
+        values: ``(feature name, type, value)`` -> the whole entry of a categorical value seen before.
     """
 
-    __slots__ = ("_enc", "double_prefixes", "pack_double")
+    __slots__ = ("_enc", "double_prefixes", "pack_double", "values")
+
+    _VALUES_SIZE = 20_000
 
     def __init__(self, enc: AttributeEncoder) -> None:
         self._enc = enc
         self.double_prefixes: dict[Any, bytes] = {}
         self.pack_double = _pack_d
+        self.values: dict[tuple[Any, type, Any], bytes] = {}
+        """``(feature name, type, value)`` -> whole entry, for categorical values (bounded, cleared when full)."""
 
     def encode(self, key: str, value: Any) -> bytes:
         """One validated scalar attribute entry."""
         return self._enc.scalar(key, value)
+
+    def remember_value(self, name: Any, t: type, value: Any, entry: bytes) -> None:
+        """Cache the encoded ``entry`` of a short string, bool or int feature value."""
+        if len(self.values) >= self._VALUES_SIZE:
+            self.values.clear()
+        self.values[(name, t, value)] = entry
 
     def remember_double(self, name: Any, key: str) -> None:
         """Cache the double prefix of feature ``name`` (attribute ``key``), bounded."""
@@ -313,8 +324,19 @@ def resource_field(attrs: Mapping[str, Any]) -> bytes:
     return field_bytes(1, attributes(1, attrs))
 
 
+_RECORD_HEADS = [b"\x12" + varint(n) for n in range(1 << 14)]
+"""``ScopeLogs.log_records`` tag and length for every record shorter than 16 KiB (1- and 2-byte lengths)."""
+
+
 def logs_request(resource: bytes, scope: bytes, records: Sequence[bytes]) -> bytes:
-    """An ``ExportLogsServiceRequest`` with one resource and one scope holding ``records``."""
-    scope_logs = scope + b"".join([b"\x12" + varint(len(r)) + r for r in records])
-    resource_logs = resource + field_bytes(2, scope_logs)
-    return field_bytes(1, resource_logs)
+    """An ``ExportLogsServiceRequest`` with one resource and one scope holding ``records`` (one join: the
+    enclosing lengths are computed first, so the records are copied once)."""
+    heads = _RECORD_HEADS
+    limit = len(heads)
+    framed = [heads[len(r)] if len(r) < limit else b"\x12" + varint(len(r)) for r in records]
+    scope_logs_len = len(scope) + sum(map(len, framed)) + sum(map(len, records))
+    scope_logs_head = b"\x12" + varint(scope_logs_len)
+    resource_logs_len = len(resource) + len(scope_logs_head) + scope_logs_len
+    parts = [b"\x0a" + varint(resource_logs_len), resource, scope_logs_head, scope]
+    parts += [x for pair in zip(framed, records, strict=True) for x in pair]
+    return b"".join(parts)

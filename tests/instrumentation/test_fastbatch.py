@@ -180,3 +180,23 @@ def test_unsupported_batches_take_the_generic_path(name: str) -> None:
         otel_ml.ModelMonitor("m", version="2", task="regression")._spec
     args = make(np.random.default_rng(0))
     _same(p, spec, IDS.new_batch(8), *args, fast_taken=False)
+
+
+def test_single_path_caches_give_the_same_bytes_and_counts_every_time() -> None:
+    """The per-feature caches (double prefixes, whole categorical entries) change nothing on the wire, and a capped
+    (too long) feature name is counted on every event, not only the first."""
+    p = _pipeline()
+    spec = _spec()
+    long_name = "k" * 300
+    features = {"amount": 1.5, "country": "FR", "flag": True, "n": 1, "big": 2**70, long_name: 2.0, "s": "x" * 70}
+    records = []
+    for _ in range(3):
+        item = p._prediction(spec, 5, "same-id", "yes", 0.7, dict(features), None, MISSING, None, None)
+        assert item is not None
+        records.append(item[1])
+    assert records[0] == records[1] == records[2]
+    attrs = {kv.key: kv.value for kv in LogRecord.FromString(records[0]).attributes}
+    assert attrs[a.ML_FEATURE_PREFIX + "flag"].bool_value is True
+    assert attrs[a.ML_FEATURE_PREFIX + "n"].int_value == 1
+    assert attrs[a.ML_FEATURE_PREFIX + "big"].double_value == float(2**70)
+    assert p.normalizer.truncated[("m", "too_long")] == 3
