@@ -5,6 +5,8 @@ Usage::
     otel-ml reference fit --model router --data eval.parquet --task multiclass --target label --prediction pred \\
         [--version 2024-06-01] [--scores p_a p_b p_c] [--classes a b c] [--features age country] \\
         [--segments region] [--method auto] --out references/router/default
+    otel-ml reference fit --model search --data eval.csv --task ranking --target relevant --prediction ranked \
+        [--ranking-k 1 5 10] --out references/search/default
     otel-ml reference report references/router/default [--out ./router-report]
     otel-ml reference verify references/router/default
 
@@ -33,13 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--version", default="", help="model version the reference is for (default: any)")
     fit.add_argument("--data", required=True, help="evaluation set (.parquet or .csv)")
     fit.add_argument("--task", required=True, choices=SUPPORTED_TASKS)
-    fit.add_argument("--target", required=True, help="true value column (multilabel: list or 'a|b' strings)")
-    fit.add_argument("--prediction", required=True, help="predicted value column")
+    fit.add_argument("--target", required=True,
+                     help="true value column (multilabel: list or 'a|b' strings; ranking: relevant items, same forms)")
+    fit.add_argument("--prediction", required=True,
+                     help="predicted value column (multilabel: label set; ranking: ranked items, best first)")
     fit.add_argument("--scores", nargs="*", default=[], help="score columns (binary: P(positive) or one per class)")
     fit.add_argument("--classes", nargs="*", default=None, help="class order matching --scores")
     fit.add_argument("--features", nargs="*", default=[], help="feature columns (names as in ml.feature.<name>)")
     fit.add_argument("--segments", nargs="*", default=[], help="segment columns (names as in ml.segment.<dim>)")
     fit.add_argument("--method", default="auto", help="estimator: auto, cbpe, atc, learned (regression: dle)")
+    fit.add_argument("--ranking-k", type=int, nargs="*", default=[1, 5, 10],
+                     help="ranking: k of the precision@k / NDCG@k baselines")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", required=True, help="artifact directory, e.g. references/<model>/default")
     rep = sub.add_parser("report", help="print the evaluation-set analysis and write a plot")
@@ -60,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             art = fit_reference(frame, model=args.model, version=args.version, task=args.task, target=args.target,
                                 prediction=args.prediction, scores=args.scores, features=args.features,
                                 segments=args.segments, classes=args.classes, method=args.method,
-                                random_state=args.seed)
+                                random_state=args.seed, ranking_k=args.ranking_k)
         except (ReferenceFitError, ValueError) as exc:
             print(f"otel-ml reference fit: {exc}", file=sys.stderr)
             return 2

@@ -15,6 +15,7 @@ from otel_ml.estimation import EstimationError, create_estimator
 from otel_ml.estimation import metrics as em
 from otel_ml.estimation._inputs import as_class_strings, class_codes, resolve_roles
 from otel_ml.estimation.multilabel import label_set
+from otel_ml.quality.ranking import ranking_sums, reciprocal_rank
 from otel_ml.reference.artifact import ReferenceArtifact
 from otel_ml.reference.weak_segments import find_weak_segments
 from otel_ml.semconv.attributes import QualityMetric, Task
@@ -22,7 +23,15 @@ from otel_ml.semconv.attributes import QualityMetric, Task
 _logger = logging.getLogger(__name__)
 
 SET_SIZE = "set_size"
-SUPPORTED_TASKS = (Task.BINARY, Task.MULTICLASS, Task.MULTILABEL, Task.REGRESSION)
+SUPPORTED_TASKS = (Task.BINARY, Task.MULTICLASS, Task.MULTILABEL, Task.REGRESSION, Task.RANKING)
+RANKING_K = (1, 5, 10)
+"""Default k of the ranking baselines (the processor's default ``metrics.ranking_k``)."""
+MAX_KNOWN_ITEMS = 20000
+"""Ranking: item vocabularies up to this size are kept as the known set (unseen-item counts); larger catalogues
+keep none (every item would count as unseen on a catalogue the evaluation set only samples)."""
+AT_K = "@"
+"""Separator of a ranking metric and its k in ``metrics.json`` keys (``precision_at_k@5``): the stage exports it as
+``ml.metric`` = ``precision_at_k`` with ``ml.ranking.k`` = ``5``."""
 
 
 class ReferenceFitError(ValueError):
@@ -65,15 +74,18 @@ def fit_reference(
     classes: Sequence[str] | None = None,
     method: str = "auto",
     random_state: int = 0,
+    ranking_k: Sequence[int] = RANKING_K,
 ) -> ReferenceArtifact:
     """Builds the reference artifact of ``model`` from its labeled evaluation set.
 
     Args:
         frame: One row per evaluated prediction.
         model: Model name (``ml.model.name``).
-        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``.
-        target: True value column (multilabel: list or ``a|b`` string column).
-        prediction: Predicted value column (multilabel: list or ``a|b`` string column).
+        task: ``binary``, ``multiclass``, ``multilabel``, ``regression`` or ``ranking``.
+        target: True value column (multilabel: list or ``a|b`` string column; ranking: the relevant items, same
+            forms).
+        prediction: Predicted value column (multilabel: list or ``a|b`` string column; ranking: the ranked item
+            ids, best first, same forms).
         version: Model version the reference is for (empty: any version).
         scores: Score columns (binary: P(positive) or one per class; multiclass and multilabel: one per class,
             aligned with ``classes``).
@@ -83,6 +95,10 @@ def fit_reference(
         method: Estimator (``auto``, ``cbpe``, ``atc``, ``learned``; regression ``dle``; multilabel
             ``multilabel``).
         random_state: Seed of every random choice (fits are deterministic).
+        ranking_k: Ranking: the k of the precision@k and NDCG@k baselines (metrics keys ``precision_at_k@<k>``,
+            ``ndcg_at_k@<k>``, plus ``mrr``). Ranking references have no correctness estimator; their baselines,
+            ranked-list-length distribution (``set_size``), item distribution and known items (unseen-item counts)
+            drive the stage.
 
     Raises:
         ReferenceFitError: Unsupported task, missing columns, an empty evaluation set.
@@ -123,6 +139,17 @@ def fit_reference(
                                     "give one score column per label, in --classes order")
         estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
                                    scores=scores or None, features=list(features), classes=classes_list)
+    elif task == Task.RANKING:
+        relevant = [parse_label_set(v) for v in frame[target]]
+        ranked = [parse_label_set(v) for v in frame[prediction]]
+        items = sorted({c for s in ranked for c in s})
+        schema["classes"] = items if len(items) <= MAX_KNOWN_ITEMS else []
+        metrics, quality = _ranking_metrics(ranked, relevant, ranking_k)
+        quality_metric, higher = QualityMetric.MRR, True
+        sizes = np.asarray([len(s) for s in ranked], dtype=float)
+        distributions[SET_SIZE] = Distribution.fit(SET_SIZE, sizes, kind=NUMERIC)
+        distributions["prediction"] = Distribution.fit("prediction", [c for s in ranked for c in s], kind=CATEGORICAL)
+        binned[SET_SIZE] = (distributions[SET_SIZE], sizes.astype(object), "set_size")
     elif task == Task.REGRESSION:
         y = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=float)
         yhat = pd.to_numeric(frame[prediction], errors="coerce").to_numpy(dtype=float)
@@ -234,3 +261,16 @@ def _multilabel_metrics(truth: list[list[str]], pred: list[list[str]],
         QualityMetric.LABELS_PER_SAMPLE: float(np.mean([len(q) for q in pred])),
     }
     return metrics, exact
+
+
+def _ranking_metrics(ranked: list[list[str]], relevant: list[list[str]],
+                     ks: Sequence[int]) -> tuple[dict[str, float], np.ndarray]:
+    """MRR, precision@k and NDCG@k (keys ``<metric>@<k>``) and the per-row reciprocal rank."""
+    rr = np.asarray([reciprocal_rank(r, t) for r, t in zip(ranked, relevant, strict=True)], dtype=float)
+    sums = ranking_sums(ranked, relevant, ks)
+    n = max(sums.labeled, 1)
+    metrics = {QualityMetric.MRR: float(rr.mean())}
+    for k in ks:
+        metrics[f"{QualityMetric.PRECISION_AT_K}{AT_K}{k}"] = sums.precision[k] / n
+        metrics[f"{QualityMetric.NDCG_AT_K}{AT_K}{k}"] = sums.ndcg[k] / n
+    return metrics, rr

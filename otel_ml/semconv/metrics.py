@@ -191,8 +191,9 @@ ESTIMATOR_ERROR_MARGIN: Final = _metric(
     "ml.estimator.error_margin", "gauge", "1", (*_MODEL, a.ML_METRIC), "processor",
     "Cross-validated estimation error of the estimator on the reference: widens the interval beyond sampling noise.")
 REFERENCE_METRIC: Final = _metric(
-    "ml.reference.metric", "gauge", "1", (*_MODEL, a.ML_METRIC), "processor",
-    "Quality of the model on its evaluation set (baseline lines on dashboards, thresholds in alerts).")
+    "ml.reference.metric", "gauge", "1", (*_MODEL, a.ML_METRIC, a.ML_RANKING_K), "processor",
+    "Quality of the model on its evaluation set (baseline lines on dashboards, thresholds in alerts). "
+    "`ml.ranking.k` only on ranking `precision_at_k` / `ndcg_at_k` points.")
 
 # --- drift and novelty (processor, against the reference) ----------------------------------------------------------
 UNSEEN_CLASS_PREDICTIONS: Final = _metric(

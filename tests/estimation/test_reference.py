@@ -14,7 +14,15 @@ import pytest
 from otel_ml.reference import ArtifactError, ReferenceFitError, fit_reference, load
 from otel_ml.reference.cli import main
 from otel_ml.reference.weak_segments import wilson_interval
-from tests.estimation.data import CLASSES, SCORES, multiclass_frame, regression_frame
+from tests.estimation.data import (
+    CLASSES,
+    LABEL_SCORES,
+    LABELS,
+    SCORES,
+    multiclass_frame,
+    multilabel_frame,
+    regression_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +120,7 @@ def test_fit_rejects_bad_input(mc_eval):
     with pytest.raises(ReferenceFitError, match="no column"):
         fit_reference(mc_eval, model="m", task="multiclass", target="nope", prediction="pred")
     with pytest.raises(ReferenceFitError, match="task must be"):
-        fit_reference(mc_eval, model="m", task="ranking", target="label", prediction="pred")
+        fit_reference(mc_eval, model="m", task="clustering", target="label", prediction="pred")
 
 
 def test_regression_and_multilabel_references(tmp_path):
@@ -157,3 +165,61 @@ def test_wilson_interval():
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and 0.25 < hi < 0.35
     assert wilson_interval(5, 0) != wilson_interval(5, 0)  # NaN for an empty slice
+
+
+def test_cli_multilabel_fit_with_scores(tmp_path, capsys):
+    frame = multilabel_frame(600)
+    frame.to_csv(tmp_path / "tags.csv", index=False)
+    out = tmp_path / "refs" / "tagger" / "default"
+    assert main(["fit", "--model", "tagger", "--data", str(tmp_path / "tags.csv"), "--task", "multilabel",
+                 "--target", "tags", "--prediction", "predicted", "--scores", *LABEL_SCORES, "--classes", *LABELS,
+                 "--features", "x", "--out", str(out)]) == 0
+    assert "estimator multilabel" in capsys.readouterr().out
+    est = load(out).estimator
+    assert est is not None and est.roles_.classes == tuple(LABELS) and est.roles_.scores == tuple(LABEL_SCORES)
+    assert main(["fit", "--model", "tagger", "--data", str(tmp_path / "tags.csv"), "--task", "multilabel",
+                 "--target", "tags", "--prediction", "predicted", "--scores", *LABEL_SCORES[:2],
+                 "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_ranking_reference_baselines_and_stage(tmp_path):
+    from otel_ml.processor.stage import PredictionBatch
+    from otel_ml.processor.stages.estimation import EstimationStage
+    from otel_ml.semconv import attributes as a
+    from otel_ml.semconv import metrics as m
+    from tests.estimation.test_stage import Clock, RecordingSink
+
+    rng = np.random.default_rng(3)
+    items = [f"i{j}" for j in range(30)]
+    ranked = [list(rng.choice(items, size=int(rng.integers(3, 8)), replace=False)) for _ in range(400)]
+    relevant = [[r[int(rng.integers(0, len(r)))]] if i % 4 else ["nowhere"] for i, r in enumerate(ranked)]
+    frame = pd.DataFrame({"ranked": ["|".join(r) for r in ranked], "relevant": ["|".join(t) for t in relevant]})
+    frame.to_csv(tmp_path / "search.csv", index=False)
+    out = tmp_path / "refs" / "search" / "default"
+    assert main(["fit", "--model", "search", "--data", str(tmp_path / "search.csv"), "--task", "ranking",
+                 "--target", "relevant", "--prediction", "ranked", "--ranking-k", "1", "3", "--out", str(out)]) == 0
+    art = load(out)
+    assert art.estimator is None and set(art.classes) <= set(items)
+    rr = [1.0 / (r.index(t[0]) + 1) if t[0] in r else 0.0 for r, t in zip(ranked, relevant, strict=True)]
+    p1 = [float(t[0] in r[:1]) for r, t in zip(ranked, relevant, strict=True)]
+    assert art.metrics["mrr"] == pytest.approx(np.mean(rr))
+    assert art.metrics["precision_at_k@1"] == pytest.approx(np.mean(p1))
+    assert art.metrics["ndcg_at_k@1"] == pytest.approx(np.mean(p1))
+    assert {"precision_at_k@3", "ndcg_at_k@3"} <= set(art.metrics)
+    assert art.distribution("set_size") is not None
+
+    stage = EstimationStage(tmp_path / "refs", reload_interval=30.0, relabel_path=None, relabel_max_samples=0,
+                            clock=Clock())
+    lists = [["i1", "new-item", "i2"] + [f"i{j}" for j in range(3, 20)]] * 150  # longer lists, one unseen item
+    batch = PredictionBatch(model="search", version="", task="ranking", classes=None,
+                            ids=[str(i) for i in range(150)], timestamps=np.full(150, 1.7e9), values=None,
+                            scores=np.full(150, np.nan), value_lists=lists, segments=[""] * 150)
+    sink = RecordingSink()
+    stage.on_predictions(batch, sink)
+    stage.on_tick(1_700_000_000.0, sink)
+    assert sink.total(m.UNSEEN_CLASS_PREDICTIONS, **{a.ML_CLASS: "new-item"}) == 150
+    assert sink.gauge(m.REFERENCE_METRIC, **{a.ML_METRIC: "precision_at_k", a.ML_RANKING_K: "1"}) == [
+        pytest.approx(art.metrics["precision_at_k@1"])]
+    assert sink.gauge(m.REFERENCE_METRIC, **{a.ML_METRIC: "mrr"}) == [pytest.approx(art.metrics["mrr"])]
+    assert sink.gauge(m.SET_SIZE_DRIFT, **{a.ML_DRIFT_METHOD: "jensen_shannon"})[0] > 0.5
+    assert not sink.total(m.ESTIMATED_PREDICTIONS)

@@ -20,6 +20,10 @@ Loaded by the processor when the config has a ``reference:`` section (see :mod:`
     absolute error);
   - drift and novelty: ``ml.unseen_class_predictions`` (by class, capped), ``ml.feature.bin.observations`` (per
     feature and reference bin), ``ml.weak_segment.predictions`` (per weak slice the prediction falls in).
+* **Ranking** references (no correctness estimator): unseen items (``ml.unseen_class_predictions``, ``ml.class``
+  = item id, capped; only when the evaluation set's catalogue was small enough to keep), the item mix
+  (``ml.prediction.drift``), ranked-list length against the reference (``ml.multilabel.set_size_drift``) and the
+  weak list-length slices; baselines ``mrr`` and ``precision_at_k`` / ``ndcg_at_k`` with ``ml.ranking.k``.
 * **Gauges**, refreshed on every tick: ``ml.reference.metric`` (evaluation-set baselines),
   ``ml.estimator.error_margin``, and the drift of the last :data:`~otel_ml.drift.detectors.DEFAULT_WINDOW`
   predictions against the reference: ``ml.feature.drift``, ``ml.prediction.drift`` and
@@ -72,6 +76,7 @@ from otel_ml.estimation import metrics as em
 from otel_ml.estimation.multilabel import expected_label_outcomes
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch, StageContext
 from otel_ml.reference.artifact import MANIFEST, ArtifactError, ReferenceArtifact, load
+from otel_ml.reference.fit import AT_K
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import Outcome, Task
@@ -242,7 +247,9 @@ class EstimationStage(BaseStage):
             attrs = {a.ML_MODEL_NAME: model, a.ML_MODEL_VERSION: version}
             for metric, value in art.metrics.items():
                 if metric != "rows" and isinstance(value, int | float):
-                    sink.set_gauge(m.REFERENCE_METRIC, float(value), {**attrs, a.ML_METRIC: metric})
+                    name, _, k = metric.partition(AT_K)  # ranking: precision_at_k@5 -> (precision_at_k, k=5)
+                    point = {**attrs, a.ML_METRIC: name, **({a.ML_RANKING_K: k} if k else {})}
+                    sink.set_gauge(m.REFERENCE_METRIC, float(value), point)
             if art.estimator is not None:
                 for metric, margin in art.estimator.error_margin_.items():
                     sink.set_gauge(m.ESTIMATOR_ERROR_MARGIN, float(margin), {**attrs, a.ML_METRIC: metric})
@@ -305,7 +312,7 @@ class EstimationStage(BaseStage):
                 counts = {}
             if rt.prediction is not None:
                 rt.prediction.observe(predicted)
-        elif batch.task == Task.MULTILABEL and batch.value_lists is not None:
+        elif batch.task in (Task.MULTILABEL, Task.RANKING) and batch.value_lists is not None:
             flat = [c for s in batch.value_lists for c in s]
             counts = rt.unseen.observe(flat) if rt.unseen is not None else {}
             if rt.unseen is not None:
