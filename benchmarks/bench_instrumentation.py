@@ -10,6 +10,7 @@ not counted):
   are then put on the event, and through the ``@monitor.instrument`` decorator); the caller appends to a bounded
   deque, the worker hand-encodes OTLP and aggregates the metrics.
 * ``otel-ml batch``: ``monitor.log_predictions`` of 1000 rows (5 features as a DataFrame, 2-class scores).
+* ``gzip on``: the same with ``compression="gzip"`` (the rest of the paths send uncompressed).
 * ``otel-ml sdk mode``: events through the app's LoggerProvider (``configure(mode="sdk")``), from the worker.
 * ``otel-ml no-op``: nothing configured.
 
@@ -186,6 +187,12 @@ def bench_fast(endpoint: str, n: int) -> list[Result]:
         out.append(_run("otel-ml fast: log_prediction in an active span",
                         lambda: mon.log_prediction("fraud", scores=0.93, features=FEATURES), n, _flush))
 
+    otel_ml.configure(endpoint=endpoint, queue_size=2 * n + 10, schedule_delay=0.2, metric_interval=600,
+                      compression="gzip")
+    out.append(_run("otel-ml fast: log_prediction, gzip on",
+                    lambda: mon.log_prediction("fraud", scores=0.93, features=FEATURES), n, _flush))
+    otel_ml.configure(endpoint=endpoint, queue_size=2 * n + 10, schedule_delay=0.2, metric_interval=600)
+
     # The same calls with the worker idle until the flush: its cost without competing with the caller for the GIL
     # (as when a server's request threads wait on I/O), and one large export request.
     otel_ml.configure(endpoint=endpoint, queue_size=2 * n + 10, batch_size=2 * n + 10, schedule_delay=3600,
@@ -219,6 +226,10 @@ def bench_batch(endpoint: str, batches: int, rows: int = 1000) -> list[Result]:
                 lambda: mon.log_predictions(scores=proba, features=frame), batches, _flush, per=rows)]
     out.append(_run(f"otel-ml batch: {rows} rows, ndarray, per row",
                     lambda: mon.log_predictions(scores=proba, features=matrix), batches, _flush, per=rows))
+    otel_ml.configure(endpoint=endpoint, queue_size=batches + 10, schedule_delay=0.2, metric_interval=600,
+                      compression="gzip")
+    out.append(_run(f"otel-ml batch: {rows} rows, DataFrame, gzip on",
+                    lambda: mon.log_predictions(scores=proba, features=frame), batches, _flush, per=rows))
     return out
 
 

@@ -406,6 +406,8 @@ class Normalizer:
     @staticmethod
     def interpret_single(result: Any) -> tuple[Any, Any, Any, Any]:
         """``(prediction, scores, prediction_id, segments)`` from one call's result (default interpretation)."""
+        if type(result) is tuple and len(result) == 2:  # the common (label, proba) first: no ABC check
+            return result[0], result[1], None, None
         if isinstance(result, Mapping):
             pred = _first(result, ("prediction", "label", "value", "predictions"))
             score = _first(result, ("scores", "probabilities", "score", "probability", "proba"))

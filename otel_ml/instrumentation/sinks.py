@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
+from opentelemetry.trace import SpanContext as _SpanContext
+
 from otel_ml.instrumentation import wire
 from otel_ml.instrumentation.aggregate import Aggregator
 from otel_ml.instrumentation.config import Settings
@@ -72,9 +74,13 @@ def span_ids(span: Any) -> tuple[bytes, bytes, int] | None:
     if span is None:
         return None
     ctx = span.get_span_context()
-    if not ctx.is_valid:
+    if type(ctx) is _SpanContext and len(ctx) == 6:  # the API's tuple: fields read without the properties
+        trace_id, span_id, _, flags, _, valid = ctx
+    else:
+        trace_id, span_id, flags, valid = ctx.trace_id, ctx.span_id, ctx.trace_flags, ctx.is_valid
+    if not valid:
         return None
-    return ctx.trace_id.to_bytes(16, "big"), ctx.span_id.to_bytes(8, "big"), int(ctx.trace_flags)
+    return trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big"), int(flags)
 
 
 class OtlpSink:
