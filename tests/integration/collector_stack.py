@@ -296,21 +296,38 @@ class App:
 
 
 class Sender(threading.Thread):
-    """Sends records in the background; :meth:`finish` joins and re-raises the sender's error, if any."""
+    """Sends records in the background; :meth:`finish` joins and re-raises the sender's error, if any.
 
-    def __init__(self, app: App, records: Sequence[logs_pb2.LogRecord], batch: int) -> None:
+    With ``pause_after``, the sender stops once the first ``pause_after`` records were accepted (:attr:`paused` is
+    set) and sends the rest only after :meth:`resume`: a test can act "mid-stream" with records still to come,
+    whatever the machine's speed.
+    """
+
+    def __init__(self, app: App, records: Sequence[logs_pb2.LogRecord], batch: int,
+                 pause_after: int | None = None) -> None:
         super().__init__(daemon=True)
         self.app, self.records, self.batch = app, records, batch
+        self.pause_after = len(records) if pause_after is None else pause_after
+        self.paused, self._resumed = threading.Event(), threading.Event()
         self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         try:
-            self.app.send_all(self.records, self.batch)
+            self.app.send_all(self.records[:self.pause_after], self.batch)
+            self.paused.set()
+            self._resumed.wait()
+            self.app.send_all(self.records[self.pause_after:], self.batch)
         except BaseException as exc:  # reported by finish()
             self.error = exc
+            self.paused.set()
+
+    def resume(self) -> None:
+        """Send the records after ``pause_after``."""
+        self._resumed.set()
 
     def finish(self, timeout: float = 180.0) -> None:
+        self.resume()
         self.join(timeout)
         assert not self.is_alive(), "sender did not finish"
         if self.error is not None:
@@ -404,9 +421,10 @@ class Stack:
         assert self.collector.stop() == 0
         self.collector.start()
 
-    def send_in_background(self, records: Sequence[logs_pb2.LogRecord], batch: int = 200) -> Sender:
+    def send_in_background(self, records: Sequence[logs_pb2.LogRecord], batch: int = 200,
+                           pause_after: int | None = None) -> Sender:
         assert self.app is not None
-        return Sender(self.app, records, batch)
+        return Sender(self.app, records, batch, pause_after)
 
     def value(self, expr: str) -> float:
         """Scalar PromQL result; 0 when the result is empty (nothing exported yet)."""
