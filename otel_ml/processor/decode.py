@@ -103,6 +103,9 @@ def _arr(v: Any) -> Any:
 
 
 def _value_of_array(arr: ArrayValue) -> Any:
+    strings = [x.string_value for x in arr.values]
+    if strings and all(strings):  # non-empty strings: each is the active member of its oneof (the common case)
+        return strings
     out: list[Any] = []
     append = out.append
     for x in arr.values:
@@ -214,7 +217,8 @@ _CLASSES: dict[tuple[str, ...], tuple[str, ...]] = {}
 """Interned class tuples (one object per distinct class order: cheap grouping downstream)."""
 
 
-def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> tuple[Row, Extra | None]:
+def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features: dict[str, Any] | None, ts: float,
+                now: float, extras: bool) -> tuple[Row, Extra | None]:
     get = attrs.get
     model, pid, task = get(a.ML_MODEL_NAME), get(a.ML_PREDICTION_ID), get(a.ML_TASK)
     if type(model) is not str or type(pid) is not str or not model or not pid:  # slow path: the precise reason
@@ -260,24 +264,22 @@ def _prediction(attrs: dict[str, Any], ts: float, now: float, extras: bool) -> t
     if task == _BINARY:
         p_aux = classes_t[-1] if classes_t else "1"
     segment = ""
-    segments = tuple([(key, v) for key, v in attrs.items() if key.startswith(_SEGMENT)])
     if segments:
-        cached = _SEGMENTS.get(segments)
+        seg_key = tuple(segments.items())
+        cached = _SEGMENTS.get(seg_key)
         if cached is None:
-            for key, v in segments:
+            for key, v in seg_key:
                 if type(v) is not str:
                     raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
-            cached = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(segments))
+            cached = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(seg_key))
             if len(_SEGMENTS) < 100_000:
-                _SEGMENTS[segments] = cached
+                _SEGMENTS[seg_key] = cached
         segment = cached
     label = _label_half(attrs, ts) if (a.ML_LABEL_VALUE in attrs or a.ML_LABEL_VALUES in attrs) else _NO_LABEL
     row = (f"{model}{SEP}{pid}", now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts, *label)
     if not extras:
         return row, None
-    features = {key[_FEATURE_LEN:]: (None if v is BAD or type(v) is ArrayValue else v)
-                for key, v in attrs.items() if key.startswith(_FEATURE)}
-    return row, (features, scores, classes_t)
+    return row, (features or {}, scores, classes_t)
 
 
 def _label(attrs: dict[str, Any], ts: float, now: float) -> Row:
@@ -286,6 +288,23 @@ def _label(attrs: dict[str, Any], ts: float, now: float) -> Row:
         model, pid = _req_str(attrs, a.ML_MODEL_NAME), _req_str(attrs, a.ML_PREDICTION_ID)
     return (f"{model}{SEP}{pid}", now, model, None, None, None, None, None, None, None, None, None,
             *_label_half(attrs, ts))
+
+
+_PLAIN_KEY: Final = "plain"
+_SEGMENT_KEY: Final = "segment"
+_FEATURE_KEY: Final = "feature"
+_STAGE_KEY: Final = "stage"
+_KEY_KINDS: dict[str, str] = {}
+"""Attribute key -> kind: plain, segment, feature, or stage (a plain key only stages read: skipped without one).
+One dict lookup per attribute instead of prefix tests."""
+
+
+def _key_kind(key: str) -> str:
+    kind = (_SEGMENT_KEY if key.startswith(_SEGMENT) else _FEATURE_KEY if key.startswith(_FEATURE)
+            else _STAGE_KEY if key == a.ML_PREDICTION_SCORES else _PLAIN_KEY)
+    if len(_KEY_KINDS) < 100_000:
+        _KEY_KINDS[key] = kind
+    return kind
 
 
 def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool = True) -> Decoded:
@@ -299,6 +318,7 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
     out = Decoded()
     preds, extra_list, labels = out.predictions, out.extras, out.labels
     received = ignored = 0
+    key_kind = _KEY_KINDS.get
     for rl in request.resource_logs:
         for sl in rl.scope_logs:
             for rec in sl.log_records:
@@ -308,22 +328,40 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
                     ignored += 1
                     continue
                 attrs: dict[str, Any] = {}
+                segments: dict[str, Any] | None = None
+                features: dict[str, Any] | None = None
                 for kv in rec.attributes:
+                    key = kv.key
+                    kind = key_kind(key)
+                    if kind is None:
+                        kind = _key_kind(key)
+                    if kind is not _PLAIN_KEY and kind is not _SEGMENT_KEY and not extras:
+                        continue  # features and per-class scores feed stages only: not even read without one
                     v = kv.value
-                    kind = v.WhichOneof("value")
-                    if kind == "string_value":
-                        attrs[kv.key] = v.string_value
-                    elif kind == "double_value":
-                        attrs[kv.key] = v.double_value
-                    elif kind == "array_value":
-                        attrs[kv.key] = v.array_value  # converted only where used (_arr)
+                    val: Any = v.string_value
+                    if not val:  # a non-empty string is the oneof's active member; anything else: look
+                        which = v.WhichOneof("value")
+                        if which == "double_value":
+                            val = v.double_value
+                        elif which == "array_value":
+                            val = v.array_value  # converted only where used (_arr)
+                        elif which != "string_value":
+                            val = _value(v)
+                    if kind is _PLAIN_KEY or kind is _STAGE_KEY:
+                        attrs[key] = val
+                    elif kind is _SEGMENT_KEY:
+                        if segments is None:
+                            segments = {}
+                        segments[key] = val
                     else:
-                        attrs[kv.key] = _value(v)
+                        if features is None:
+                            features = {}
+                        features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is ArrayValue else val
                 t = rec.time_unix_nano or rec.observed_time_unix_nano
                 ts = t / 1e9 if t else now
                 try:
                     if name == ML_PREDICTION_EVENT:
-                        row, extra = _prediction(attrs, ts, now, extras)
+                        row, extra = _prediction(attrs, segments, features, ts, now, extras)
                         preds.append(row)
                         extra_list.append(extra)
                     else:

@@ -86,8 +86,8 @@ def _dumps(values: tuple[Any, ...]) -> bytes:
     return marshal.dumps(values, MARSHAL_VERSION)
 
 
-def _encode(row: Row) -> tuple[str, float, bytes]:
-    return row[0], row[ARRIVED], _dumps(row[2:])
+def _encode(row: Row, _marshal: Any = marshal.dumps, _version: int = MARSHAL_VERSION) -> tuple[str, float, bytes]:
+    return row[0], row[ARRIVED], _marshal(row[2:], _version)
 
 
 def _decode(k: str, arrived: float, blob: bytes) -> Row:
@@ -146,6 +146,7 @@ class SqliteJoinStore(BaseJoinStore):
             "SELECT count(row), count(*) - count(row) FROM pending").fetchone()
         self._pending, self._done_count = int(live), int(dead)
         self._live_head = 0  # every row with a smaller rowid is a tombstone (or gone)
+        self._rowids: dict[str, int] = {}  # pending key -> rowid, of the last _lookup (joins update by rowid)
         self._in_txn = False
         self._saved = (self._pending, self._done_count, self._live_head)
 
@@ -159,11 +160,17 @@ class SqliteJoinStore(BaseJoinStore):
         self._begin()
         out: dict[str, object] = {}
         db = self._db
+        rowids = self._rowids = {}
         for i in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = keys[i:i + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for k, arrived, blob in db.execute(f"SELECT k, arrived, row FROM pending WHERE k IN ({marks})", chunk):
-                out[k] = DONE if blob is None else _decode(k, arrived, blob)
+            for rowid, k, arrived, blob in db.execute(
+                    f"SELECT rowid, k, arrived, row FROM pending WHERE k IN ({marks})", chunk):
+                if blob is None:
+                    out[k] = DONE
+                else:
+                    out[k] = _decode(k, arrived, blob)
+                    rowids[k] = rowid
         return out
 
     def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[tuple[str, float]]) -> None:
@@ -172,7 +179,8 @@ class SqliteJoinStore(BaseJoinStore):
         if inserts:
             db.executemany("INSERT INTO pending (k, arrived, row) VALUES (?, ?, ?)", [_encode(r) for r in inserts])
         if deletes:  # joined: the pending row becomes its own tombstone (one in-place update, no index change)
-            db.executemany("UPDATE pending SET row = NULL WHERE k = ?", [(k,) for k in deletes])
+            rowid = self._rowids.__getitem__  # deletes are keys the preceding _lookup found pending
+            db.executemany("UPDATE pending SET row = NULL WHERE rowid = ?", [(rowid(k),) for k in deletes])
         if len(done) > len(deletes):  # joined without a stored row (pairs, same-step joins): a new tombstone
             updated = set(deletes)
             db.executemany("INSERT OR IGNORE INTO pending (k, arrived, row) VALUES (?, ?, NULL)",
