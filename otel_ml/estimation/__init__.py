@@ -26,7 +26,10 @@ API (scikit-learn style)
     ``reference`` is a pandas DataFrame, one row per prediction; the other arguments name its columns.
     Binary ``scores`` is one column with P(positive = last of ``classes``) or one column per class; multiclass
     ``scores`` is one column per class aligned with ``classes``. Classes are compared as strings (``str(x)``,
-    integral floats as ints), exactly as they travel in ``ml.prediction.value``. Regression estimators take
+    integral floats as ints), exactly as they travel in ``ml.prediction.value``. Multilabel: ``y_true``/``y_pred``
+    are label-set columns (lists, JSON lists or ``a|b`` strings) and ``scores`` one column per label aligned with
+    ``classes`` (``ml.prediction.scores`` aligned with ``ml.prediction.classes``); ``predict_correctness`` is
+    P(exact match) and ``estimate`` the window's ``exact_match``. Regression estimators take
     ``y_true``, ``y_pred`` and ``features`` only. Raises :class:`EstimationError` on missing columns, an empty
     reference, inconsistent scores or a task the estimator does not support.
 ``predict_correctness(frame) -> np.ndarray``
@@ -38,7 +41,7 @@ API (scikit-learn style)
     The window's estimated accuracy (regression: MAE) with ``lower``/``upper``.
 ``estimate_metrics(frame, metrics=None) -> dict[str, Estimate]``
     Binary: ``accuracy``, ``f1`` (positive class), ``roc_auc`` (with scores); multiclass: ``accuracy``,
-    ``f1_macro``; regression: ``mae``, ``rmse``.
+    ``f1_macro``; multilabel: ``exact_match``, ``f1_macro``; regression: ``mae``, ``rmse``.
 
 Intervals
 =========

@@ -68,7 +68,8 @@ class Estimate:
         lower: Lower bound of the interval.
         upper: Upper bound of the interval.
         n: Rows in the window.
-        estimator: Key of the estimator that produced it (``cbpe``, ``atc``, ``learned``, ``blend``, ``dle``).
+        estimator: Key of the estimator that produced it (``cbpe``, ``atc``, ``learned``, ``blend``, ``dle``,
+            ``multilabel``).
         sampling_sd: Standard deviation of the realized metric around its expectation (labels drawn from the
             estimated per-row distribution).
         error_margin: Cross-validated estimation error on the reference beyond sampling noise.

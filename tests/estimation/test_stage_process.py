@@ -22,7 +22,7 @@ from otel_ml.reference import load
 from otel_ml.reference.cli import main as reference_cli
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import prom_name
-from tests.estimation.data import CLASSES, SCORES, multiclass_frame
+from tests.estimation.data import CLASSES, LABEL_SCORES, LABELS, SCORES, multiclass_frame, multilabel_frame
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support.procs import wait_until
 
@@ -99,6 +99,40 @@ def test_processor_counters_equal_offline_estimates_and_reload(tmp_path: Path) -
         assert series(proc, m.ESTIMATED_CORRECT_PREDICTIONS, ml_estimator="atc") == pytest.approx(
             new.predict_correctness(second).sum(), rel=1e-9)
         assert "refusing reference" not in proc.process.log(tail=100_000)
+    finally:
+        reset()
+        proc.process.stop()
+
+
+def test_multilabel_through_the_sdk(tmp_path: Path) -> None:
+    refs = tmp_path / "refs"
+    art_dir = refs / "tagger" / "default"
+    data = multilabel_frame(1000)
+    data.to_csv(tmp_path / "tags.csv", index=False)
+    assert reference_cli(["fit", "--model", "tagger", "--data", str(tmp_path / "tags.csv"), "--task", "multilabel",
+                          "--target", "tags", "--prediction", "predicted", "--scores", *LABEL_SCORES,
+                          "--classes", *LABELS, "--features", "x", "--out", str(art_dir)]) == 0
+    proc = ProcessorProcess(tmp_path, reference={"directory": str(refs), "reload_interval": "1s"},
+                            relabel={"path": str(tmp_path / "relabel.jsonl")}).start()
+    try:
+        otel_ml.configure(endpoint=f"http://127.0.0.1:{proc.http_port}", protocol="http/protobuf",
+                          compression="gzip", resource={"service.name": "estimation-test"})
+        monitor = otel_ml.ModelMonitor("tagger", task="multilabel", classes=LABELS)
+        frame = multilabel_frame(250, seed=41, shift=-0.8)
+        for row in frame.itertuples(index=False):
+            monitor.log_prediction([t for t in row.predicted.split("|") if t],
+                                   scores=[getattr(row, c) for c in LABEL_SCORES], features={"x": row.x})
+        assert otel_ml.force_flush(30)
+        wait_until(lambda: series(proc, m.ESTIMATED_PREDICTIONS) == len(frame), timeout=60,
+                   what="estimated multilabel predictions scraped")
+        est = load(art_dir).estimator
+        assert est is not None
+        p, q, d = est.predict_details(frame)
+        assert series(proc, m.ESTIMATED_CORRECT_PREDICTIONS, ml_estimator="multilabel") == pytest.approx(
+            p.sum(), rel=1e-9)
+        for j, label in enumerate(LABELS):
+            assert series(proc, m.ESTIMATED_CLASSIFICATION_OUTCOMES, ml_class=label, ml_outcome="tp") == pytest.approx(
+                float((d[:, j] * q[:, j]).sum()), rel=1e-9)
     finally:
         reset()
         proc.process.stop()
