@@ -168,8 +168,8 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("receiver.http.endpoint", "host:port or null", DEFAULT_HTTP_ENDPOINT,
            "OTLP/HTTP `POST /v1/logs` (protobuf, `Content-Encoding: gzip`); `receiver.http: null` disables it."),
     KeyDoc("receiver.max_request_bytes", "int", str(DEFAULT_MAX_REQUEST_BYTES),
-           "Largest request (decompressed); larger: HTTP 413 (counted `too_large`) / gRPC "
-           "RESOURCE_EXHAUSTED (by grpc)."),
+           "Largest request (decompressed); larger: HTTP 413 / gRPC RESOURCE_EXHAUSTED, counted `too_large` "
+           "(beyond 4x this, grpc itself refuses, uncounted)."),
     KeyDoc("receiver.max_inflight_requests", "int", str(DEFAULT_MAX_INFLIGHT_REQUESTS),
            "Requests parsed or waiting for the store at once; beyond: gRPC UNAVAILABLE / HTTP 503 + Retry-After."),
     KeyDoc("receiver.retry_after", "int seconds", str(DEFAULT_RETRY_AFTER_S),

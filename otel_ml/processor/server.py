@@ -7,10 +7,13 @@ Answers (what the collector's ``otlp``/``otlphttp``/``load_balancing`` exporters
 * overload (more than ``receiver.max_inflight_requests`` requests in flight): gRPC ``UNAVAILABLE`` / HTTP 503 with
   ``Retry-After`` — retryable, so the sender's queue keeps the data;
 * store failure (commit failed): gRPC ``UNAVAILABLE`` / HTTP 503 + ``Retry-After`` (retryable);
-* undecodable payload: gRPC ``INVALID_ARGUMENT`` (grpc itself rejects undecodable messages) / HTTP 400; too large:
-  gRPC ``RESOURCE_EXHAUSTED`` (enforced by grpc's ``max_receive_message_length``) / HTTP 413 — permanent, counted
-  under ``ml.processor.records.rejected{ml.reason=decode_error|too_large}`` as one record each (the record count of
-  an unreadable request is unknown).
+* undecodable payload: gRPC ``INVALID_ARGUMENT`` / HTTP 400; larger than ``receiver.max_request_bytes``
+  (decompressed): gRPC ``RESOURCE_EXHAUSTED`` / HTTP 413 — permanent, counted under
+  ``ml.processor.records.rejected{ml.reason=decode_error|too_large}`` as one record each (the record count of an
+  unreadable request is unknown). The gRPC method receives raw bytes (the servicer parses them), so both checks are
+  the processor's own and counted; grpc's ``max_receive_message_length`` is set to
+  :data:`GRPC_HARD_LIMIT_FACTOR` times the configured limit as a memory backstop: a message beyond that is refused
+  by grpc itself (``RESOURCE_EXHAUSTED`` too) and is the one case not counted.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
     ExportLogsServiceRequest,
@@ -47,6 +49,9 @@ from otel_ml.semconv.attributes import RejectReason
 
 _logger = logging.getLogger(__name__)
 COMMIT_TIMEOUT_S = 30.0
+GRPC_HARD_LIMIT_FACTOR = 4
+"""grpc's own receive limit, as a multiple of ``receiver.max_request_bytes`` (see the module docstring)."""
+_LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
 
 class Ingest:
@@ -81,17 +86,27 @@ def response(result: StepResult) -> ExportLogsServiceResponse:
         rejected_log_records=result.rejected, error_message=result.error_message))
 
 
-class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
-    """gRPC ``opentelemetry.proto.collector.logs.v1.LogsService``."""
+class LogsServicer:
+    """gRPC ``opentelemetry.proto.collector.logs.v1.LogsService``; ``Export`` takes the serialized request."""
 
-    def __init__(self, ingest: Ingest) -> None:
+    def __init__(self, ingest: Ingest, max_request_bytes: int) -> None:
         self._ingest = ingest
+        self._limit = max_request_bytes
 
-    def Export(self, request: ExportLogsServiceRequest, context: grpc.ServicerContext) -> ExportLogsServiceResponse:
+    def Export(self, body: bytes, context: grpc.ServicerContext) -> ExportLogsServiceResponse:
         if not self._ingest.admission.try_enter():
             self._ingest.refused()
             context.abort(grpc.StatusCode.UNAVAILABLE, "otel-ml processor overloaded; retry later")
         try:
+            if len(body) > self._limit:
+                self._ingest.rejected_request(RejectReason.TOO_LARGE)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"request of {len(body)} bytes exceeds receiver.max_request_bytes ({self._limit})")
+            try:
+                request = ExportLogsServiceRequest.FromString(body)
+            except DecodeError as exc:
+                self._ingest.rejected_request(RejectReason.DECODE_ERROR)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable ExportLogsServiceRequest: {exc}")
             return response(self._ingest.ingest(request))
         except (StoreUnavailable, futures.TimeoutError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {exc}")
@@ -99,19 +114,26 @@ class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
         finally:
             self._ingest.admission.leave()
 
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service handler: raw request bytes in (no grpc-side parsing), protobuf response out."""
+        method = grpc.unary_unary_rpc_method_handler(
+            self.Export, request_deserializer=None, response_serializer=ExportLogsServiceResponse.SerializeToString)
+        return grpc.method_handlers_generic_handler(_LOGS_SERVICE, {"Export": method})
+
 
 def grpc_server(ingest: Ingest, endpoint: str, config: ProcessorConfig) -> tuple[grpc.Server, int]:
     """Start the gRPC receiver; returns the server and its bound port."""
     # more workers than admitted requests, so an overloaded processor still has a thread to answer UNAVAILABLE;
     # beyond maximum_concurrent_rpcs grpc itself answers RESOURCE_EXHAUSTED (nothing queues without bound)
     limit = config.receiver.max_inflight_requests
+    max_bytes = config.receiver.max_request_bytes
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limit + 4, thread_name_prefix="otel-ml-grpc"),
         maximum_concurrent_rpcs=2 * limit + 8,
-        options=[("grpc.max_receive_message_length", config.receiver.max_request_bytes),
+        options=[("grpc.max_receive_message_length", min(GRPC_HARD_LIMIT_FACTOR * max_bytes, 2**31 - 1)),
                  ("grpc.max_send_message_length", 4 * 1024 * 1024)],
     )
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(ingest), server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers((LogsServicer(ingest, max_bytes).handler(),))
     port = server.add_insecure_port(endpoint)
     if port == 0:
         raise OSError(f"cannot bind the gRPC receiver to {endpoint}")

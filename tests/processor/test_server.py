@@ -100,12 +100,29 @@ def test_http_gzip_and_error_answers(app_factory: Any) -> None:
     assert agg.value(m.LABELED_PREDICTIONS.name) == 1
 
 
-def test_grpc_too_large_is_resource_exhausted(app_factory: Any) -> None:
+def test_grpc_too_large_and_garbage_are_counted(app_factory: Any) -> None:
     app = app_factory(receiver={"max_request_bytes": 2048})
     big = ev.request([prediction_event(f"p{i}") for i in range(100)])
+    assert big.ByteSize() > 4 * 2048  # beyond grpc's own backstop: refused by grpc, the one uncounted case
     with pytest.raises(grpc.RpcError) as err:
         _stub(app).Export(big, timeout=30)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    just_over = ev.request([prediction_event(f"q{i}") for i in range(30)])
+    assert 2048 < just_over.ByteSize() <= 4 * 2048  # below grpc's own backstop: the processor refuses and counts
+    with pytest.raises(grpc.RpcError) as err:
+        _stub(app).Export(just_over, timeout=30, compression=grpc.Compression.Gzip)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        raw = channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+        with pytest.raises(grpc.RpcError) as err:
+            raw(b"\xff\xfe garbage", timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ok = _stub(app).Export(ev.request(MIXED), timeout=30)
+    assert ok.partial_success.rejected_log_records == 2
+    agg = app.pipeline.aggregates
+    assert agg.value(m.PROCESSOR_RECORDS_REJECTED.name, {"ml.reason": "too_large"}) == 1
+    assert agg.value(m.PROCESSOR_RECORDS_REJECTED.name, {"ml.reason": "decode_error"}) == 1
+    assert agg.value(m.LABELED_PREDICTIONS.name) == 1
 
 
 class BlockingStage(BaseStage):
