@@ -53,6 +53,13 @@ class _Histogram:
             self.max = value
 
 
+def _by_model(pending: list[tuple[ModelKey, float]]) -> dict[ModelKey, list[float]]:
+    by_model: defaultdict[ModelKey, list[float]] = defaultdict(list)
+    for model, value in pending:
+        by_model[model].append(value)
+    return by_model
+
+
 class Aggregator:
     """Cumulative client metrics of every model in this process."""
 
@@ -68,9 +75,13 @@ class Aggregator:
         self.truncated: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.drop_lock = threading.Lock()
         self._scores: list[tuple[ModelKey, float]] = []
+        self._durations: list[tuple[ModelKey, float]] = []
 
     def record_duration(self, model: ModelKey, seconds: float, error_type: str | None = None) -> None:
-        """One instrumented call's wall time."""
+        """One instrumented call's wall time (successful calls are folded in bulk, like scores)."""
+        if error_type is None:
+            self._durations.append((model, seconds))
+            return
         h = self.duration.get((model, error_type))
         if h is None:
             h = self.duration[(model, error_type)] = _Histogram(m.DURATION_BUCKETS_S)
@@ -115,19 +126,22 @@ class Aggregator:
             h.record_many(scores)
 
     def fold_scores(self) -> None:
-        """Add the pending scores to the score histograms, vectorized (called per export batch and at export)."""
-        pending = self._scores
-        if not pending:
-            return
-        self._scores = []
-        by_model: defaultdict[ModelKey, list[float]] = defaultdict(list)
-        for model, score in pending:
-            by_model[model].append(score)
-        for model, scores in by_model.items():
-            h = self.score.get(model)
-            if h is None:
-                h = self.score[model] = _Histogram(m.SCORE_BUCKETS)
-            h.record_many(scores)
+        """Add the pending scores and durations to their histograms, vectorized (called per export batch and at
+        export)."""
+        if self._durations:
+            pending, self._durations = self._durations, []
+            for model, values in _by_model(pending).items():
+                h = self.duration.get((model, None))
+                if h is None:
+                    h = self.duration[(model, None)] = _Histogram(m.DURATION_BUCKETS_S)
+                h.record_many(values)
+        if self._scores:
+            pending, self._scores = self._scores, []
+            for model, values in _by_model(pending).items():
+                h = self.score.get(model)
+                if h is None:
+                    h = self.score[model] = _Histogram(m.SCORE_BUCKETS)
+                h.record_many(values)
 
     def record_error(self, model: ModelKey, error_type: str) -> None:
         """One instrumented call that raised."""

@@ -200,3 +200,21 @@ def test_single_path_caches_give_the_same_bytes_and_counts_every_time() -> None:
     assert attrs[a.ML_FEATURE_PREFIX + "n"].int_value == 1
     assert attrs[a.ML_FEATURE_PREFIX + "big"].double_value == float(2**70)
     assert p.normalizer.truncated[("m", "too_long")] == 3
+
+
+def test_bulk_folded_durations_equal_per_value_recording() -> None:
+    from otel_ml.instrumentation.aggregate import Aggregator, _Histogram
+    from otel_ml.semconv import metrics as m
+
+    agg = Aggregator()
+    values = [0.0, 1e-4, 0.005, 0.005, 0.25, 3.0, 1e9, *np.random.default_rng(2).random(50).tolist()]
+    reference = _Histogram(m.DURATION_BUCKETS_S)
+    for v in values:
+        agg.record_duration(("m", "1"), v)
+        reference.record(v)
+    agg.record_duration(("m", "1"), 0.5, "ValueError")  # errors are recorded at once, in their own series
+    agg.fold_scores()
+    h = agg.duration[(("m", "1"), None)]
+    assert (h.counts, h.count, h.min, h.max) == (reference.counts, reference.count, reference.min, reference.max)
+    assert h.sum == pytest.approx(reference.sum)
+    assert agg.duration[(("m", "1"), "ValueError")].count == 1
