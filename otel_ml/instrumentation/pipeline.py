@@ -32,10 +32,12 @@ from typing import Any
 
 from otel_ml.instrumentation.config import Settings, with_instance_id
 from otel_ml.instrumentation.fastbatch import BatchEncoder
-from otel_ml.instrumentation.limits import TruncationReason
+from otel_ml.instrumentation.limits import MAX_STRING_LENGTH, TruncationReason
 from otel_ml.instrumentation.normalize import MISSING, Normalizer
 from otel_ml.instrumentation.spec import ModelSpec
-from otel_ml.semconv.attributes import DropReason
+from otel_ml.semconv.attributes import ML_PREDICTION_SCORE, ML_PREDICTION_VALUE, DropReason, Task
+
+CLASSIFICATION = Task.CLASSIFICATION
 
 _logger = logging.getLogger(__name__)
 
@@ -330,8 +332,16 @@ class WorkerPipeline(Pipeline):
         if duration_ns is not None:
             metrics.record_duration(spec.key, duration_ns / 1e9)
         pid = pid if type(pid) is str and len(pid) <= 256 else norm._str(spec, pid)
-        pairs: list[tuple[str, Any]] = []
-        ok, cls, score = norm.prediction(spec, prediction, scores, pairs)
+        cls: str | None
+        score: float | None
+        if (type(prediction) is str and type(scores) is float and scores - scores == 0.0
+                and len(prediction) <= MAX_STRING_LENGTH and spec.task in CLASSIFICATION):
+            # the common (class, finite score) call: what Normalizer.prediction returns for it, without the call
+            pairs: list[tuple[str, Any]] = [(ML_PREDICTION_VALUE, prediction), (ML_PREDICTION_SCORE, scores)]
+            ok, cls, score = True, prediction, scores
+        else:
+            pairs = []
+            ok, cls, score = norm.prediction(spec, prediction, scores, pairs)
         if not ok or pid is None:
             metrics.record_drop(spec.name, DropReason.INVALID)
             return None
