@@ -218,3 +218,20 @@ def test_bulk_folded_durations_equal_per_value_recording() -> None:
     assert (h.counts, h.count, h.min, h.max) == (reference.counts, reference.count, reference.min, reference.max)
     assert h.sum == pytest.approx(reference.sum)
     assert agg.duration[(("m", "1"), "ValueError")].count == 1
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+@pytest.mark.parametrize("score", [0.93, 0.0, -2.5, 1e300])
+def test_class_and_score_shortcut_equals_the_normalizer(task: str, score: float) -> None:
+    p = _pipeline()
+    spec = _spec(task, ["no", "yes", "maybe"] if task == "multiclass" else None)
+    item = p._prediction(spec, 9, "pid-1", "yes", score, {"x": 1.0}, None, MISSING, None, None)
+    assert item is not None
+    pairs: list[tuple[str, Any]] = []
+    assert p.normalizer.prediction(spec, "yes", score, pairs) == (True, "yes", score)
+    encoded: list[Any] = []
+    p.normalizer.features(spec, {"x": 1.0}, encoded, p._feature_encoder)
+    assert item == p.sink.event(spec, False, 9, "pid-1", pairs, None, encoded)
+    attrs = {kv.key: kv.value for kv in LogRecord.FromString(item[1]).attributes}
+    assert attrs[a.ML_PREDICTION_VALUE].string_value == "yes"
+    assert attrs[a.ML_PREDICTION_SCORE].double_value == score
