@@ -225,6 +225,11 @@ class SyntheticExporter:
             self._samples = list(new)
             self._t0 = time.time() - 1.0
 
+    def samples(self) -> list[Sample]:
+        """The samples being served."""
+        with self._lock:
+            return list(self._samples)
+
     def render(self) -> str:
         with self._lock:
             elapsed = time.time() - self._t0

@@ -4,9 +4,13 @@ Data flows through the real pipeline: an instrumented serving app (:mod:`tests.a
 ``ml.client.*`` metrics and events) and a batch job send OTLP to the OCB-built collector running the shipped
 ``collector-config/gateway.yaml``; it routes the events to the real otel-ml processor, whose metrics come back over
 OTLP and leave, with the app's metrics and the real hostmetrics, through the collector's ``prometheus`` exporter,
-which Prometheus scrapes (``honor_labels`` as in the compose config). What the pipeline does not produce in this
-test (estimation, drift, baselines, serving-process CPU/memory) is served by :mod:`tests.alerts.synthetic`, generated
-from the semconv specs; which series came from where is printed.
+which Prometheus scrapes (``honor_labels`` as in the compose config). The processor runs its estimation stage on
+references fitted in the test with ``otel-ml reference fit`` (:mod:`tests.alerts.scenario`), with a 5 s label window,
+so baselines, estimated quality, drift, unseen classes, weak-segment traffic, relabel samples, expired predictions
+and orphaned labels are real; the serving app exports its own ``process.cpu.time`` / ``process.memory.usage``
+through the OTel SDK. What the pipeline cannot produce in a short test (overload, evictions, export failures,
+client drops; ranking baselines, which ``reference fit`` does not support) is served by
+:mod:`tests.alerts.synthetic`, generated from the semconv specs; which series came from where is printed.
 
 * coverage: with a degraded fleet, every dashboard target and annotation (variables set to "All") and every
   recording rule returns data;
@@ -21,6 +25,7 @@ The rules are the shipped ones; only ``for:`` is shortened (``otel_ml.alerting.g
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -41,13 +46,14 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from otel_ml.alerting import generate
 from otel_ml.dashboarding import checks
+from otel_ml.dashboarding import promql as q
 from otel_ml.processor import events as ev
-from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import all_series_names, prom_name
+from tests.alerts import scenario
 from tests.alerts.synthetic import Mode, SyntheticExporter, host_samples, samples
 from tests.integration.collector_stack import GATEWAY, Collector, Processor
-from tests.processor.conftest import label_event, prediction_event
+from tests.processor.conftest import prediction_event
 from tests.support.procs import ROOT, Alertmanager, ManagedProcess, Prometheus, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -61,35 +67,10 @@ VERSION = "v1"
 WARMUP = 4
 """Pairs sent first so every series exists before the traffic that increase() must see."""
 N = WARMUP + 200
-
-
-# --- real events -----------------------------------------------------------------------------------------------------
-def _events(model: str, task: str, n: int, wrong_every: int) -> list[Any]:
-    """n predictions + labels of one model; every ``wrong_every``-th prediction is wrong (0: all right)."""
-    out = []
-    classes = ["cat", "dog", "fox"]
-    version = {a.ML_MODEL_VERSION: VERSION}
-    for i in range(n):
-        pid = f"{model}-{i}"
-        wrong = wrong_every and i % wrong_every == wrong_every - 1
-        seg = {a.ML_SEGMENT_PREFIX + "region": "eu" if (i // 2) % 2 else "us"}
-        if task in ("binary", "multiclass"):
-            truth = classes[i % 3] if task == "multiclass" else str(i % 2)
-            pred = (classes[(i + 1) % 3] if task == "multiclass" else str(1 - i % 2)) if wrong else truth
-            extra = {a.ML_PREDICTION_SCORE: 0.8 if pred == "1" else 0.2} if task == "binary" else {}
-            out.append(prediction_event(pid, model, task, pred, **version, **seg, **extra))
-            out.append(label_event(pid, model, truth))
-        elif task == "regression":
-            out.append(prediction_event(pid, model, task, float(i % 7) + (3.0 if wrong else 0.5), **version, **seg))
-            out.append(label_event(pid, model, float(i % 7)))
-        elif task == "multilabel":
-            pred_set = ["a", "b"] if i % 2 else ["a"]
-            out.append(prediction_event(pid, model, task, pred_set, **version, **seg))
-            out.append(label_event(pid, model, ["a"]))
-        else:  # ranking
-            out.append(prediction_event(pid, model, task, ["i1", "i2", "i3", "i4"], **version, **seg))
-            out.append(label_event(pid, model, ["i2"] if wrong else ["i1"]))
-    return out
+LABEL_WINDOW = "5s"
+"""The processor's label window: predictions without a label expire, labels without a prediction are orphaned."""
+UNLABELED = 160
+"""Degraded: predictions that never get a label (and orphaned labels) per batch, for the first model."""
 
 
 # --- webhook receiver ------------------------------------------------------------------------------------------------
@@ -145,10 +126,15 @@ class Stack:
         return self.prom.query(expr)
 
 
-def _start(tmp: Path, *, alerting: bool, mode: Mode) -> Stack:
+def _start(tmp: Path, references: Path, *, alerting: bool, mode: Mode) -> Stack:
     port = free_port()
     collector = Collector(tmp, (GATEWAY,), env={"OTEL_ML_PROCESSOR_ENDPOINT": f"127.0.0.1:{port}"}).start()
-    proc = Processor(tmp, collector.grpc_endpoint, instance_id="replica-a", port=port).start()
+    proc = Processor(tmp, collector.grpc_endpoint, instance_id="replica-a", port=port,
+                     store={"label_window": LABEL_WINDOW, "expire_interval": "1s"})
+    config = yaml.safe_load(proc.config_path.read_text())  # + the estimation stage on the fitted references
+    config["reference"] = {"directory": str(references), "reload_interval": "1s"}
+    proc.config_path.write_text(yaml.safe_dump(config))
+    proc.start()
     app = ManagedProcess("serving-app", [sys.executable, "-m", "tests.alerts.serving_app", collector.grpc_endpoint,
                                          "240", mode], tmp, cwd=ROOT).start()
     exporter = SyntheticExporter().start()
@@ -189,27 +175,46 @@ SERVING = ("serving", "multiclass")
 
 
 def _feed(stack: Stack, models: list[tuple[str, str, int]], mode: Mode) -> None:
-    """Real events for ``(model, task, wrong_every)`` through the collector; synthetic series for what is missing."""
+    """Real events for ``(model, task, wrong_every)`` through the collector; synthetic series for what is missing.
+
+    Healthy traffic replays each model's evaluation set; degraded traffic drifts (see :mod:`tests.alerts.scenario`)
+    and, for the first model, adds predictions that never get a label and labels of unknown predictions.
+    """
     # A counter's first sample is its baseline for increase(): send a warm-up pair per model, let Prometheus scrape
     # it, then the rest in batches a scrape apart, as live traffic would arrive.
-    batches = {model: _events(model, task, N, wrong_every) for model, task, wrong_every in models}
+    n = scenario.EVAL_ROWS if mode == "healthy" else N
+    batches = {model: scenario.events(model, task, n, wrong_every, mode, VERSION)
+               for model, task, wrong_every in models}
     malformed = [prediction_event("", model, task, "x") for model, task, _ in models]  # no id: rejected
-    _send(stack, [r for recs in batches.values() for r in recs[:2 * WARMUP]] + malformed[:1])
+    first, first_task, _ = models[0]
+    unlabeled = (scenario.unlabeled(first, first_task, 0, 5 * UNLABELED, VERSION) if mode == "degraded" else [])
+    per_batch = 2 * UNLABELED
+    _send(stack, [r for recs in batches.values() for r in recs[:2 * WARMUP]] + malformed[:1] + unlabeled[:per_batch])
     labeled = prom_name(m.LABELED_PREDICTIONS)
     wait_until(lambda: all(stack.prom.query_value(f'sum({labeled}{{ml_model_name="{x}"}})') == WARMUP
                            for x, _, _ in models), timeout=90, what="warm-up joins scraped")
-    chunk = (N - WARMUP) * 2 // 4  # four contiguous chunks of pairs: each holds the same share of wrong predictions
+    chunk = (n - WARMUP) * 2 // 4  # four contiguous chunks of pairs: each holds the same share of wrong predictions
     for i in range(4):
         start = 2 * WARMUP + i * chunk
-        _send(stack, [r for recs in batches.values() for r in recs[start:start + chunk]])
+        _send(stack, [r for recs in batches.values() for r in recs[start:start + chunk]]
+              + unlabeled[(i + 1) * per_batch:(i + 2) * per_batch])
         time.sleep(1.5)
     if mode == "degraded":  # 5% malformed events: the processor rejects and counts them
-        _send(stack, malformed * (N // 10 // len(malformed)))
-    wait_until(lambda: all(stack.prom.query_value(f'sum({labeled}{{ml_model_name="{x}"}})') == N
+        sent = sum(len(recs) for recs in batches.values()) + len(unlabeled)
+        _send(stack, malformed * (sent // 20 // len(malformed)))
+    wait_until(lambda: all(stack.prom.query_value(f'sum({labeled}{{ml_model_name="{x}"}})') == n
                            for x, _, _ in models), timeout=90, what="real joins scraped")
+    if unlabeled:
+        expected = len(unlabeled) // 2
+        for metric in (prom_name(m.EXPIRED_PREDICTIONS), prom_name(m.ORPHANED_LABELS)):
+            expr = f'sum({metric}{{ml_model_name="{first}"}})'
+            wait_until(functools.partial(lambda e: stack.prom.query_value(e) == expected, expr), timeout=60,
+                       what=f"{expr} after the label window")
     client = prom_name(m.CLIENT_INFERENCE_DURATION) + "_count"
     wait_until(lambda: bool(stack.query(f'{client}{{ml_model_name="{SERVING[0]}"}}')), timeout=60,
                what="client metrics of the serving app scraped")
+    wait_until(lambda: bool(stack.query(q.PROCESS_MEMORY_USAGE)), timeout=60,
+               what="process metrics of the serving app scraped")
     names = {r["metric"]["__name__"] for r in stack.query('group by (__name__) ({__name__=~".+", job!="synthetic"})')}
     missing = []
     for spec in m.METRICS.values():
@@ -219,13 +224,19 @@ def _feed(stack: Stack, models: list[tuple[str, str, int]], mode: Mode) -> None:
         if not produced:
             missing.append(spec)
     synthetic_models = [(x, VERSION, t) for x, t, _ in models] + [(SERVING[0], VERSION, SERVING[1])]
-    stack.exporter.set_samples(samples(missing, synthetic_models, mode)
-                               + [s for s in host_samples(mode) if s.name not in names])
-    print(f"\nreal series: {sorted(stack.real)}\nsynthetic series: {sorted(stack.synthetic)}")
-    estimated = prom_name(m.ESTIMATED_PREDICTIONS)
-    if m.ESTIMATED_PREDICTIONS.name in stack.synthetic:
-        wait_until(lambda: (stack.prom.query_value(f"min(increase({estimated}[1h]))") or 0) > 150, timeout=60,
-                   what="synthetic counters scraped")
+    # `otel-ml reference fit` has no ranking support: ranking baselines cannot come from the pipeline.
+    no_reference = [(x, VERSION, t) for x, t, _ in models if t not in scenario.REFERENCE_TASKS]
+    extra = samples([m.REFERENCE_METRIC], no_reference, mode) if m.REFERENCE_METRIC not in missing else []
+    if extra:
+        stack.synthetic.append(f"{m.REFERENCE_METRIC.name} (models {sorted(x for x, _, _ in no_reference)})")
+    host = [s for s in host_samples(mode) if s.name not in names]
+    stack.exporter.set_samples(samples(missing, synthetic_models, mode) + extra + host)
+    real_host = sorted(q.HOST_SERIES & names)
+    print(f"\nreal series: {sorted(stack.real)} + {real_host}\nsynthetic series: {sorted(stack.synthetic)} + "
+          f"{sorted({s.name for s in host})}")
+    growing = sorted({s.name for s in stack.exporter.samples() if s.counter and s.rate > 0})
+    wait_until(lambda: all((stack.prom.query_value(f"sum(increase({x}[1h]))") or 0) > 0 for x in growing),
+               timeout=60, what="synthetic counters scraped twice")
 
 
 def _recorded(stack: Stack) -> list[str]:
@@ -253,10 +264,21 @@ def _substitute(expr: str) -> str:
 
 ALL_TASKS = [("animals", "multiclass", 3), ("fraud", "binary", 4), ("eta", "regression", 4),
              ("search", "ranking", 4), ("tagger", "multilabel", 0)]
+DEGRADED = [("churn", "multiclass", 2), ("eta", "regression", 2), ("tagger", "multilabel", 0)]
+HEALTHY = [("steady", "multiclass", 0)]
 
 
-def test_every_dashboard_and_recording_rule_expression_returns_data(tmp_path: Path) -> None:
-    stack = _start(tmp_path, alerting=False, mode="degraded")
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Reference artifacts of every model of the scenarios, fitted once with ``otel-ml reference fit``."""
+    models = sorted({(x, t) for x, t, _ in ALL_TASKS + DEGRADED + HEALTHY})
+    directory, lines = scenario.fit_references(models, tmp_path_factory.mktemp("references"))
+    print("\n" + "\n".join(lines))
+    return directory
+
+
+def test_every_dashboard_and_recording_rule_expression_returns_data(tmp_path: Path, references: Path) -> None:
+    stack = _start(tmp_path, references, alerting=False, mode="degraded")
     try:
         _feed(stack, ALL_TASKS, "degraded")
         _settle(lambda: not [r for r in _recorded(stack) if not stack.query(r)]
@@ -287,12 +309,13 @@ def test_every_dashboard_and_recording_rule_expression_returns_data(tmp_path: Pa
         _stop(stack)
 
 
-def test_degradation_fires_through_prometheus_and_alertmanager(tmp_path: Path) -> None:
-    stack = _start(tmp_path, alerting=True, mode="degraded")
+def test_degradation_fires_through_prometheus_and_alertmanager(tmp_path: Path, references: Path) -> None:
+    stack = _start(tmp_path, references, alerting=True, mode="degraded")
     assert stack.webhook is not None
     try:
-        # churn: every second prediction wrong (accuracy 50%); eta: MAE 1.75 against 1; tagger: 1.5 labels per sample
-        _feed(stack, [("churn", "multiclass", 2), ("eta", "regression", 2), ("tagger", "multilabel", 0)], "degraded")
+        # churn: every second prediction wrong (accuracy 50% vs 60.5%), drifted, in the weak region, unsure, unseen
+        # classes, labels missing; eta: MAE 1.75 against 0.5; tagger: 1.5 labels per sample against 1
+        _feed(stack, DEGRADED, "degraded")
         wait_until(lambda: stack.prom.query_value(
             'model_version:ml_accuracy:ratio_rate1h{ml_model_name="churn"}') == 0.5, timeout=30, what="accuracy 50%")
 
@@ -309,21 +332,30 @@ def test_degradation_fires_through_prometheus_and_alertmanager(tmp_path: Path) -
         assert alert["annotations"]["dashboard"].endswith("/d/otel-ml-model?var-model=churn&var-version=v1")
 
         rules = generate.render(for_override="0s")["groups"][2]["rules"]
-        silent = [r["alert"] for r in rules if r["alert"] not in NEEDS_HISTORY and not stack.query(r["expr"])]
-        assert silent == [], f"alert expressions without data in the degraded scenario: {silent}"
-        firing = {x["labels"]["alertname"] for x in stack.prom.alerts() if x["state"] == "firing"}
-        assert firing == {r["alert"] for r in rules} - NEEDS_HISTORY
-        wait_until(lambda: {x["labels"]["alertname"] for x in stack.webhook.alerts()} == firing, timeout=60,
+
+        def silent() -> list[str]:
+            return [r["alert"] for r in rules if r["alert"] not in NEEDS_HISTORY and not stack.query(r["expr"])]
+
+        _settle(lambda: not silent())  # the recording rules of counters that just started need a few evaluations
+        assert silent() == [], f"alert expressions without data in the degraded scenario: {silent()}"
+        expected = {r["alert"] for r in rules} - NEEDS_HISTORY
+
+        def firing() -> set[str]:
+            return {x["labels"]["alertname"] for x in stack.prom.alerts() if x["state"] == "firing"}
+
+        _settle(lambda: firing() == expected)
+        assert firing() == expected
+        wait_until(lambda: {x["labels"]["alertname"] for x in stack.webhook.alerts()} == expected, timeout=60,
                    what="every firing alert delivered by Alertmanager")
     finally:
         _stop(stack)
 
 
-def test_healthy_fleet_fires_nothing(tmp_path: Path) -> None:
-    stack = _start(tmp_path, alerting=True, mode="healthy")
+def test_healthy_fleet_fires_nothing(tmp_path: Path, references: Path) -> None:
+    stack = _start(tmp_path, references, alerting=True, mode="healthy")
     assert stack.webhook is not None
     try:
-        _feed(stack, [("steady", "multiclass", 16)], "healthy")  # 1 in 16 wrong: accuracy ~94% vs 87.5% baseline
+        _feed(stack, HEALTHY, "healthy")  # the evaluation set replayed: quality at its baseline, no drift
         needed = ["model_version:ml_accuracy:ratio_rate1h", "model_version:ml_estimated_accuracy:ratio_rate1h",
                   "model_version:ml_inference_slow:ratio_rate5m", "model_version:ml_label_coverage:ratio_rate1d",
                   "model:ml_quality_tolerance:threshold", "model:ml_client_events_dropped:ratio_rate15m"]
