@@ -19,7 +19,9 @@ subtracted); ``caller CPU`` is the caller thread's CPU time / predictions; ``bac
 time minus the caller thread's, over the loop and the flush that exports everything (worker/exporter threads);
 ``total`` is their sum. Queues are sized so that nothing is dropped (the SDK's batch processor would otherwise
 drop silently and look cheaper). ``uuid4().hex`` is timed as a load calibration (2.3 µs on an idle machine of this
-kind). Run: ``.venv/bin/python benchmarks/bench_instrumentation.py [--n 20000]``.
+kind). Every path runs ``--repeat`` rounds (default 3, interleaved) and each figure is the median over the rounds,
+because the machine's load drifts between paths. Run: ``.venv/bin/python benchmarks/bench_instrumentation.py
+[--n 20000] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -272,36 +274,49 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000, help="single predictions per path")
     parser.add_argument("--batches", type=int, default=100, help="1000-row batches")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every path (figures: medians)")
     args = parser.parse_args(argv)
 
     server, endpoint = _discard_server()
+    runs: list[list[Result]] = []
     try:
         uuid_us, deque_us = calibration()
-        plain = bench_plain_sdk(endpoint, args.n)
-        fast = bench_fast(endpoint, args.n)
-        batch = bench_batch(endpoint, args.batches)
-        sdk = bench_sdk_mode(endpoint, args.n)
-        noop = bench_noop(args.n)
+        for _ in range(args.repeat):
+            runs.append([bench_plain_sdk(endpoint, args.n), *bench_fast(endpoint, args.n),
+                         *bench_batch(endpoint, args.batches), bench_sdk_mode(endpoint, args.n), bench_noop(args.n)])
     finally:
         reset()
         server.terminate()
         server.wait()
 
-    rows = [plain, *fast, *batch, sdk, noop]
+    rows = [_median_result(same) for same in zip(*runs, strict=True)]
+    plain = rows[0]
     print(f"calibration: uuid4().hex {uuid_us:.2f} µs (2.3 µs on an idle machine of this kind), "
-          f"deque.append {deque_us:.3f} µs; n={args.n} single predictions, {args.batches}x1000-row batches")
+          f"deque.append {deque_us:.3f} µs; n={args.n} single predictions, {args.batches}x1000-row batches; "
+          f"median of {args.repeat} rounds per figure")
     head = (f"{'path':<52} {'caller median':>13} {'caller CPU':>10} {'background':>10} {'total CPU':>9} "
-            f"{'x cheaper (caller/total)':>25} {'uuid4 then':>10}")
+            f"{'x cheaper (caller/total)':>25} {'uuid4 then':>10} {'total min-max':>15}")
     print(head)
     print("-" * len(head))
-    for r in rows:
+    for r, same in zip(rows, zip(*runs, strict=True), strict=True):
         ratio = f"{plain.caller_median / r.caller_median:6.1f} / {plain.total / r.total:6.1f}" \
             if r is not plain and r.caller_median > 0 and r.total > 0 else ""
+        spread = f"{min(x.total for x in same):.2f}-{max(x.total for x in same):.2f}"
         print(f"{r.name:<52} {r.caller_median:>10.2f} µs {r.caller_cpu:>7.2f} µs {r.background_cpu:>7.2f} µs "
-              f"{r.total:>6.2f} µs {ratio:>25} {r.uuid_us:>7.2f} µs")
+              f"{r.total:>6.2f} µs {ratio:>25} {r.uuid_us:>7.2f} µs {spread:>15}")
     print("(µs per prediction; batch rows per row; background = worker/exporter threads' CPU incl. encoding;\n"
-          " 'uuid4 then': uuid4().hex timed right before the row, 2.3 µs on an idle machine: the load at that time)")
+          " 'uuid4 then': uuid4().hex timed right before the row, 2.3 µs on an idle machine: the load at that time;\n"
+          " each figure is the median over the rounds; total min-max: the spread of the total over the rounds)")
     return 0
+
+
+def _median_result(same: tuple[Result, ...]) -> Result:
+    """Per-figure median of one path over the rounds."""
+    def med(get: Callable[[Result], float]) -> float:
+        return float(statistics.median(get(r) for r in same))
+
+    return Result(same[0].name, med(lambda r: r.caller_median), med(lambda r: r.caller_cpu),
+                  med(lambda r: r.background_cpu), med(lambda r: r.uuid_us))
 
 
 if __name__ == "__main__":
