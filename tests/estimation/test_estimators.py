@@ -18,6 +18,7 @@ from otel_ml.estimation import (
     create_estimator,
 )
 from otel_ml.estimation import metrics as em
+from otel_ml.estimation.multilabel import IDENTITY, apply_platt
 from tests.estimation.data import (
     CLASSES,
     LABEL_SCORES,
@@ -258,7 +259,9 @@ def test_multilabel_shapes_ranges_and_interval(ml_ref):
     p, q, d = est.predict_details(analysis.drop(columns=["tags"]))
     assert p.shape == (400,) and q.shape == d.shape == (400, 4)
     assert np.all((p >= 0) & (p <= 1)) and np.all((q >= 0) & (q <= 1))
-    np.testing.assert_allclose(p, np.prod(np.where(d, q, 1 - q), axis=1))
+    product = np.prod(np.where(d, q, 1 - q), axis=1)
+    np.testing.assert_allclose(p, apply_platt(est.joint_, product))  # the product, jointly recalibrated
+    assert np.all(np.diff(p[np.argsort(product)]) >= -1e-12)
     metrics = est.estimate_metrics(analysis)
     assert set(metrics) == {"exact_match", "f1_macro"}
     for e in metrics.values():
@@ -297,6 +300,7 @@ def test_multilabel_degenerate_references():
     e = est.estimate(multilabel_frame(100, seed=4).assign(tags=lambda f: f.predicted))
     assert e.value > 0.9 and e.lower < 1.0  # no errors seen is not certainty
     assert est.error_margin_["exact_match"] == pytest.approx(3 / 300)
+    assert est.joint_ == IDENTITY  # nothing to recalibrate against
     one = pd.DataFrame({"t": ["a"] * 50, "p": ["a"] * 50})
     p = MultilabelEstimator().fit(one, y_true="t", y_pred="p").predict_correctness(one)
     assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
@@ -319,3 +323,31 @@ def test_multilabel_unseen_label_and_bad_input(ml_ref):
         MultilabelEstimator().fit(ml_ref, y_true="nope", y_pred="predicted")
     with pytest.raises(EstimationError, match="does not support"):
         create_estimator("binary", "multilabel")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_multilabel_correlated_errors_are_recalibrated():
+    """A real one-vs-rest model on scikit-learn's multilabel generator: labels' errors cluster on hard samples, so
+    the plain product of per-label marginals underestimates exact match; the joint recalibration removes that."""
+    from sklearn.datasets import make_multilabel_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    X, Y = make_multilabel_classification(n_samples=12000, n_features=10, n_classes=5, n_labels=2, random_state=0)
+    labels = [f"l{j}" for j in range(5)]
+    clf = OneVsRestClassifier(LogisticRegression(max_iter=300)).fit(X[:4000], Y[:4000])
+    proba, truth = clf.predict_proba(X[4000:]), Y[4000:].astype(bool)
+    names = np.array(labels)
+    frame = pd.DataFrame({"x": X[4000:, 3], "tags": ["|".join(names[t]) for t in truth],
+                          "pred": ["|".join(names[d]) for d in proba > 0.5]})
+    for j, label in enumerate(labels):
+        frame[f"s_{label}"] = proba[:, j]
+    ref, analysis = frame.iloc[:4000], frame.iloc[4000:]
+    est = MultilabelEstimator().fit(ref, y_true="tags", y_pred="pred", scores=[f"s_{c}" for c in labels],
+                                    classes=labels, features=["x"])
+    realized = float(np.all((proba > 0.5) == truth, axis=1)[4000:].mean())
+    _, q, d = est.predict_details(analysis)
+    plain = float(np.prod(np.where(d, q, 1 - q), axis=1).mean())
+    assert abs(plain - realized) > 0.03  # independence is wrong here
+    e = est.estimate(analysis)
+    assert abs(e.value - realized) < 0.025 and e.contains(realized)
