@@ -27,7 +27,7 @@ from otel_ml.instrumentation import limits as lim
 from otel_ml.instrumentation import wire
 from otel_ml.instrumentation.limits import TruncationReason as R
 from otel_ml.instrumentation.normalize import Normalizer, _is_frame
-from otel_ml.instrumentation.sinks import span_ids
+from otel_ml.instrumentation.sinks import span_fields
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import Task
 
@@ -155,16 +155,14 @@ class BatchEncoder:
         id_list = ids if type(ids) is list else list(ids)
         if set(map(type, id_list)) != {str} or max(map(len, id_list)) > 256:
             return None
-        ctx = span_ids(span)
-        span_fields = b"" if ctx is None else b"".join(
-            (b"\x45", wire._pack_i(ctx[2]), b"\x4a\x10", ctx[0], b"\x52\x08", ctx[1]))
+        link = span_fields(span) or b""
         # From here on the batch is encoded: no more bail-outs (counts are updated below).
-        return self._encode(spec, time_ns, id_list, predictions, scores, cols, segments, span_fields)
+        return self._encode(spec, time_ns, id_list, predictions, scores, cols, segments, link)
 
     # --- encoding -----------------------------------------------------------------------------------------------
     def _encode(
         self, spec: Any, time_ns: int, ids: list[str], predictions: Any, scores: np.ndarray,
-        cols: list[tuple[str, np.ndarray]], segments: Any, span_fields: bytes,
+        cols: list[tuple[str, np.ndarray]], segments: Any, link: bytes,
     ) -> list[bytes]:
         n = len(ids)
         enc = self.enc
@@ -221,7 +219,7 @@ class BatchEncoder:
         self.sink.metrics.record_predictions(spec.key, class_counts, score)
         t = wire._pack_q(time_ns)
         head = b"\x09" + t + b"\x59" + t + self.sink._constants(spec, False)
-        tail = span_fields + self.sink._pred_name
+        tail = link + self.sink._pred_name
         raws = [s.encode("utf-8", "replace") for s in ids]
         heads = {length: self.sink._id_head(length) for length in set(map(len, raws))}
         join = b"".join

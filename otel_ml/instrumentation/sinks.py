@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections import Counter
@@ -39,7 +40,6 @@ Item = tuple[str, Any]
 """A finished event: ``(model name, payload)``."""
 
 _pack_q = wire._pack_q
-_pack_i = wire._pack_i
 _first = itemgetter(0)
 _second = itemgetter(1)
 
@@ -69,8 +69,14 @@ class _Throttled:
         self._next = now + self.interval
 
 
-def span_ids(span: Any) -> tuple[bytes, bytes, int] | None:
-    """``(trace_id, span_id, flags)`` of a span when its context is valid."""
+_pack_ids = struct.Struct(">2sQQ2sQ").pack
+_FLAGS = [b"\x45" + wire._pack_i(f) for f in range(256)]
+"""``LogRecord.flags`` (field 8, fixed32) for every W3C trace-flags byte."""
+
+
+def span_fields(span: Any) -> bytes | None:
+    """The encoded ``flags``, ``trace_id`` and ``span_id`` fields (8, 9, 10) linking an event to ``span``, or
+    ``None`` when the span's context is not valid."""
     if span is None:
         return None
     ctx = span.get_span_context()
@@ -80,7 +86,8 @@ def span_ids(span: Any) -> tuple[bytes, bytes, int] | None:
         trace_id, span_id, flags, valid = ctx.trace_id, ctx.span_id, ctx.trace_flags, ctx.is_valid
     if not valid:
         return None
-    return trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big"), int(flags)
+    return _FLAGS[flags & 0xFF] + _pack_ids(b"\x4a\x10", trace_id >> 64, trace_id & 0xFFFFFFFFFFFFFFFF, b"\x52\x08",
+                                            span_id)
 
 
 class OtlpSink:
@@ -135,9 +142,9 @@ class OtlpSink:
         if encoded:
             parts += encoded
         if span is not None:
-            ids = span_ids(span)
-            if ids is not None:
-                parts += (b"\x45", _pack_i(ids[2]), b"\x4a\x10", ids[0], b"\x52\x08", ids[1])
+            fields = span_fields(span)
+            if fields is not None:
+                parts.append(fields)
         parts.append(self._label_name if label else self._pred_name)
         return spec.name, b"".join(parts)
 

@@ -148,7 +148,10 @@ def test_events_link_the_span_like_the_generic_path() -> None:
     with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
         records = _same(p, _spec(), IDS.new_batch(5), None, np.random.default_rng(1).random((5, 2)), None,
                         span=span)
-    assert LogRecord.FromString(records[0]).span_id == span.get_span_context().span_id.to_bytes(8, "big")
+    ctx = span.get_span_context()
+    rec = LogRecord.FromString(records[0])
+    assert (rec.trace_id, rec.span_id, rec.flags) == (ctx.trace_id.to_bytes(16, "big"),
+                                                      ctx.span_id.to_bytes(8, "big"), int(ctx.trace_flags))
 
 
 def test_class_overflow_counts_like_the_generic_path() -> None:
