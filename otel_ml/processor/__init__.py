@@ -14,7 +14,16 @@ Operating notes:
   retries; re-sent records are idempotent (per model and prediction id) within the label window.
 * **Restarts continue the series.** Aggregates (counters and histogram buckets) are restored at start; with the same
   ``instance_id`` the exported cumulative series continue from their last value (the OTLP start time is the new
-  process start). In-memory only: the ROC-AUC window and stage gauges, refilled by new traffic.
+  process start). The ROC-AUC windows are saved in the store every ``AUC_SAVE_INTERVAL_S`` (10 s) and at shutdown, and
+  restored at start (after ``kill -9`` they miss at most the last interval's joins). In-memory only: stage gauges,
+  refilled by new traffic.
+* **Multi-label set sizes at prediction time.** ``ml.multilabel.predicted_labels`` is recorded when a multilabel
+  prediction is accepted (every one, labeled or not, once per prediction id), not when its label joins.
+* **Too large / undecodable requests are counted** (``ml.processor.records.rejected{ml.reason=too_large|decode_error}``)
+  on both receivers; see :mod:`~otel_ml.processor.server`.
+* **Python upgrades.** The SQLite store checks that the running Python reads its rows identically and otherwise
+  refuses to start with instructions (``python -m otel_ml.processor.store.migrate``); see
+  :mod:`~otel_ml.processor.store.sqlite`.
 * **Overload is retryable.** Beyond ``receiver.max_inflight_requests``: gRPC UNAVAILABLE, HTTP 503 + Retry-After.
 * **Prometheus names.** The optional scrape endpoint exposes the names the collector's ``prometheus`` exporter would
   (``otel_ml.semconv.prometheus.prom_name``); there, ``job``/``instance`` come from the scrape config (through a

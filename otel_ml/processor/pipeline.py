@@ -3,7 +3,8 @@
 :class:`Pipeline` is synchronous and single-threaded (the :mod:`~otel_ml.processor.writer` thread owns it), so it can
 be tested without a network. A step either commits everything (records, joins, aggregate totals) or nothing; only
 after the commit does it publish the totals to the :class:`~otel_ml.processor.aggregates.Aggregates` mirror and
-update the in-memory ROC-AUC windows.
+update the in-memory ROC-AUC windows (saved to the store by :meth:`Pipeline.tick` every
+:data:`AUC_SAVE_INTERVAL_S` and by :meth:`Pipeline.close`, restored at construction).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from otel_ml.processor.records import (
     P_TS,
     SCORE,
     SEGMENT,
+    SEP,
     TASK,
     VERSION,
     Row,
@@ -105,6 +107,9 @@ class Pipeline:
         self.ks = config.metrics.ranking_k
         self._auc: dict[tuple[str, str], _Window] = {}
         self._auc_dirty: set[tuple[str, str]] = set()
+        self._auc_unsaved: set[tuple[str, str]] = set()
+        self._last_auc_save = self.clock()
+        self._restore_auc()
         self._last_expire = 0.0
         self.wants_extras = bool(self.stages)
         """Whether decoding should collect features, scores and classes (only stages use them)."""
@@ -133,6 +138,7 @@ class Pipeline:
                 window = self._auc[key] = _Window(self.config.metrics.auc_window)
             window.extend(scores, ys)
             self._auc_dirty.add(key)
+            self._auc_unsaved.add(key)
         return results
 
     def tick(self) -> None:
@@ -151,13 +157,24 @@ class Pipeline:
                 except Exception:
                     _logger.exception("stage %s failed in on_tick", getattr(stage, "name", stage))
             self._gauges(step, now)
+            saving = now - self._last_auc_save >= AUC_SAVE_INTERVAL_S and self._save_auc()
             self._commit(step)
         except BaseException:
             self.store.rollback()
             raise
+        if saving:
+            self._last_auc_save = now
+            self._auc_unsaved.clear()
 
     def close(self) -> None:
-        """Close the stages and the store."""
+        """Save the ROC-AUC windows, close the stages and the store."""
+        try:
+            if self._save_auc():
+                self.store.commit({})
+                self._auc_unsaved.clear()
+        except Exception:
+            self.store.rollback()
+            _logger.exception("could not save the ROC-AUC windows (they refill from new traffic)")
         for stage in self.stages:
             try:
                 stage.close()
@@ -166,6 +183,27 @@ class Pipeline:
         self.store.close()
 
     # --- internals -------------------------------------------------------------------------------------------------
+    def _save_auc(self) -> bool:
+        """Write the changed ROC-AUC windows into the current transaction; whether there were any."""
+        for key in self._auc_unsaved:
+            self.store.put_state(_auc_state_key(key), self._auc[key].to_bytes())
+        return bool(self._auc_unsaved)
+
+    def _restore_auc(self) -> None:
+        size = self.config.metrics.auc_window
+        for name, blob in self.store.load_state().items():
+            parts = name.split(SEP)
+            if len(parts) != 3 or parts[0] != _AUC_STATE:
+                continue
+            try:
+                scores, ys = _Window.arrays_from_bytes(blob)
+            except ValueError:
+                _logger.warning("ignoring an unreadable ROC-AUC window %r (it refills from new traffic)", name)
+                continue
+            window = self._auc[(parts[1], parts[2])] = _Window(size)
+            window.extend(scores, ys)
+            self._auc_dirty.add((parts[1], parts[2]))
+
     def _commit(self, step: Step) -> None:
         for key in self.aggregates.take_dirty():
             step.deltas[key] += 0.0
@@ -366,6 +404,33 @@ class _Window:
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         return self.scores[:self.filled], self.ys[:self.filled]
+
+    def to_bytes(self) -> bytes:
+        """Oldest first: magic, little-endian float64 scores, then one byte per label (stable across versions)."""
+        order = np.arange(self.filled) if self.filled < self.scores.size else (self.pos + np.arange(self.filled)) \
+            % self.scores.size
+        return _AUC_MAGIC + self.scores[order].astype("<f8").tobytes() + self.ys[order].astype(np.uint8).tobytes()
+
+    @staticmethod
+    def arrays_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`to_bytes`; raises ValueError on anything else."""
+        body = blob[len(_AUC_MAGIC):]
+        if not blob.startswith(_AUC_MAGIC) or len(body) % 9:
+            raise ValueError("not a ROC-AUC window")
+        n = len(body) // 9
+        return (np.frombuffer(body[:8 * n], dtype="<f8").astype(np.float64),
+                np.frombuffer(body[8 * n:], dtype=np.uint8).astype(bool))
+
+
+_AUC_STATE: Final = "auc"
+_AUC_MAGIC: Final = b"AUC1"
+AUC_SAVE_INTERVAL_S: Final = 10.0
+"""How often changed ROC-AUC windows are written to the store (and at shutdown): after ``kill -9`` the restored
+window misses at most the last interval's joins."""
+
+
+def _auc_state_key(key: tuple[str, str]) -> str:
+    return SEP.join((_AUC_STATE, *key))
 
 
 def _seg_attrs(model: str, version: str, segment: str, cls: str | None) -> dict[str, str]:

@@ -298,3 +298,39 @@ def test_failing_stage_loses_only_its_own_metrics() -> None:
     _send(p, [prediction_event("a"), label_event("a")])
     assert _total(p, m.ESTIMATED_PREDICTIONS) == 0
     assert _total(p, m.LABELED_PREDICTIONS) == 1
+
+
+def _binary_traffic(p: Pipeline, n: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    y = RNG.integers(0, 2, n)
+    s = np.clip(np.where(y == 1, RNG.normal(0.6, 0.2, n), RNG.normal(0.4, 0.2, n)), 0, 1)
+    _send(p, [prediction_event(f"r{start + i}", value=str(int(s[i] > 0.5)), **{
+        a.ML_PREDICTION_SCORE: float(s[i]), a.ML_LABEL_VALUE: str(y[i])}) for i in range(n)])
+    return y, s
+
+
+def _auc(p: Pipeline) -> float:
+    p.tick()
+    [(_, auc)] = p.aggregates.gauge_snapshot(m.CLASSIFICATION_ROC_AUC.name)
+    return auc
+
+
+def test_auc_window_survives_restart(tmp_path: Path) -> None:
+    from otel_ml.processor.pipeline import AUC_SAVE_INTERVAL_S
+
+    metrics = {"auc_window": 300, "otlp": None}
+    p = _pipeline(tmp_path, metrics=metrics)
+    y1, s1 = _binary_traffic(p, 250, 0)
+    y2, s2 = _binary_traffic(p, 150, 250)
+    y, s = np.concatenate([y1, y2])[-300:], np.concatenate([s1, s2])[-300:]
+    assert _auc(p) == pytest.approx(skm.roc_auc_score(y, s))
+    p.close()  # clean stop: the window is saved
+    q = _pipeline(tmp_path, metrics=metrics)
+    assert _auc(q) == pytest.approx(skm.roc_auc_score(y, s))  # before any new traffic
+    y3, s3 = _binary_traffic(q, 100, 400)
+    q.clock.t += AUC_SAVE_INTERVAL_S  # type: ignore[attr-defined]
+    q.tick()  # periodic save, then a crash (no close)
+    y, s = np.concatenate([y, y3])[-300:], np.concatenate([s, s3])[-300:]
+    q.store.close()
+    r = _pipeline(tmp_path, metrics={"auc_window": 120, "otlp": None})  # a smaller window keeps the newest
+    assert _auc(r) == pytest.approx(skm.roc_auc_score(y[-120:], s[-120:]))
+    r.close()

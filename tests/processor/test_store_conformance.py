@@ -190,3 +190,15 @@ def test_eviction_skips_joined(make_store: Factory) -> None:
     r = store.ingest([pred_row("c", T0 + 2), pred_row("d", T0 + 3)], [], T0 + 3)
     assert [x[0].split("\x1f")[1] for x in r.evicted] == ["b"]
     assert store.ingest([pred_row("a", T0)], [], T0 + 4).duplicates == 1  # the tombstone survived eviction
+
+
+def test_state_blobs_commit_and_rollback(make_store: Factory) -> None:
+    s = make_store()
+    s.put_state("a", b"\x00\x01")
+    s.rollback()
+    assert s.load_state() == {}
+    s.put_state("a", b"\x00\x01")
+    s.put_state("b", b"x")
+    s.put_state("a", b"\x02")
+    s.commit({})
+    assert s.load_state() == {"a": b"\x02", "b": b"x"}

@@ -72,6 +72,12 @@ class JoinStore(Protocol):
     def load_aggregates(self) -> dict[Key, float]:
         """Persisted aggregate totals."""
 
+    def put_state(self, key: str, value: bytes) -> None:
+        """Store an opaque blob (small processor state, e.g. the ROC-AUC windows) in the current transaction."""
+
+    def load_state(self) -> dict[str, bytes]:
+        """Persisted state blobs."""
+
     def pending(self) -> int:
         """Records waiting for their counterpart."""
 
@@ -129,6 +135,14 @@ class BaseJoinStore(ABC):
     @abstractmethod
     def load_aggregates(self) -> dict[Key, float]:
         """Persisted aggregate totals."""
+
+    @abstractmethod
+    def put_state(self, key: str, value: bytes) -> None:
+        """Store an opaque blob in the current transaction (replaces the previous one of ``key``)."""
+
+    @abstractmethod
+    def load_state(self) -> dict[str, bytes]:
+        """Persisted state blobs."""
 
     @abstractmethod
     def close(self) -> None:

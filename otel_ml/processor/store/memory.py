@@ -21,6 +21,8 @@ class MemoryJoinStore(BaseJoinStore):
         self._pending: OrderedDict[str, Row] = OrderedDict()
         self._done: OrderedDict[str, float] = OrderedDict()
         self._aggregates: dict[Key, float] = {}
+        self._state: dict[str, bytes] = {}
+        self._state_txn: dict[str, bytes] = {}
         self._undo: list[Callable[[], None]] = []
 
     def _lookup(self, keys: Sequence[str]) -> dict[str, object]:
@@ -104,6 +106,8 @@ class MemoryJoinStore(BaseJoinStore):
     def commit(self, totals: Mapping[Key, float]) -> None:
         """Keep ``totals`` and forget the undo log."""
         self._aggregates.update(totals)
+        self._state.update(self._state_txn)
+        self._state_txn.clear()
         self._undo.clear()
 
     def rollback(self) -> None:
@@ -111,6 +115,15 @@ class MemoryJoinStore(BaseJoinStore):
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
+        self._state_txn.clear()
+
+    def put_state(self, key: str, value: bytes) -> None:
+        """Kept at the next commit."""
+        self._state_txn[key] = bytes(value)
+
+    def load_state(self) -> dict[str, bytes]:
+        """Committed blobs (empty after a restart: this backend is not durable)."""
+        return dict(self._state)
 
     def load_aggregates(self) -> dict[Key, float]:
         """Totals committed so far (empty after a restart: this backend is not durable)."""

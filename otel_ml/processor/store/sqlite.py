@@ -11,7 +11,8 @@ Set ``OTEL_ML_SQLITE_SYNCHRONOUS=FULL`` to choose it.
 
 Layout: ``pending`` (rowid = arrival order, unique key index) holds waiting predictions and labels and, with
 ``row`` NULL, the tombstones of joined keys (idempotency within the label window: a join is one in-place update);
-``aggregates`` holds the cumulative metric totals. Expiry removes the head of the table in rowid order.
+``aggregates`` holds the cumulative metric totals; ``state`` small opaque blobs of the pipeline (the ROC-AUC windows,
+in a fixed little-endian numpy layout, not marshal). Expiry removes the head of the table in rowid order.
 
 A pending row's columns after the key and arrival time are stored as one ``marshal``-encoded tuple of str, float and
 None: Python's sqlite3 binds each parameter separately, and 15 parameters cost ~6 µs per insert against ~0.7 µs for
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS aggregates (
   metric TEXT NOT NULL, attrs TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (metric, attrs)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('schema', '3');
 """
 _JSON_START = ord("[")
@@ -254,6 +256,15 @@ class SqliteJoinStore(BaseJoinStore):
         """Persisted totals."""
         return {(name, decode_attrs(attrs)): value
                 for name, attrs, value in self._db.execute("SELECT metric, attrs, value FROM aggregates")}
+
+    def put_state(self, key: str, value: bytes) -> None:
+        """Store a blob in the current transaction."""
+        self._begin()
+        self._db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+
+    def load_state(self) -> dict[str, bytes]:
+        """Persisted blobs."""
+        return {k: bytes(v) for k, v in self._db.execute("SELECT key, value FROM state")}
 
     def close(self) -> None:
         """Roll back uncommitted work and close the database."""
