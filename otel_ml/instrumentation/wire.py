@@ -282,31 +282,6 @@ class FeatureEncoder:
             self.double_prefixes[name] = self._enc.double_prefix(key)
 
 
-def log_record(
-    time_ns: int,
-    event_name_field: bytes,
-    attrs: Iterable[bytes],
-    trace_id: bytes | None = None,
-    span_id: bytes | None = None,
-    flags: int = 0,
-) -> bytes:
-    """One encoded ``LogRecord`` message body (without its own tag and length).
-
-    Args:
-        time_ns: ``time_unix_nano`` and ``observed_time_unix_nano``.
-        event_name_field: Precomputed field 12 bytes (see :func:`event_name_field`).
-        attrs: Encoded attribute entries (from :class:`AttributeEncoder`).
-        trace_id: 16-byte trace id of the linked span, or ``None``.
-        span_id: 8-byte span id of the linked span, or ``None``.
-        flags: W3C trace flags of the linked span.
-    """
-    t = _pack_q(time_ns)
-    if trace_id is None or span_id is None:
-        return b"".join((b"\x09", t, b"\x59", t, *attrs, event_name_field))
-    return b"".join((b"\x09", t, b"\x59", t, *attrs, b"\x45", _pack_i(flags), b"\x4a\x10", trace_id, b"\x52\x08",
-                     span_id, event_name_field))
-
-
 def event_name_field(name: str) -> bytes:
     """Field 12 (``event_name``) bytes for ``name``."""
     raw = name.encode()

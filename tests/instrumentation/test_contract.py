@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def _monitor() -> otel_ml.ModelMonitor:
     return otel_ml.ModelMonitor("churn", version="3", task="binary", classes=["stay", "leave"])
 
 
-def _configure(sink: OtlpSink, **kw: object) -> None:
+def _configure(sink: OtlpSink, **kw: Any) -> None:
     otel_ml.configure(endpoint=sink.http_endpoint, schedule_delay=0.05, metric_interval=60, **kw)
 
 

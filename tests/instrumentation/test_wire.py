@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ RESOURCE = {"service.name": "fraud-api", "deployment.environment.name": "test", 
 PROTOCOLS = [("grpc", "none"), ("grpc", "gzip"), ("http/protobuf", "none"), ("http/protobuf", "gzip")]
 
 
-def _configure(sink: OtlpSink, protocol: str, compression: str, **kw: object) -> None:
+def _configure(sink: OtlpSink, protocol: str, compression: str, **kw: Any) -> None:
     endpoint = sink.grpc_endpoint if protocol == "grpc" else sink.http_endpoint
     otel_ml.configure(endpoint=endpoint, protocol=protocol, compression=compression, resource=RESOURCE,
                       headers={"x-tenant": "t1"}, schedule_delay=0.05, metric_interval=60, **kw)
@@ -156,7 +157,7 @@ def test_tasks_over_http(sink: OtlpSink, task: str, extra: dict[str, object], ca
     mon.log_label(pid, label)
     assert otel_ml.force_flush(10)
     pred, lab = sink.wait_for_log_records(2)
-    const = {a.ML_MODEL_NAME: "m", a.ML_MODEL_VERSION: "v", a.ML_TASK: task}
+    const: dict[str, Any] = {a.ML_MODEL_NAME: "m", a.ML_MODEL_VERSION: "v", a.ML_TASK: task}
     if "classes" in extra:
         const[a.ML_PREDICTION_CLASSES] = extra["classes"]
     assert pred.attributes == {**const, a.ML_PREDICTION_ID: pid, **expected}
