@@ -155,6 +155,7 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
     estimated, _ = timeline.estimated_accuracy(ROUTER)
     realized = timeline.realized_accuracy(ROUTER)
     tagger_precision = timeline.micro_precision(TAGGER)
+    tagger_exact = timeline.exact_match(TAGGER)
     findings = []
     for change in schedule.changes:
         sig = SIGNALS[change.key]
@@ -170,10 +171,12 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
         hurt = f"{ROUTER} accuracy"
         context = ""
         if change.key == "set_size":
-            hurt, est, real = f"{TAGGER} micro precision", [None] * days, tagger_precision
+            # Multilabel: correct = exact match, estimated from the tagger's reference (P(exact match)).
+            hurt, (est, _), real = f"{TAGGER} exact-match accuracy", timeline.estimated_accuracy(TAGGER), tagger_exact
             tags = timeline.tags_per_sample(TAGGER)
-            context = (f"tags predicted per labeled ticket (ml.multilabel.predicted_labels, at join time): "
-                       f"{_fmt(_mean(tags[1:start]))} -> {_fmt(_last(tags))}")
+            context = (f"tags predicted per ticket (ml.multilabel.predicted_labels): "
+                       f"{_fmt(_mean(tags[1:start]))} -> {_fmt(_last(tags))}; micro precision "
+                       f"{_fmt(_mean(tagger_precision[prev:start]))} -> {_fmt(_mean(tagger_precision[start:end]))}")
         findings.append(Finding(
             key=change.key, what=change.what, injected_day=start, detected_day=detected, signal=sig.name,
             before=before, after=_last(values), quality=hurt,

@@ -2,8 +2,8 @@
 
 The evaluation set predates the new product: it has no ``mystery`` tickets, and the router's reference knows the
 four teams only (their score columns), so ``mystery`` predictions in production are an unseen class. The tagger's
-reference holds its tags and the distribution of tags per ticket at threshold 0.5 (multilabel references have no
-correctness estimator: the tagger gets realized quality and drift only).
+reference holds its tags, the distribution of tags per ticket at threshold 0.5 and a multilabel correctness estimator
+(per-tag calibrated scores; P(exact match) per ticket), so the tagger gets estimated exact-match accuracy too.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_predictions_per_sample_rise_is_detected(outcome: Outcome) -> None:
     assert f.detected_day is not None, outcome.summary
     assert f.injected_day <= f.detected_day <= f.injected_day + DETECTION_LAG_DAYS, outcome.summary
     assert f.after is not None and f.before is not None and f.after > f.before + 0.5
-    assert "tags predicted per labeled ticket" in f.context
+    assert "tags predicted per ticket" in f.context
 
 
 def test_report_is_self_contained_html(outcome: Outcome) -> None:
