@@ -49,7 +49,12 @@ quality = [
         Query(q.estimated_mae(W, MV, F), f"estimated MAE {V}"),
         Query(q.baseline(QM.MAE, MV, F), f"baseline MAE {V}"),
         Query(q.baseline(QM.RMSE, MV, F), f"baseline RMSE {V}"),
-    ], description="Regression models: realized MAE and RMSE of labeled predictions, estimated MAE, baselines."),
+        Query(f"{q.estimated_mae(W, MV, F)} - ({q.estimated_mae_margin(W, MV, F)})", f"interval low {V}"),
+        Query(f"2 * ({q.estimated_mae_margin(W, MV, F)})", f"interval width {V}"),
+    ], overrides=p.band_style(), description=(
+        "Regression models: realized MAE and RMSE of labeled predictions, estimated MAE (direct loss estimation, no "
+        "labels needed) with its interval as a band (sampling sd x1.96 + the estimator's cross-validated MAE "
+        "margin), baselines (dashed).")),
     p.timeseries("Ranking quality (MRR, precision@k)", [
         Query(q.mrr(W, MV, F), f"MRR {V}"),
         Query(q.precision_at_k(W, MV, F), f"precision@{{{{{q.RANKING_K}}}}} {V}"),

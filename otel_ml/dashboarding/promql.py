@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
-from otel_ml.semconv.attributes import Outcome
+from otel_ml.semconv.attributes import Outcome, QualityMetric
 from otel_ml.semconv.metrics import MetricSpec
 from otel_ml.semconv.prometheus import label_name, series
 
@@ -236,6 +236,19 @@ def estimated_f1_macro(window: str, group: Iterable[str] = MV, filters: Filters 
 def estimated_mae(window: str, group: Iterable[str] = MV, filters: Filters = {}) -> str:  # noqa: B006
     """Estimated mean absolute error (direct loss estimation)."""
     return ratio(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR, m.ESTIMATED_PREDICTIONS, window, group, filters)
+
+
+def estimated_mae_margin(window: str, group: Iterable[str] = MV, filters: Filters = {},  # noqa: B006
+                         z: float = 1.96) -> str:
+    """Half-width of the estimated MAE's interval: z * sampling sd of the windowed mean, plus the estimator's margin.
+
+    ``ml.estimated.regression.absolute_error_variance`` sums the per-prediction variances of the absolute error, so
+    the sd of the windowed mean is sqrt(sum var) / n; the cross-validated MAE margin (when exported) is added.
+    """
+    g = tuple(group)
+    sampling = (f"{z} * sqrt({summed_increase(m.ESTIMATED_REGRESSION_ABSOLUTE_ERROR_VARIANCE, window, g, filters)})"
+                f" / {summed_increase(m.ESTIMATED_PREDICTIONS, window, g, filters)}")
+    return f"({sampling}) + ({error_margin(QualityMetric.MAE, g, filters)} or 0 * ({sampling}))"
 
 
 # --- labels ----------------------------------------------------------------------------------------------------------
