@@ -222,17 +222,6 @@ class Aggregator:
 
 
 def _kv(key: str, value: Any) -> Any:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+    from otel_ml.otlp_values import key_value  # protobuf messages: only when metrics are exported
 
-    def any_value(v: Any) -> Any:
-        if isinstance(v, bool):
-            return AnyValue(bool_value=v)
-        if isinstance(v, int):
-            return AnyValue(int_value=v)
-        if isinstance(v, float):
-            return AnyValue(double_value=v)
-        if isinstance(v, (list, tuple)):
-            return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
-        return AnyValue(string_value=str(v))
-
-    return KeyValue(key=key, value=any_value(value))
+    return key_value(key, value, strict=False)

@@ -17,36 +17,17 @@ provider (logger, tracer or meter) is reused when there is one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Unpack
 
-from otel_ml.instrumentation.config import build_settings
+from otel_ml.instrumentation.config import Options, build_settings
 from otel_ml.instrumentation.pipeline import STATE, Pipeline, make_pipeline
 
 
-def configure(
-    *,
-    endpoint: str | None = None,
-    protocol: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    compression: str | None = None,
-    timeout: float | None = None,
-    resource: Any = None,
-    mode: str | None = None,
-    queue_size: int | None = None,
-    batch_size: int | None = None,
-    schedule_delay: float | None = None,
-    metric_interval: float | None = None,
-    shutdown_timeout: float | None = None,
-    max_retry: float | None = None,
-    transport: Any = None,
-    logger_provider: Any = None,
-    meter_provider: Any = None,
-    certificate_file: str | None = None,
-) -> None:
+def configure(**options: Unpack[Options]) -> None:
     """Configure where otel-ml sends events and metrics (replaces any earlier configuration).
 
-    Every argument left ``None`` comes from the ``OTEL_*`` environment or the default.
+    Every option omitted or ``None`` comes from the ``OTEL_*`` environment or the default. The options are typed by
+    :class:`~otel_ml.instrumentation.config.Options` (checked by mypy/pyright at call sites).
 
     Args:
         endpoint: OTLP base URL (``http://host:4318`` for HTTP, ``http://host:4317`` for gRPC).
@@ -69,14 +50,10 @@ def configure(
         certificate_file: PEM CA bundle trusted for ``https`` endpoints (default: the system CAs).
 
     Raises:
+        TypeError: An unknown option name.
         ConfigurationError: An argument is invalid (the message shows a valid example).
     """
-    settings = build_settings(
-        endpoint=endpoint, protocol=protocol, headers=headers, compression=compression, timeout=timeout,
-        resource=resource, mode=mode, queue_size=queue_size, batch_size=batch_size, schedule_delay=schedule_delay,
-        metric_interval=metric_interval, shutdown_timeout=shutdown_timeout, max_retry=max_retry,
-        transport=transport, logger_provider=logger_provider, meter_provider=meter_provider,
-        certificate_file=certificate_file, explicit=True)
+    settings = build_settings(explicit=True, **options)
     STATE.install(make_pipeline(settings))
 
 

@@ -30,7 +30,7 @@ import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from otel_ml.instrumentation.errors import ConfigurationError
 
@@ -245,28 +245,48 @@ def with_instance_id(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def build_settings(
-    *,
-    endpoint: str | None = None,
-    protocol: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    compression: str | None = None,
-    timeout: float | None = None,
-    resource: Any = None,
-    mode: str | None = None,
-    queue_size: int | None = None,
-    batch_size: int | None = None,
-    schedule_delay: float | None = None,
-    metric_interval: float | None = None,
-    shutdown_timeout: float | None = None,
-    max_retry: float | None = None,
-    transport: Any = None,
-    logger_provider: Any = None,
-    meter_provider: Any = None,
-    certificate_file: str | None = None,
-    explicit: bool = True,
-) -> Settings:
-    """Resolve settings from explicit arguments (validated, raising) over the environment (warning, defaulting)."""
+class Options(TypedDict, total=False):
+    """Keyword arguments of :func:`otel_ml.configure` (documented there); omitted or ``None``: environment/default."""
+
+    endpoint: str | None
+    protocol: str | None
+    headers: Mapping[str, str] | None
+    compression: str | None
+    timeout: float | None
+    resource: Any
+    mode: str | None
+    queue_size: int | None
+    batch_size: int | None
+    schedule_delay: float | None
+    metric_interval: float | None
+    shutdown_timeout: float | None
+    max_retry: float | None
+    transport: Any
+    logger_provider: Any
+    meter_provider: Any
+    certificate_file: str | None
+
+
+OPTION_NAMES: Final = frozenset(Options.__optional_keys__)
+
+
+def build_settings(*, explicit: bool = True, **options: Unpack[Options]) -> Settings:
+    """Resolve settings from explicit arguments (validated, raising) over the environment (warning, defaulting).
+
+    Raises:
+        TypeError: An unknown option name (as for any keyword argument).
+        ConfigurationError: An invalid option value.
+    """
+    unknown = options.keys() - OPTION_NAMES
+    if unknown:
+        raise TypeError(f"otel_ml.configure() got unexpected keyword arguments {sorted(unknown)}; "
+                        f"valid ones: {sorted(OPTION_NAMES)}")
+    o = options
+    endpoint, protocol, compression, mode = o.get("endpoint"), o.get("protocol"), o.get("compression"), o.get("mode")
+    queue_size, batch_size, timeout = o.get("queue_size"), o.get("batch_size"), o.get("timeout")
+    schedule_delay, max_retry, metric_interval = o.get("schedule_delay"), o.get("max_retry"), o.get("metric_interval")
+    shutdown_timeout, headers, certificate_file = o.get("shutdown_timeout"), o.get("headers"), o.get("certificate_file")
+    transport, logger_provider = o.get("transport"), o.get("logger_provider")
     s = Settings()
     if protocol is not None and protocol not in PROTOCOLS:
         raise ConfigurationError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}; "
@@ -316,7 +336,7 @@ def build_settings(
     s.max_retry_s = DEFAULT_MAX_RETRY_S if max_retry is None else float(max_retry)
     s.transport = transport
     s.logger_provider = logger_provider
-    s.meter_provider = meter_provider
+    s.meter_provider = o.get("meter_provider")
     resolve_endpoints(s, endpoint)
 
     if mode is not None:
@@ -330,7 +350,7 @@ def build_settings(
     if sdk_disabled():
         s.mode = "noop"
 
-    explicit_resource = normalize_resource(resource)
+    explicit_resource = normalize_resource(o.get("resource"))
     base = explicit_resource or global_resource() or default_resource()
     # An id nobody chose explicitly (ours, or the SDK's per-process default) is renewed in a forked child, so that
     # the cumulative series of pre-forked workers never collide.

@@ -189,15 +189,7 @@ def _record(call: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any], resul
         set_current(ids)
         p = STATE.pipeline or STATE.resolve()
         if p.active:
-            rec = (K_CALL, call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns)
-            q = p.queue  # Pipeline.submit, inlined: this is the hot path
-            n = len(q)
-            if n < p.max_len:
-                q.append(rec)
-                if n == p.wake_at:
-                    p.wake.set()
-            else:
-                p.drop_full(rec)
+            p.submit((K_CALL, call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns))
     except Exception:
         _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
 

@@ -196,17 +196,9 @@ class ModelMonitor:
             set_current(pid if type(pid) is str else str(pid))
             p = STATE.pipeline or STATE.resolve()
             if p.active:
-                rec = (K_PRED, self._spec, time_ns() if timestamp is None else _timestamp(timestamp), pid,
-                       prediction, scores, features.copy() if type(features) is dict else features, segments,
-                       label, current_span(), None if duration is None else int(duration * 1e9))
-                q = p.queue  # Pipeline.submit, inlined: this is the hot path
-                n = len(q)
-                if n < p.max_len:
-                    q.append(rec)
-                    if n == p.wake_at:
-                        p.wake.set()
-                else:
-                    p.drop_full(rec)
+                p.submit((K_PRED, self._spec, time_ns() if timestamp is None else _timestamp(timestamp), pid,
+                          prediction, scores, features.copy() if type(features) is dict else features, segments,
+                          label, current_span(), None if duration is None else int(duration * 1e9)))
         except Exception:
             _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
         return pid if type(pid) is str else str(pid)

@@ -6,36 +6,16 @@ opentelemetry-proto classes, so the processor can be exercised without an applic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from otel_ml.otlp_values import any_value
 from otel_ml.semconv.events import INSTRUMENTATION_SCOPE
-
-
-def any_value(v: Any) -> AnyValue:
-    """AnyValue of a Python value (str, bool, int, float, bytes, or a sequence of those)."""
-    if isinstance(v, str):
-        return AnyValue(string_value=v)
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, bytes):
-        return AnyValue(bytes_value=v)
-    if isinstance(v, Mapping):
-        from opentelemetry.proto.common.v1.common_pb2 import KeyValueList
-
-        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=any_value(x)) for k, x in v.items()]))
-    if isinstance(v, Sequence):
-        return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
-    raise TypeError(f"unsupported attribute value {v!r}")
 
 
 def log_record(event_name: str, attributes: Mapping[str, Any], time_unix_nano: int = 0) -> LogRecord:

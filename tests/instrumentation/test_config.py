@@ -112,6 +112,11 @@ def test_configure_rejects_invalid_arguments(kwargs: dict[str, object], message:
     assert isinstance(info.value, ValueError)
 
 
+def test_configure_rejects_unknown_options_like_a_keyword_argument() -> None:
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['endpiont'\].*'endpoint'"):
+        otel_ml.configure(endpiont="http://127.0.0.1:4318")  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"name": "", "task": "binary"}, "name must be a non-empty string"),
     ({"name": "m", "task": "clustering"}, "task must be one of"),
@@ -154,3 +159,12 @@ def test_configure_replaces_and_shutdown_stops(sink: OtlpSink) -> None:
     assert len(sink.wait_for_log_records(1)) == 1  # the replaced pipeline flushed on shutdown
     assert otel_ml.shutdown(5)
     assert STATE.pipeline is not None and not STATE.pipeline.active
+
+
+def test_otlp_values_strict_raises_and_lenient_stringifies() -> None:
+    from otel_ml.otlp_values import any_value
+
+    assert any_value({"k": [1, 2.5, True, b"x"]}).kvlist_value.values[0].value.array_value.values[3].bytes_value == b"x"
+    with pytest.raises(TypeError, match="unsupported attribute value"):
+        any_value(object())
+    assert any_value(None, strict=False).string_value == "None"

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
@@ -281,10 +282,10 @@ class _HttpHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
-        paths = {"/v1/logs": (LOGS, logs_service_pb2.ExportLogsServiceRequest,
-                              logs_service_pb2.ExportLogsServiceResponse),
-                 "/v1/metrics": (METRICS, metrics_service_pb2.ExportMetricsServiceRequest,
-                                 metrics_service_pb2.ExportMetricsServiceResponse)}
+        paths: dict[str, tuple[str, type[Message], type[Message]]] = {
+            "/v1/logs": (LOGS, logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
+            "/v1/metrics": (METRICS, metrics_service_pb2.ExportMetricsServiceRequest,
+                            metrics_service_pb2.ExportMetricsServiceResponse)}
         if self.path not in paths:
             self._reply(404, b"")
             return
