@@ -18,6 +18,7 @@ exactly as the generic path does, with the same truncation counts.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 from otel_ml.instrumentation import limits as lim
 from otel_ml.instrumentation import wire
 from otel_ml.instrumentation.limits import TruncationReason as R
-from otel_ml.instrumentation.normalize import Normalizer, _is_frame
+from otel_ml.instrumentation.normalize import MISSING, Normalizer, _is_frame
 from otel_ml.instrumentation.sinks import span_fields
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import Task
@@ -224,6 +225,110 @@ class BatchEncoder:
         heads = {length: self.sink._id_head(length) for length in set(map(len, raws))}
         join = b"".join
         return [join((head, heads[len(r)], r, row, tail)) for r, row in zip(raws, rows, strict=True)]
+
+    def encode_singles(self, spec: Any, recs: list[tuple[Any, ...]]) -> list[bytes] | None:
+        """Encoded ``LogRecord`` bodies of single predictions of one model drained together, or ``None`` when one
+        of them needs the generic path (then all of them take it, one by one).
+
+        ``recs`` are ``K_PRED`` tuples (``(kind, spec, time_ns, id, prediction, scores, features, segments, label,
+        span, duration_ns)``). Taken when every record is the common call: a string id and class, a finite float
+        score, a classification task, no segments, no label, and features absent on all or dicts with the same
+        string keys in the same order (each feature column of one value type); the bytes and counts are then those
+        of :meth:`OtlpSink.event` per record (timestamps and span links per record).
+        """
+        if spec.task not in Task.CLASSIFICATION or spec.feature_sample_rate < 1.0:
+            return None
+        f0 = recs[0][6]
+        keys = tuple(f0) if type(f0) is dict else None
+        if f0 is not None and (keys is None or not all(type(k) is str and len(k) <= lim.MAX_KEY_LENGTH
+                                                       for k in keys)):
+            return None
+        n = len(recs)
+        _, _, times, pids, preds, scores, feats, segments, labels, spans, durations = zip(*recs, strict=True)
+        max_str = lim.MAX_STRING_LENGTH
+        none = type(None)
+        if (set(map(type, pids)) != {str} or max(map(len, pids)) > 256 or set(map(type, preds)) != {str}
+                or max(map(len, preds)) > max_str or set(map(type, scores)) != {float} or any(segments)
+                or labels.count(MISSING) != n or set(map(type, times)) != {int} or min(times) < 0
+                or max(times) >= 1 << 64 or not set(map(type, durations)) <= {int, none}):
+            return None
+        if f0 is None:
+            if feats.count(None) != n:
+                return None
+        elif set(map(type, feats)) != {dict} or set(map(tuple, feats)) != {keys}:
+            return None
+        score_arr = np.array(scores, dtype=np.float64)
+        if not np.isfinite(score_arr).all():
+            return None
+        selected = spec.feature_set
+        names = [k for k in keys if selected is None or k in selected] if keys is not None else []
+        if len(names) > lim.MAX_FEATURES:
+            return None
+        columns_in: list[tuple[str, Any, list[Any]]] = []  # (name, value type, values)
+        for name in names:
+            values = [f[name] for f in feats]
+            kinds = set(map(type, values))
+            if len(kinds) != 1 or not kinds <= {float, bool, int, str}:
+                return None
+            columns_in.append((name, kinds.pop(), values))
+        # From here on the records are encoded: no more bail-outs (counts are updated below).
+        sink = self.sink
+        enc = self.enc
+        time_bytes = np.array(times, dtype="<u8").view(np.uint8).reshape(n, 8)
+        const = sink._constants(spec, False)
+        head = np.empty((n, 18 + len(const)), dtype=np.uint8)
+        head[:, 0] = 0x09
+        head[:, 1:9] = time_bytes
+        head[:, 9] = 0x59
+        head[:, 10:18] = time_bytes
+        head[:, 18:] = np.frombuffer(const, dtype=np.uint8)
+        try:
+            raws = list(map(str.encode, pids))
+        except UnicodeEncodeError:  # lone surrogates: replaced, as OtlpSink.event does
+            raws = [pid.encode("utf-8", "replace") for pid in pids]
+        id_heads = {length: sink._id_head(length) for length in set(map(len, raws))}
+        value_pieces = {v: enc.scalar(a.ML_PREDICTION_VALUE, v) for v in set(preds)}
+        counts = Counter(preds)
+        class_counts = {v: counts[v] for v in dict.fromkeys(preds)}  # in the order of first appearance
+        columns: list[_Column] = [head, list(map(id_heads.__getitem__, map(len, raws))), raws,
+                                  list(map(value_pieces.__getitem__, preds)),
+                                  _double_block(enc.double_prefix(a.ML_PREDICTION_SCORE), score_arr)]
+        for name, kind, values in columns_in:
+            columns.append(self._single_feature_column(spec, a.ML_FEATURE_PREFIX + name, kind, values))
+        pred_name = sink._pred_name
+        if spans.count(None) == n:
+            columns.append([pred_name] * n)
+        else:
+            tail: list[bytes] = []
+            last_span: Any = None
+            link = b""
+            for span in spans:
+                if span is None:
+                    tail.append(pred_name)
+                    continue
+                if span is not last_span:
+                    last_span, link = span, span_fields(span) or b""
+                tail.append(link + pred_name)
+            columns.append(tail)
+        rows = self._rows(columns, n)
+        key = spec.key
+        metrics = sink.metrics
+        for d in durations:
+            if d is not None:
+                metrics.record_duration(key, d / 1e9)
+        metrics.record_predictions(key, class_counts, score_arr)
+        return rows
+
+    def _single_feature_column(self, spec: Any, key: str, kind: type, values: list[Any]) -> _Column:
+        """Encoded pieces of one feature of single events (``values`` all of type ``kind``: float, bool, int or
+        str), capped and counted as :meth:`Normalizer.features` does per event."""
+        if kind is float:
+            return self._feature_column(spec, key, np.array(values, dtype=np.float64))
+        if (kind is bool or (kind is int and -(2**63) <= min(values) and max(values) < 2**63)
+                or (kind is str and max(map(len, values)) <= lim.MAX_STRING_LENGTH)):
+            cache = {v: self.enc.scalar(key, v) for v in set(values)}
+            return list(map(cache.__getitem__, values))
+        return self._cached_column(spec, key, values)
 
     def _feature_column(self, spec: Any, key: str, col: np.ndarray) -> _Column:
         """Encoded pieces of one feature column (``b""`` where the generic path drops the value)."""

@@ -252,6 +252,15 @@ class WorkerPipeline(Pipeline):
                 budget -= 1
                 rec = q.popleft()
                 kind = rec[0]
+                if self._batch_encoder is not None and (kind == K_PRED or (kind == K_CALL and type(rec[3]) is str)):
+                    room = batch_size - len(out)
+                    run = self._singles_run(rec, q, room if stopping else min(room, budget + 1))
+                    budget -= len(run) - 1
+                    out.extend(self._singles(run))
+                    if len(out) >= batch_size:
+                        self.sink.send(out, self._stop, self._deadline)
+                        out = []
+                    continue
                 if kind == K_PRED or (kind == K_CALL and type(rec[3]) is str):  # one event: no iterator machinery
                     try:
                         item = self._prediction(*rec[1:]) if kind == K_PRED else self._call_single(*rec[1:])
@@ -278,6 +287,57 @@ class WorkerPipeline(Pipeline):
                 out = []
         if out:
             self.sink.send(out, self._stop, self._deadline)
+
+    @staticmethod
+    def _singles_run(rec: tuple[Any, ...], q: deque[tuple[Any, ...]], most: int) -> list[tuple[Any, ...]]:
+        """``rec`` (a single prediction) and the single predictions of the same model queued right after it (at
+        most ``most`` records in all), taken off the queue."""
+        spec = _spec_of(rec)
+        run = [rec]
+        while len(run) < most and q:
+            nxt = q[0]
+            kind = nxt[0]
+            if not ((kind == K_PRED and nxt[1] is spec) or (kind == K_CALL and type(nxt[3]) is str
+                                                              and nxt[1].spec is spec)):
+                break
+            run.append(q.popleft())
+        return run
+
+    def _singles(self, run: list[tuple[Any, ...]]) -> list[Any]:
+        """Events of single predictions of one model: encoded together (column-wise) when they all have the common
+        shape, else one by one; the same bytes and counts either way."""
+        preds: list[tuple[Any, ...]] = []
+        for rec in run:
+            if rec[0] == K_PRED:
+                preds.append(rec)
+                continue
+            call, time_ns, pid, args, kwargs, result, span, duration_ns = rec[1:]
+            try:
+                prediction, scores, features, segments = call.extract(args, kwargs, result)
+            except Exception:
+                self._invalid(rec)
+                continue
+            preds.append((K_PRED, call.spec, time_ns, pid, prediction, scores, features, segments, MISSING, span,
+                          duration_ns))
+        if len(preds) > 1 and self._batch_encoder is not None:
+            try:
+                rows = self._batch_encoder.encode_singles(preds[0][1], preds)
+            except Exception:
+                _logger.debug("otel-ml: column-wise encoding of single events failed; one by one", exc_info=True)
+                rows = None
+            if rows is not None:
+                name = preds[0][1].name
+                return [(name, row) for row in rows]
+        out = []
+        for rec in preds:
+            try:
+                item = self._prediction(*rec[1:])
+            except Exception:
+                self._invalid(rec)
+                continue
+            if item is not None:
+                out.append(item)
+        return out
 
     def _drop_remaining(self, out: list[Any]) -> None:
         counts: dict[str, int] = {}
