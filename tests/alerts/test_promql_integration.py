@@ -230,13 +230,22 @@ def _feed(stack: Stack, models: list[tuple[str, str, int]], mode: Mode) -> None:
     if extra:
         stack.synthetic.append(f"{m.REFERENCE_METRIC.name} (models {sorted(x for x, _, _ in no_reference)})")
     host = [s for s in host_samples(mode) if s.name not in names]
-    stack.exporter.set_samples(samples(missing, synthetic_models, mode) + extra + host)
+    filled = samples(missing, synthetic_models, mode)
+    served = {s.name for s in filled}
+    absent = [spec.name for spec in missing if not served & _series_names(spec)]  # no model of its task here
+    stack.synthetic = [x for x in stack.synthetic if x not in absent]
+    stack.exporter.set_samples(filled + extra + host)
     real_host = sorted(q.HOST_SERIES & names)
     print(f"\nreal series: {sorted(stack.real)} + {real_host}\nsynthetic series: {sorted(stack.synthetic)} + "
-          f"{sorted({s.name for s in host})}")
+          f"{sorted({s.name for s in host})}\nnot applicable to this scenario's models: {sorted(absent)}")
     growing = sorted({s.name for s in stack.exporter.samples() if s.counter and s.rate > 0})
     wait_until(lambda: all((stack.prom.query_value(f"sum(increase({x}[1h]))") or 0) > 0 for x in growing),
                timeout=60, what="synthetic counters scraped twice")
+
+
+def _series_names(spec: m.MetricSpec) -> set[str]:
+    base = prom_name(spec)
+    return {f"{base}_bucket", f"{base}_sum", f"{base}_count"} if spec.instrument == "histogram" else {base}
 
 
 def _recorded(stack: Stack) -> list[str]:
