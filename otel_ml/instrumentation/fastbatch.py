@@ -14,6 +14,10 @@ distinct string names); segments absent or constant scalars; no labels; features
 (and any inconsistency found while checking) returns ``None`` and the batch goes through the generic path. Values
 that need capping inside a column (NaN/inf doubles, huge ints, long strings, odd objects) are handled per value
 exactly as the generic path does, with the same truncation counts.
+
+:meth:`BatchEncoder.encode_singles` does the same for a run of single predictions of one model that the worker
+drains together (per-record timestamps, ids, durations and span links), when every record has the common shape
+(see its docstring); otherwise the run takes the per-record path.
 """
 
 from __future__ import annotations
@@ -296,8 +300,8 @@ class BatchEncoder:
         for name, kind, values in columns_in:
             columns.append(self._single_feature_column(spec, a.ML_FEATURE_PREFIX + name, kind, values))
         pred_name = sink._pred_name
-        if spans.count(None) == n:
-            columns.append([pred_name] * n)
+        if len(set(map(id, spans))) == 1:  # all in the same span (or none): one tail
+            columns.append([(span_fields(spans[0]) or b"" if spans[0] is not None else b"") + pred_name] * n)
         else:
             tail: list[bytes] = []
             last_span: Any = None

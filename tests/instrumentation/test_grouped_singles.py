@@ -140,6 +140,8 @@ def test_events_link_their_own_spans_like_the_per_record_path() -> None:
     records = _same(p, run)
     ids = [LogRecord.FromString(r).span_id for r in records]
     assert ids[0] == ids[1] != ids[2] and ids[3] == b""
+    same = _same(p, [_pred(spec, i, span=spans[0]) for i in range(4)])  # one span for the whole run
+    assert {LogRecord.FromString(r).span_id for r in same} == {ids[0]}
 
 
 def test_decorated_calls_group_with_log_prediction_calls() -> None:
