@@ -19,41 +19,16 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_ml
 from otel_ml.instrumentation.ids import IDS
 from otel_ml.instrumentation.normalize import MISSING
-from otel_ml.instrumentation.pipeline import STATE, WorkerPipeline
-from otel_ml.instrumentation.transport import InMemoryTransport
+from otel_ml.instrumentation.pipeline import WorkerPipeline
 from otel_ml.semconv import attributes as a
+from tests.instrumentation.equivalence import counts, pipeline, reset_counts
 
 ROWS = 64
 
 
-def _pipeline() -> WorkerPipeline:
-    otel_ml.configure(endpoint="http://127.0.0.1:9", transport=InMemoryTransport(), schedule_delay=3600,
-                      metric_interval=3600)
-    p = STATE.pipeline
-    assert isinstance(p, WorkerPipeline)
-    return p
-
-
-def _state(p: WorkerPipeline) -> tuple[Any, ...]:
-    m = p.metrics
-    m.fold_scores()
-    score = {k: (h.counts, h.count, round(h.sum, 9), h.min, h.max) for k, h in m.score.items()}
-    return dict(p.normalizer.truncated), dict(m.dropped), dict(m.predictions), score, dict(m.truncated)
-
-
-def _reset_counts(p: WorkerPipeline) -> None:
-    m = p.metrics
-    p.normalizer.truncated.clear()
-    m.dropped.clear()
-    m.predictions.clear()
-    m.classes.clear()
-    m.score.clear()
-    m.truncated.clear()
-
-
 def _run(p: WorkerPipeline, fast: bool, spec: Any, ids: Any, predictions: Any, scores: Any, features: Any,
          segments: Any = None, labels: Any = MISSING, span: Any = None) -> tuple[list[bytes], tuple[Any, ...]]:
-    _reset_counts(p)
+    reset_counts(p)
     encoder = p._batch_encoder
     if not fast:
         p._batch_encoder = None
@@ -61,7 +36,7 @@ def _run(p: WorkerPipeline, fast: bool, spec: Any, ids: Any, predictions: Any, s
         items = list(p._batch(spec, 123_456_789, ids, predictions, scores, features, segments, labels, span, None))
     finally:
         p._batch_encoder = encoder
-    return [rec for _, rec in items], _state(p)
+    return [rec for _, rec in items], counts(p)
 
 
 def _same(p: WorkerPipeline, spec: Any, *args: Any, fast_taken: bool = True, **kwargs: Any) -> list[bytes]:
@@ -101,7 +76,7 @@ def _frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seed", range(4))
 def test_random_binary_batches_match_the_generic_path(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    p = _pipeline()
+    p = pipeline()
     spec = _spec(threshold=float(rng.random()))
     frame = _frame(rng, ROWS)
     proba = rng.random((ROWS, 2))
@@ -115,7 +90,7 @@ def test_random_binary_batches_match_the_generic_path(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_random_multiclass_batches_match_the_generic_path(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    p = _pipeline()
+    p = pipeline()
     spec = _spec("multiclass", ["a", "b", "c"], features=["x", "y"])
     scores = rng.random((ROWS, 3)).astype(np.float32)
     scores[0] = [0.5, 0.5, 0.1]  # a tie: the first maximum wins on both paths
@@ -125,7 +100,7 @@ def test_random_multiclass_batches_match_the_generic_path(seed: int) -> None:
 
 def test_odd_feature_values_are_capped_and_counted_like_the_generic_path() -> None:
     rng = np.random.default_rng(7)
-    p = _pipeline()
+    p = pipeline()
     spec = _spec()
     n = 12
     frame = pd.DataFrame({
@@ -144,7 +119,7 @@ def test_odd_feature_values_are_capped_and_counted_like_the_generic_path() -> No
 
 
 def test_events_link_the_span_like_the_generic_path() -> None:
-    p = _pipeline()
+    p = pipeline()
     with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
         records = _same(p, _spec(), IDS.new_batch(5), None, np.random.default_rng(1).random((5, 2)), None,
                         span=span)
@@ -155,7 +130,7 @@ def test_events_link_the_span_like_the_generic_path() -> None:
 
 
 def test_class_overflow_counts_like_the_generic_path() -> None:
-    p = _pipeline()
+    p = pipeline()
     spec = _spec("multiclass", [f"c{i}" for i in range(150)])
     rng = np.random.default_rng(3)
     _same(p, spec, IDS.new_batch(400), None, rng.random((400, 150)), None)
@@ -178,7 +153,7 @@ FALLBACK_CASES: dict[str, tuple[str, Case]] = {
 @pytest.mark.parametrize("name", sorted(FALLBACK_CASES))
 def test_unsupported_batches_take_the_generic_path(name: str) -> None:
     task, make = FALLBACK_CASES[name]
-    p = _pipeline()
+    p = pipeline()
     spec = _spec(task, None if task == "regression" else ["no", "yes"]) if task != "regression" else \
         otel_ml.ModelMonitor("m", version="2", task="regression")._spec
     args = make(np.random.default_rng(0))
@@ -188,7 +163,7 @@ def test_unsupported_batches_take_the_generic_path(name: str) -> None:
 def test_single_path_caches_give_the_same_bytes_and_counts_every_time() -> None:
     """The per-feature caches (double prefixes, whole categorical entries) change nothing on the wire, and a capped
     (too long) feature name is counted on every event, not only the first."""
-    p = _pipeline()
+    p = pipeline()
     spec = _spec()
     long_name = "k" * 300
     features = {"amount": 1.5, "country": "FR", "flag": True, "n": 1, "big": 2**70, long_name: 2.0, "s": "x" * 70}
@@ -226,7 +201,7 @@ def test_bulk_folded_durations_equal_per_value_recording() -> None:
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 @pytest.mark.parametrize("score", [0.93, 0.0, -2.5, 1e300])
 def test_class_and_score_shortcut_equals_the_normalizer(task: str, score: float) -> None:
-    p = _pipeline()
+    p = pipeline()
     spec = _spec(task, ["no", "yes", "maybe"] if task == "multiclass" else None)
     item = p._prediction(spec, 9, "pid-1", "yes", score, {"x": 1.0}, None, MISSING, None, None)
     assert item is not None

@@ -21,36 +21,13 @@ import otel_ml
 from otel_ml.instrumentation.normalize import MISSING
 from otel_ml.instrumentation.pipeline import K_CALL, K_PRED, STATE, WorkerPipeline
 from otel_ml.instrumentation.transport import InMemoryTransport
+from tests.instrumentation.equivalence import counts, pipeline, reset_counts
 
 Rec = tuple[Any, ...]
 
 
-def _pipeline() -> WorkerPipeline:
-    otel_ml.configure(endpoint="http://127.0.0.1:9", transport=InMemoryTransport(), schedule_delay=3600,
-                      metric_interval=3600)
-    p = STATE.pipeline
-    assert isinstance(p, WorkerPipeline)
-    return p
-
-
-def _state(p: WorkerPipeline) -> tuple[Any, ...]:
-    m = p.metrics
-    m.fold_scores()
-    score = {k: (h.counts, h.count, round(h.sum, 9), h.min, h.max) for k, h in m.score.items()}
-    duration = {k: (h.counts, h.count, round(h.sum, 12), h.min, h.max) for k, h in m.duration.items()}
-    return (dict(p.normalizer.truncated), dict(m.dropped), dict(m.predictions), score, duration, dict(m.truncated))
-
-
-def _reset_counts(p: WorkerPipeline) -> None:
-    m = p.metrics
-    m.fold_scores()
-    p.normalizer.truncated.clear()
-    for d in (m.dropped, m.predictions, m.classes, m.score, m.duration, m.truncated):
-        d.clear()
-
-
 def _run(p: WorkerPipeline, fast: bool, run: list[Rec]) -> tuple[list[Any], tuple[Any, ...]]:
-    _reset_counts(p)
+    reset_counts(p)
     encoder = p._batch_encoder
     if not fast:
         p._batch_encoder = None
@@ -58,7 +35,7 @@ def _run(p: WorkerPipeline, fast: bool, run: list[Rec]) -> tuple[list[Any], tupl
         items = p._singles(list(run))
     finally:
         p._batch_encoder = encoder
-    return items, _state(p)
+    return items, counts(p)
 
 
 def _same(p: WorkerPipeline, run: list[Rec], grouped: bool = True) -> list[bytes]:
@@ -105,7 +82,7 @@ def _features(rng: np.random.Generator) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(3))
 def test_random_runs_match_the_per_record_path(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    p = _pipeline()
+    p = pipeline()
     spec = _monitor()._spec
     run = [_pred(spec, i, str(rng.choice(["no", "yes"])), float(rng.random()), _features(rng),
                  duration_ns=int(rng.integers(0, 10**9)) if i % 3 else None) for i in range(40)]
@@ -118,7 +95,7 @@ def test_random_runs_match_the_per_record_path(seed: int) -> None:
 
 
 def test_odd_values_inside_a_run_are_capped_and_counted_like_the_per_record_path() -> None:
-    p = _pipeline()
+    p = pipeline()
     spec = _monitor()._spec
     values = [float("nan"), float("inf"), 1e308, -0.0, 5e-324, 2.0]
     strings = ["x" * 5000, "ok", "é", "", "y" * 64, "z"]
@@ -132,7 +109,7 @@ def test_odd_values_inside_a_run_are_capped_and_counted_like_the_per_record_path
 
 
 def test_events_link_their_own_spans_like_the_per_record_path() -> None:
-    p = _pipeline()
+    p = pipeline()
     spec = _monitor()._spec
     tracer = TracerProvider().get_tracer("t")
     spans = [tracer.start_span(f"s{i}") for i in range(3)]
@@ -145,7 +122,7 @@ def test_events_link_their_own_spans_like_the_per_record_path() -> None:
 
 
 def test_decorated_calls_group_with_log_prediction_calls() -> None:
-    p = _pipeline()
+    p = pipeline()
     mon = _monitor()
 
     @mon.instrument
@@ -165,7 +142,7 @@ def test_decorated_calls_group_with_log_prediction_calls() -> None:
 
 
 def test_a_failing_extractor_drops_and_counts_only_its_call() -> None:
-    p = _pipeline()
+    p = pipeline()
     mon = _monitor()
 
     def boom(args: Any, kwargs: Any, result: Any) -> Any:
@@ -206,12 +183,12 @@ FALLBACK_CASES: dict[str, Make] = {
 
 @pytest.mark.parametrize("name", sorted(FALLBACK_CASES))
 def test_odd_runs_take_the_per_record_path(name: str) -> None:
-    p = _pipeline()
+    p = pipeline()
     _same(p, FALLBACK_CASES[name](_monitor()._spec), grouped=False)
 
 
 def test_regression_and_sampled_monitors_take_the_per_record_path() -> None:
-    p = _pipeline()
+    p = pipeline()
     reg = otel_ml.ModelMonitor("r", version="1", task="regression")._spec
     _same(p, [_pred(reg, i, prediction=1.5, score=None) for i in range(3)], grouped=False)
     sampled = _monitor(feature_sample_rate=0.5)._spec
