@@ -2,8 +2,9 @@
 
 Usage: ``python -m tests.alerts.serving_app <collector-grpc host:port> <seconds> <healthy|degraded>``.
 
-Serves one multiclass model ``serving`` for ``seconds``: every call is an instrumented inference (real
-``ml.client.*`` metrics and real prediction events through the collector); its label follows at once. Degraded: one
+Serves one multiclass model ``serving`` for ``seconds``: every call is an instrumented inference returning a label
+and class probabilities (real ``ml.client.*`` metrics, score histogram included, and real prediction events through
+the collector); its label follows at once. Degraded: one
 call in four raises (client inference errors), one in four takes 0.6 s (above the latency SLO), every other
 prediction is wrong.
 
@@ -19,6 +20,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -74,13 +76,17 @@ def main(argv: list[str]) -> int:
     degraded = mode == "degraded"
     state = {"i": 0}
 
-    @monitor.instrument(segments=lambda args, kwargs, result: {"region": "eu" if args[0] % 2 else "us"})
-    def predict(i: int) -> str:
+    @monitor.instrument(prediction="label", scores="proba",
+                        segments=lambda args, kwargs, result: {"region": "eu" if args[0] % 2 else "us"})
+    def predict(i: int) -> dict[str, Any]:
         if degraded and i % 4 == 3:
             raise ValueError("feature out of range")
         time.sleep(0.6 if degraded and i % 4 == 2 else 0.001)  # degraded: a quarter of the calls break the SLO
         truth = CLASSES[i % 3]
-        return CLASSES[(i + 1) % 3] if degraded and i % 2 else truth
+        label = CLASSES[(i + 1) % 3] if degraded and i % 2 else truth
+        confidence = 0.5 if degraded else 0.9  # degraded: the model is unsure
+        proba = [confidence if c == label else (1 - confidence) / 2 for c in CLASSES]
+        return {"label": label, "proba": proba}
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
