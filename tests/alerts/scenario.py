@@ -11,8 +11,7 @@ generators:
   evaluation set), scores flattened (low estimated accuracy), a class the evaluation set never had (``wolf``), two
   labels per sample for the multilabel model (predictions per sample), and every ``wrong_every``-th prediction wrong.
 
-Ranking has no reference support (``otel-ml reference fit`` fits binary, multiclass, multilabel and regression), so
-a ranking model has no baseline or estimate from the pipeline.
+Ranking references hold baselines and drift distributions only (no correctness estimator).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ UNSEEN = "wolf"
 EVAL_ROWS = 400
 WEAK_REGION = "apac"
 """The evaluation set's weak slice: the model is mostly wrong there (a share of 15% of the rows)."""
-REFERENCE_TASKS = ("binary", "multiclass", "multilabel", "regression")
+REFERENCE_TASKS = ("binary", "multiclass", "multilabel", "regression", "ranking")
 
 
 # --- evaluation sets -------------------------------------------------------------------------------------------------
@@ -94,8 +93,19 @@ def multilabel_frame(n: int = EVAL_ROWS, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"x": x, "region": region, "label": label, "pred": pred})
 
 
+def ranking_frame(n: int = EVAL_ROWS, seed: int = 0) -> pd.DataFrame:
+    """Four ranked items; the first is the relevant one 90% of the time, else the second."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    region = _regions(n, rng)
+    label = np.where(rng.random(n) < 0.9, "i1", "i2")
+    return pd.DataFrame({"x": x, "region": region, "label": label, "pred": ["i1|i2|i3|i4"] * n})
+
+
 def evaluation_set(task: str) -> pd.DataFrame:
     """The evaluation set of a model of ``task`` (one of :data:`REFERENCE_TASKS`)."""
+    if task == "ranking":
+        return ranking_frame()
     if task == "regression":
         return regression_frame()
     if task == "multilabel":
@@ -171,7 +181,8 @@ def events(model: str, task: str, n: int, wrong_every: int, mode: Mode, version:
     out = []
     for i in range(n):
         pid = f"{model}-{i}"
-        row = _healthy_row(task, i) if mode == "healthy" and task in REFERENCE_TASKS else _degraded_row(task, i, rng)
+        healthy = mode == "healthy" and task != "ranking"  # ranking traffic: fixed items below
+        row = _healthy_row(task, i) if healthy else _degraded_row(task, i, rng)
         attrs: dict[str, Any] = {a.ML_MODEL_VERSION: version, a.ML_SEGMENT_PREFIX + "region": row["region"],
                                  a.ML_FEATURE_PREFIX + "x": row["x"]}
         wrong = _wrong(i, wrong_every)

@@ -9,7 +9,7 @@ references fitted in the test with ``otel-ml reference fit`` (:mod:`tests.alerts
 so baselines, estimated quality, drift, unseen classes, weak-segment traffic, relabel samples, expired predictions
 and orphaned labels are real; the serving app exports its own ``process.cpu.time`` / ``process.memory.usage``
 through the OTel SDK. What the pipeline cannot produce in a short test (overload, evictions, export failures,
-client drops; ranking baselines, which ``reference fit`` does not support) is served by
+client drops) is served by
 :mod:`tests.alerts.synthetic`, generated from the semconv specs; which series came from where is printed.
 
 * coverage: with a degraded fleet, every dashboard target and annotation (variables set to "All") and every
@@ -224,7 +224,7 @@ def _feed(stack: Stack, models: list[tuple[str, str, int]], mode: Mode) -> None:
         if not produced:
             missing.append(spec)
     synthetic_models = [(x, VERSION, t) for x, t, _ in models] + [(SERVING[0], VERSION, SERVING[1])]
-    # `otel-ml reference fit` has no ranking support: ranking baselines cannot come from the pipeline.
+    # A task without `otel-ml reference fit` support would get its baselines here (none at present).
     no_reference = [(x, VERSION, t) for x, t, _ in models if t not in scenario.REFERENCE_TASKS]
     extra = samples([m.REFERENCE_METRIC], no_reference, mode) if m.REFERENCE_METRIC not in missing else []
     if extra:
