@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,10 +218,12 @@ class EstimationStage(BaseStage):
         frame = batch_frame(batch, art) if est is not None else None
         if isinstance(est, ClassificationEstimator) and frame is not None:
             p, class_proba, pred_codes = est.predict_details(frame)
-            self._classification_counters(batch, art, est.estimator_key, p, class_proba, pred_codes, sink)
+            self._correctness_counters(batch, art.classes, est.estimator_key, p,
+                                       lambda idx: em.expected_outcomes(class_proba[idx], pred_codes[idx]), sink)
         elif isinstance(est, MultilabelEstimator) and frame is not None:
             p, q, decisions = est.predict_details(frame)
-            self._multilabel_counters(batch, art, est.key, p, q, decisions, sink)
+            self._correctness_counters(batch, art.classes, est.key, p,
+                                       lambda idx: expected_label_outcomes(q[idx], decisions[idx]), sink)
         elif isinstance(est, RegressionEstimator) and frame is not None:
             abs_e = est.predict_correctness(frame)
             sq_e = est.predict_squared_error(frame)
@@ -265,25 +267,14 @@ class EstimationStage(BaseStage):
                     sink.set_gauge(m.SET_SIZE_DRIFT, value, {**attrs, a.ML_DRIFT_METHOD: method})
 
     # --- pieces ----------------------------------------------------------------------------------------------------
-    def _classification_counters(self, batch: PredictionBatch, art: ReferenceArtifact, key: str, p: np.ndarray,
-                                 class_proba: np.ndarray, pred_codes: np.ndarray, sink: MetricSink) -> None:
-        model_attrs = {a.ML_MODEL_NAME: batch.model, a.ML_MODEL_VERSION: batch.version}
-        classes = art.classes
-        for seg, idx in _by_segment(batch.segments, len(batch)):
-            attrs = _seg_attrs(model_attrs, seg, key)
-            ps = p[idx]
-            sink.add(m.ESTIMATED_PREDICTIONS, float(idx.size), attrs)
-            sink.add(m.ESTIMATED_CORRECT_PREDICTIONS, float(ps.sum()), attrs)
-            sink.add(m.ESTIMATED_CORRECT_VARIANCE, float(np.sum(ps * (1.0 - ps))), attrs)
-            tp, fp, fn = em.expected_outcomes(class_proba[idx], pred_codes[idx])
-            for c, cls in enumerate(classes):
-                for outcome, values in ((Outcome.TP, tp), (Outcome.FP, fp), (Outcome.FN, fn)):
-                    if values[c] > 0:
-                        sink.add(m.ESTIMATED_CLASSIFICATION_OUTCOMES, float(values[c]),
-                                 {**attrs, a.ML_CLASS: cls, a.ML_OUTCOME: outcome})
+    def _correctness_counters(self, batch: PredictionBatch, classes: Sequence[str], key: str, p: np.ndarray,
+                              outcomes: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+                              sink: MetricSink) -> None:
+        """Estimated correct sums, their variance and expected per-class tp/fp/fn, per segment.
 
-    def _multilabel_counters(self, batch: PredictionBatch, art: ReferenceArtifact, key: str, p: np.ndarray,
-                             q: np.ndarray, decisions: np.ndarray, sink: MetricSink) -> None:
+        ``outcomes(idx)`` gives the expected tp, fp and fn per class (multiclass: from calibrated class
+        probabilities; multilabel: per label) of the rows ``idx``.
+        """
         model_attrs = {a.ML_MODEL_NAME: batch.model, a.ML_MODEL_VERSION: batch.version}
         for seg, idx in _by_segment(batch.segments, len(batch)):
             attrs = _seg_attrs(model_attrs, seg, key)
@@ -291,8 +282,8 @@ class EstimationStage(BaseStage):
             sink.add(m.ESTIMATED_PREDICTIONS, float(idx.size), attrs)
             sink.add(m.ESTIMATED_CORRECT_PREDICTIONS, float(ps.sum()), attrs)
             sink.add(m.ESTIMATED_CORRECT_VARIANCE, float(np.sum(ps * (1.0 - ps))), attrs)
-            tp, fp, fn = expected_label_outcomes(q[idx], decisions[idx])
-            for c, cls in enumerate(art.classes):
+            tp, fp, fn = outcomes(idx)
+            for c, cls in enumerate(classes):
                 for outcome, values in ((Outcome.TP, tp), (Outcome.FP, fp), (Outcome.FN, fn)):
                     if values[c] > 0:
                         sink.add(m.ESTIMATED_CLASSIFICATION_OUTCOMES, float(values[c]),
