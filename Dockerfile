@@ -1,6 +1,15 @@
 # otel-ml image: the processor (`otel-ml processor`) and the demo traffic generator (`otel-ml demo --collector ...`).
 # Build from the repository root: docker build -t otel-ml:0.1.0 .
-# The base image is pinned to a patch release; bump it deliberately.
+# The base images are pinned to a patch release; bump them deliberately (both stages together).
+
+# Build stage: the full image has gcc, so the wheel carries the decoder's C extension (the build fails without it).
+FROM python:3.11.14-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY otel_ml ./otel_ml
+RUN pip wheel --no-deps --no-cache-dir -w /wheels . \
+    && python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/otel_ml-*.whl')[0]).namelist(); sys.exit(not any('_fastdecode' in n and n.endswith('.so') for n in names))"
+
 FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,11 +18,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MPLBACKEND=Agg
 
-WORKDIR /src
-# Only what the package build needs: the image does not carry tests, dashboards or benchmarks.
-COPY pyproject.toml README.md ./
-COPY otel_ml ./otel_ml
-RUN pip install ".[processor]" \
+# Only the package: the image does not carry tests, dashboards or benchmarks.
+COPY --from=build /wheels /wheels
+RUN pip install "$(ls /wheels/otel_ml-*.whl)[processor]" && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /var/lib/otel-ml --create-home otelml \
     && mkdir -p /var/lib/otel-ml/data /var/lib/otel-ml/references /var/lib/otel-ml/demo \
     && chown -R otelml /var/lib/otel-ml

@@ -48,43 +48,10 @@ from otel_ml.processor import events as ev  # noqa: E402
 from otel_ml.processor.decode import decode_request  # noqa: E402
 from otel_ml.processor.records import join_key  # noqa: E402
 from otel_ml.processor.store import SqliteJoinStore  # noqa: E402
-from otel_ml.semconv import attributes as a  # noqa: E402
 from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
+from tests.support.workload import PER_REQUEST, benchmark_requests, label, prediction  # noqa: E402
 
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-PER_REQUEST = 1000
-
-
-def prediction(i: int, t: int) -> Any:
-    attrs: dict[str, Any] = {
-        a.ML_MODEL_NAME: "fraud", a.ML_MODEL_VERSION: "2024-06-01", a.ML_TASK: "binary", a.ML_PREDICTION_ID: f"id-{i}",
-        a.ML_PREDICTION_VALUE: "1" if i % 3 == 0 else "0", a.ML_PREDICTION_SCORE: random.random(),
-        a.ML_PREDICTION_CLASSES: ["0", "1"], a.ML_PREDICTION_SCORES: [0.4, 0.6],
-        "ml.segment.region": random.choice(["eu", "us", "apac"]), "ml.segment.channel": random.choice(["web", "app"]),
-    }
-    for f in range(5):
-        attrs[f"ml.feature.f{f}"] = random.random()
-    return ev.log_record("ml.prediction", attrs, t)
-
-
-def label(i: int, t: int) -> Any:
-    return ev.log_record("ml.label", {a.ML_MODEL_NAME: "fraud", a.ML_PREDICTION_ID: f"id-{i}",
-                                      a.ML_LABEL_VALUE: "1" if i % 4 == 0 else "0"}, t)
-
-
-def make_requests(n: int) -> list[bytes]:
-    """``n`` serialized requests: 500 predictions + 500 labels (of the predictions two requests earlier) each."""
-    half = PER_REQUEST // 2
-    t = time.time_ns()
-    out = []
-    for r in range(n):
-        recs = []
-        for j in range(half):
-            i = r * half + j
-            recs.append(prediction(i, t))
-            recs.append(label(i - 2 * half, t + 1_000_000_000) if r >= 2 else prediction(10**9 + i, t))
-        out.append(ev.request(recs).SerializeToString())
-    return out
 
 
 def walk(request: ExportLogsServiceRequest) -> int:
@@ -246,7 +213,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as d:
         tmp = Path(d)
         print(f"generating {args.requests} requests of {PER_REQUEST} records ...", flush=True)
-        bodies = make_requests(args.requests)
+        bodies = benchmark_requests(args.requests)
         before = ceiling(bodies)
         e = end_to_end(tmp, bodies)
         after = ceiling(bodies)  # measured on both sides of the end-to-end run: the machine's load drifts

@@ -14,7 +14,9 @@ from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import ArrayValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from otel_ml.processor import _native
 from otel_ml.processor.records import SEP, Row
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import RejectReason, Task
@@ -27,6 +29,8 @@ _SEGMENT_LEN: Final = len(_SEGMENT)
 _TASKS: Final = frozenset(Task.ALL)
 _LIST_TASKS: Final = frozenset({Task.MULTILABEL, Task.RANKING})
 _BINARY: Final = Task.BINARY
+_DEFAULT_POSITIVE: Final = "1"
+"""Positive class of a binary prediction without ``ml.prediction.classes``."""
 
 
 class _Bad:
@@ -217,6 +221,19 @@ _CLASSES: dict[tuple[str, ...], tuple[str, ...]] = {}
 """Interned class tuples (one object per distinct class order: cheap grouping downstream)."""
 
 
+def _segment_string(seg_key: tuple[tuple[str, Any], ...]) -> str:
+    """``dim=value,...`` (sorted by dimension) of a record's ``ml.segment.*`` attributes, in wire order."""
+    cached = _SEGMENTS.get(seg_key)
+    if cached is None:
+        for key, v in seg_key:
+            if type(v) is not str:
+                raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
+        cached = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(seg_key))
+        if len(_SEGMENTS) < 100_000:
+            _SEGMENTS[seg_key] = cached
+    return cached
+
+
 def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features: dict[str, Any] | None, ts: float,
                 now: float, extras: bool) -> tuple[Row, Extra | None]:
     get = attrs.get
@@ -262,19 +279,8 @@ def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features
             raise Reject(RejectReason.WRONG_TYPE,
                          f"{a.ML_PREDICTION_SCORES} must align with {a.ML_PREDICTION_CLASSES}")
     if task == _BINARY:
-        p_aux = classes_t[-1] if classes_t else "1"
-    segment = ""
-    if segments:
-        seg_key = tuple(segments.items())
-        cached = _SEGMENTS.get(seg_key)
-        if cached is None:
-            for key, v in seg_key:
-                if type(v) is not str:
-                    raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
-            cached = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(seg_key))
-            if len(_SEGMENTS) < 100_000:
-                _SEGMENTS[seg_key] = cached
-        segment = cached
+        p_aux = classes_t[-1] if classes_t else _DEFAULT_POSITIVE
+    segment = _segment_string(tuple(segments.items())) if segments else ""
     label = _label_half(attrs, ts) if (a.ML_LABEL_VALUE in attrs or a.ML_LABEL_VALUES in attrs) else _NO_LABEL
     row = (f"{model}{SEP}{pid}", now, model, version, task, segment, p_str, p_num, score, p_aux, p_list, ts, *label)
     if not extras:
@@ -307,8 +313,54 @@ def _key_kind(key: str) -> str:
     return kind
 
 
+def _record(rec: LogRecord, name: str, out: Decoded, now: float, extras: bool) -> None:
+    """Decode one ``ml.prediction`` / ``ml.label`` record into ``out`` (a row, or a counted rejection)."""
+    key_kind = _KEY_KINDS.get
+    attrs: dict[str, Any] = {}
+    segments: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
+    for kv in rec.attributes:
+        key = kv.key
+        kind = key_kind(key)
+        if kind is None:
+            kind = _key_kind(key)
+        if kind is not _PLAIN_KEY and kind is not _SEGMENT_KEY and not extras:
+            continue  # features and per-class scores feed stages only: not even read without one
+        v = kv.value
+        val: Any = v.string_value
+        if not val:  # a non-empty string is the oneof's active member; anything else: look
+            which = v.WhichOneof("value")
+            if which == "double_value":
+                val = v.double_value
+            elif which == "array_value":
+                val = v.array_value  # converted only where used (_arr)
+            elif which != "string_value":
+                val = _value(v)
+        if kind is _PLAIN_KEY or kind is _STAGE_KEY:
+            attrs[key] = val
+        elif kind is _SEGMENT_KEY:
+            if segments is None:
+                segments = {}
+            segments[key] = val
+        else:
+            if features is None:
+                features = {}
+            features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is ArrayValue else val
+    t = rec.time_unix_nano or rec.observed_time_unix_nano
+    ts = t / 1e9 if t else now
+    try:
+        if name == ML_PREDICTION_EVENT:
+            row, extra = _prediction(attrs, segments, features, ts, now, extras)
+            out.predictions.append(row)
+            out.extras.append(extra)
+        else:
+            out.labels.append(_label(attrs, ts, now))
+    except Reject as exc:
+        out.reject(exc.reason, str(exc))
+
+
 def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool = True) -> Decoded:
-    """Decode every record of ``request``.
+    """Decode every record of a parsed ``request`` (the Python path).
 
     Args:
         request: The OTLP request.
@@ -316,9 +368,7 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
         extras: Collect features, scores and classes for stages (skipped when no stage is configured).
     """
     out = Decoded()
-    preds, extra_list, labels = out.predictions, out.extras, out.labels
     received = ignored = 0
-    key_kind = _KEY_KINDS.get
     for rl in request.resource_logs:
         for sl in rl.scope_logs:
             for rec in sl.log_records:
@@ -327,46 +377,43 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
                 if name != ML_PREDICTION_EVENT and name != ML_LABEL_EVENT:
                     ignored += 1
                     continue
-                attrs: dict[str, Any] = {}
-                segments: dict[str, Any] | None = None
-                features: dict[str, Any] | None = None
-                for kv in rec.attributes:
-                    key = kv.key
-                    kind = key_kind(key)
-                    if kind is None:
-                        kind = _key_kind(key)
-                    if kind is not _PLAIN_KEY and kind is not _SEGMENT_KEY and not extras:
-                        continue  # features and per-class scores feed stages only: not even read without one
-                    v = kv.value
-                    val: Any = v.string_value
-                    if not val:  # a non-empty string is the oneof's active member; anything else: look
-                        which = v.WhichOneof("value")
-                        if which == "double_value":
-                            val = v.double_value
-                        elif which == "array_value":
-                            val = v.array_value  # converted only where used (_arr)
-                        elif which != "string_value":
-                            val = _value(v)
-                    if kind is _PLAIN_KEY or kind is _STAGE_KEY:
-                        attrs[key] = val
-                    elif kind is _SEGMENT_KEY:
-                        if segments is None:
-                            segments = {}
-                        segments[key] = val
-                    else:
-                        if features is None:
-                            features = {}
-                        features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is ArrayValue else val
-                t = rec.time_unix_nano or rec.observed_time_unix_nano
-                ts = t / 1e9 if t else now
-                try:
-                    if name == ML_PREDICTION_EVENT:
-                        row, extra = _prediction(attrs, segments, features, ts, now, extras)
-                        preds.append(row)
-                        extra_list.append(extra)
-                    else:
-                        labels.append(_label(attrs, ts, now))
-                except Reject as exc:
-                    out.reject(exc.reason, str(exc))
+                _record(rec, name, out, now, extras)
     out.received, out.ignored = received, ignored
     return out
+
+
+def decode_body(body: bytes, now: float, extras: bool = True) -> Decoded:
+    """Decode a serialized ``ExportLogsServiceRequest``: the C fast path when it is built, else the Python path.
+
+    Both give the same :class:`Decoded` (``tests/processor/test_fastdecode.py``): the C code decodes the records of
+    the common shapes itself, hands every other ``ml.*`` record to :func:`_record` as its own bytes, and leaves a
+    request it does not fully understand (malformed, exotic encodings) to the Python path as a whole.
+
+    Raises:
+        google.protobuf.message.DecodeError: ``body`` is not a valid ``ExportLogsServiceRequest``.
+    """
+    if _native.decoder is not None:
+        out = Decoded()
+
+        def fallback(record: bytes) -> None:
+            rec = LogRecord.FromString(record)
+            _record(rec, rec.event_name, out, now, extras)
+
+        counts = _native.decoder.decode(body, now, extras, out.predictions, out.extras, out.labels, fallback)
+        if counts is not None:
+            out.received, out.ignored = counts
+            return out
+    return decode_request(ExportLogsServiceRequest.FromString(body), now, extras)
+
+
+_native.configure({
+    "prediction_event": ML_PREDICTION_EVENT, "label_event": ML_LABEL_EVENT,
+    "model": a.ML_MODEL_NAME, "version": a.ML_MODEL_VERSION, "task": a.ML_TASK, "id": a.ML_PREDICTION_ID,
+    "pred_value": a.ML_PREDICTION_VALUE, "pred_values": a.ML_PREDICTION_VALUES, "score": a.ML_PREDICTION_SCORE,
+    "scores": a.ML_PREDICTION_SCORES, "classes": a.ML_PREDICTION_CLASSES, "label_value": a.ML_LABEL_VALUE,
+    "label_values": a.ML_LABEL_VALUES, "label_relevance": a.ML_LABEL_RELEVANCE,
+    "segment_prefix": _SEGMENT, "feature_prefix": _FEATURE,
+    "binary": Task.BINARY, "multiclass": Task.MULTICLASS, "regression": Task.REGRESSION,
+    "binary_default_positive": _DEFAULT_POSITIVE, "sep": SEP,
+    "segment_cache": {}, "classes_cache": _CLASSES, "segment_of": _segment_string,
+})

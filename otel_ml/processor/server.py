@@ -31,13 +31,13 @@ import grpc
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsPartialSuccess,
-    ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 
+from otel_ml.processor import _native
 from otel_ml.processor.aggregates import Aggregates
 from otel_ml.processor.config import ProcessorConfig
-from otel_ml.processor.decode import decode_request
+from otel_ml.processor.decode import decode_body
 from otel_ml.processor.export import MetricsOutput
 from otel_ml.processor.pipeline import Pipeline, StepResult
 from otel_ml.processor.stage import Stage, load_stages
@@ -72,9 +72,14 @@ class Ingest:
         """Count an unreadable request."""
         self.aggregates.add_uncommitted(m.PROCESSOR_RECORDS_REJECTED.name, ((a.ML_REASON, reason),), 1.0)
 
-    def ingest(self, request: ExportLogsServiceRequest) -> StepResult:
-        """Decode and commit; raises :class:`StoreUnavailable` when the commit failed."""
-        decoded = decode_request(request, self.clock(), self.writer.pipeline.wants_extras)
+    def ingest(self, body: bytes) -> StepResult:
+        """Decode a serialized request and commit it.
+
+        Raises:
+            DecodeError: ``body`` is not an ``ExportLogsServiceRequest`` (nothing was submitted).
+            StoreUnavailable: The commit failed.
+        """
+        decoded = decode_body(body, self.clock(), self.writer.pipeline.wants_extras)
         return self.writer.submit(decoded).result(COMMIT_TIMEOUT_S)
 
 
@@ -103,11 +108,11 @@ class LogsServicer:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"request of {len(body)} bytes exceeds receiver.max_request_bytes ({self._limit})")
             try:
-                request = ExportLogsServiceRequest.FromString(body)
+                result = self._ingest.ingest(body)
             except DecodeError as exc:
                 self._ingest.rejected_request(RejectReason.DECODE_ERROR)
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable ExportLogsServiceRequest: {exc}")
-            return response(self._ingest.ingest(request))
+            return response(result)
         except (StoreUnavailable, futures.TimeoutError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {exc}")
             raise  # unreachable: abort raises
@@ -199,8 +204,7 @@ def http_server(ingest: Ingest, endpoint: str, config: ProcessorConfig) -> tuple
             try:
                 if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
                     body = _gunzip(body, limit)
-                request = ExportLogsServiceRequest.FromString(body)
-                result = ingest.ingest(request)
+                result = ingest.ingest(body)
             except OverflowError:
                 ingest.rejected_request(RejectReason.TOO_LARGE)
                 self._reply(413, b"request too large", "text/plain")
@@ -243,6 +247,7 @@ class ProcessorApp:
     def start(self) -> ProcessorApp:
         """Start the writer and the receivers."""
         self.writer.start()
+        _logger.info("decoding with the %s", _native.status)
         rc = self.config.receiver
         if rc.grpc_endpoint:
             self.grpc, self.grpc_port = grpc_server(self.ingest, rc.grpc_endpoint, self.config)
