@@ -5,7 +5,8 @@ Three measurements in one run:
 1. ``ceiling`` (measured before and after the end-to-end run; the mean is reported): in this process, pinned to
    core 0: parse each pre-serialized 1000-record
    ``ExportLogsServiceRequest`` with upb and walk every record's attributes into a dict (the practical ceiling of any
-   Python OTLP consumer), then the processor's full ``decode_request`` on the same requests.
+   Python OTLP consumer), then the processor's Python decode path (upb parse + ``decode_request``) and the decode
+   the processor runs (``decode_body``: the C fast path when it is built, see ``otel_ml/processor/_native.py``).
 2. ``end to end``: a real processor process (``python -m otel_ml.processor``, SQLite WAL store, group commit) pinned
    to core 0 with ``os.sched_setaffinity``; this process, pinned to core 1, sends the same pre-serialized requests
    over OTLP/gRPC with 4 requests in flight. Each request has 500 predictions (10 attributes + 5 features: model,
@@ -18,7 +19,7 @@ Three measurements in one run:
    on that store, receives traffic (labels joining some of them) and its RSS is read.
 
 The machine is shared (2 cores, other jobs running): compare the end-to-end figure with the ceiling measured in the
-same run. Run: ``.venv/bin/python benchmarks/bench_processor.py [--seconds 30] [--pending 10000000]``.
+same run. Run: ``.venv/bin/python benchmarks/bench_processor.py [--requests 200] [--pending 10000000]``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from otel_ml.processor import _native  # noqa: E402
 from otel_ml.processor import events as ev  # noqa: E402
-from otel_ml.processor.decode import decode_request  # noqa: E402
+from otel_ml.processor.decode import decode_body, decode_request  # noqa: E402
 from otel_ml.processor.records import join_key  # noqa: E402
 from otel_ml.processor.store import SqliteJoinStore  # noqa: E402
 from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
@@ -71,11 +73,12 @@ def walk(request: ExportLogsServiceRequest) -> int:
 
 def ceiling(bodies: list[bytes]) -> dict[str, float]:
     os.sched_setaffinity(0, {0})
-    out: dict[str, list[float]] = {"parse+walk": [], "parse+decode": []}
+    paths = {"parse+walk": lambda b: walk(ExportLogsServiceRequest.FromString(b)),
+             "parse+decode": lambda b: decode_request(ExportLogsServiceRequest.FromString(b), 0.0, False),
+             "decode_body": lambda b: decode_body(b, 0.0, False)}
+    out: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(3):
-        for name, fn in (("parse+walk", lambda b: walk(ExportLogsServiceRequest.FromString(b))),
-                         ("parse+decode", lambda b: decode_request(ExportLogsServiceRequest.FromString(b), 0.0,
-                                                                   False))):
+        for name, fn in paths.items():
             start = time.process_time()
             for body in bodies[:40]:
                 fn(body)
@@ -219,8 +222,10 @@ def main() -> None:
         after = ceiling(bodies)  # measured on both sides of the end-to-end run: the machine's load drifts
         c = {k: (before[k] + after[k]) / 2 for k in before}
         print(f"ceiling (core 0, records per CPU-second, mean of before/after): parse+walk {c['parse+walk']:,.0f} "
-              f"({before['parse+walk']:,.0f}/{after['parse+walk']:,.0f}), parse+decode {c['parse+decode']:,.0f} "
-              f"({before['parse+decode']:,.0f}/{after['parse+decode']:,.0f})", flush=True)
+              f"({before['parse+walk']:,.0f}/{after['parse+walk']:,.0f}), parse+decode (Python path) "
+              f"{c['parse+decode']:,.0f} ({before['parse+decode']:,.0f}/{after['parse+decode']:,.0f}), decode_body "
+              f"({_native.status}) {c['decode_body']:,.0f} ({before['decode_body']:,.0f}/{after['decode_body']:,.0f})",
+              flush=True)
         print(f"end to end (processor pinned to core 0, SQLite WAL): {e['events/s']:,.0f} events/s wall, "
               f"{e['events per CPU-s']:,.0f} events per processor CPU-second; {e['requests']:.0f} requests in "
               f"{e['seconds']:.1f} s; joins {e['joins']:,.0f} ({'ok' if e['joins ok'] else 'MISMATCH'}); "

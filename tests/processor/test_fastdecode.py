@@ -327,3 +327,12 @@ def test_extension_is_built_where_the_tests_run() -> None:
         pytest.skip("pure Python requested")
     assert _native.decoder is not None, _native.status
     assert _native.decoder.SOURCE_HASH == _native.source_hash()
+
+
+def test_without_the_extension_decode_body_is_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_native, "decoder", None)
+    body = ev.request(common_records(random.Random(2), 30) + ODD_RECORDS).SerializeToString()
+    for extras in (False, True):
+        assert summary(decode_body(body, NOW, extras)) == python_path(body, extras)
+    with pytest.raises(DecodeError):
+        decode_body(b"\x0a\x05abc", NOW)
