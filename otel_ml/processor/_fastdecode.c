@@ -575,6 +575,26 @@ static PyObject *features_dict(const Rec *r) {
 
 #define ROW_LEN 17
 
+/* The label half (l_str, l_num, l_list, l_rel, l_ts) of a string class or a finite double; 0 when the label is of
+ * another kind (the Python path decides). */
+static inline int plain_label(const Attr *a) {
+    return a != NULL && a->members == 1 &&
+           (a->kind == V_STR || (a->kind == V_DBL && isfinite(as_double(a->bits))));
+}
+
+static void label_half(Ctx *c, const Attr *label, PyObject *ts, PyObject **items) {
+    if (label->kind == V_STR) {
+        items[0] = memo_class(c->label, label->str);
+        items[1] = Py_NewRef(Py_None);
+    } else {
+        items[0] = Py_NewRef(Py_None);
+        items[1] = PyFloat_FromDouble(as_double(label->bits));
+    }
+    items[2] = Py_NewRef(Py_None);
+    items[3] = Py_NewRef(Py_None);
+    items[4] = Py_NewRef(ts);
+}
+
 /* Builds the row of a prediction; returns OK (appended), BAIL (use the Python path for this record), ERR. */
 static int prediction_row(Ctx *c, const Rec *r, PyObject *ts) {
     const Attr *model = get(r, K_MODEL), *id = get(r, K_ID), *task = get(r, K_TASK);
@@ -593,7 +613,7 @@ static int prediction_row(Ctx *c, const Rec *r, PyObject *ts) {
         return BAIL;
     const Attr *label = get(r, K_LABEL_VALUE);
     if (label == NULL && get(r, K_LABEL_VALUES) != NULL) return BAIL;
-    if (label != NULL && !plain_str(label)) return BAIL;
+    if (label != NULL && !plain_label(label)) return BAIL;
     const Attr *classes = get(r, K_CLASSES), *scores = c->extras ? get(r, K_SCORES) : NULL;
     if (!(c->extras || binary)) classes = NULL;
 
@@ -644,15 +664,10 @@ static int prediction_row(Ctx *c, const Rec *r, PyObject *ts) {
     items[10] = Py_NewRef(Py_None);
     items[11] = Py_NewRef(ts);
     if (label != NULL) {
-        items[12] = memo_class(c->label, label->str);
-        items[16] = Py_NewRef(ts);
+        label_half(c, label, ts, items + 12);
     } else {
-        items[12] = Py_NewRef(Py_None);
-        items[16] = Py_NewRef(Py_None);
+        for (int i = 12; i < ROW_LEN; i++) items[i] = Py_NewRef(Py_None);
     }
-    items[13] = Py_NewRef(Py_None);
-    items[14] = Py_NewRef(Py_None);
-    items[15] = Py_NewRef(Py_None);
     int failed = 0;
     for (int i = 0; i < ROW_LEN; i++) {
         if (items[i] == NULL) failed = 1;
@@ -674,20 +689,22 @@ out:
 
 static int label_row(Ctx *c, const Rec *r, PyObject *ts) {
     const Attr *model = get(r, K_MODEL), *id = get(r, K_ID), *label = get(r, K_LABEL_VALUE);
-    if (!plain_str(model) || !plain_str(id) || model->str.n == 0 || id->str.n == 0 || !plain_str(label)) return BAIL;
+    if (!plain_str(model) || !plain_str(id) || model->str.n == 0 || id->str.n == 0 || !plain_label(label)) return BAIL;
+    PyObject *items[ROW_LEN];
+    items[0] = join_key(model->str, id->str);
+    items[1] = Py_NewRef(c->now);
+    items[2] = memo_str(&c->model, model->str);
+    for (int i = 3; i < 12; i++) items[i] = Py_NewRef(Py_None);
+    label_half(c, label, ts, items + 12);
     PyObject *row = PyTuple_New(ROW_LEN);
-    if (row == NULL) return ERR;
-    PyObject *key = join_key(model->str, id->str), *m = memo_str(&c->model, model->str);
-    PyObject *l = memo_class(c->label, label->str);
-    PyTuple_SET_ITEM(row, 0, key ? key : Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(row, 1, Py_NewRef(c->now));
-    PyTuple_SET_ITEM(row, 2, m ? m : Py_NewRef(Py_None));
-    for (int i = 3; i < 12; i++) PyTuple_SET_ITEM(row, i, Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(row, 12, l ? l : Py_NewRef(Py_None));
-    for (int i = 13; i < 16; i++) PyTuple_SET_ITEM(row, i, Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(row, 16, Py_NewRef(ts));
-    int rc = (key == NULL || m == NULL || l == NULL || PyList_Append(c->labels, row) < 0) ? ERR : OK;
-    Py_DECREF(row);
+    int failed = row == NULL;
+    for (int i = 0; i < ROW_LEN; i++) {
+        if (items[i] == NULL) failed = 1;
+        if (row != NULL) PyTuple_SET_ITEM(row, i, items[i] != NULL ? items[i] : Py_NewRef(Py_None));
+        else Py_XDECREF(items[i]);
+    }
+    int rc = (failed || PyList_Append(c->labels, row) < 0) ? ERR : OK;
+    Py_XDECREF(row);
     return rc;
 }
 

@@ -96,18 +96,18 @@ def check(body: bytes, extras: bool) -> tuple[bool, int]:
 def common_records(rng: random.Random, n: int) -> list[LogRecord]:
     recs = []
     for i in range(n):
-        kind = rng.choice(["binary", "multiclass", "regression", "label", "pair", "label-num-time"])
+        kind = rng.choice(["binary", "multiclass", "regression", "label", "pair", "regression-pair", "label-num-time"])
         attrs: dict[str, Any] = {a.ML_MODEL_NAME: rng.choice(["fraud", "churn", "é-model"]),
                                  a.ML_PREDICTION_ID: f"id-{i}-{rng.random()}"}
         t = rng.choice([0, 1_700_000_000_123_456_789, 1])
         if kind in ("label", "label-num-time"):
-            attrs[a.ML_LABEL_VALUE] = rng.choice(["0", "1", "", "ünï"])
+            attrs[a.ML_LABEL_VALUE] = rng.choice(["0", "1", "", "ünï", 2.5, -0.0, 1e300])
             rec = ev.log_record(ML_LABEL_EVENT, attrs, t)
             if kind == "label-num-time":
                 rec.observed_time_unix_nano = 1_600_000_000_000_000_001
             recs.append(rec)
             continue
-        task = "binary" if kind == "pair" else kind
+        task = {"pair": "binary", "regression-pair": "regression"}.get(kind, kind)
         attrs[a.ML_TASK] = task
         if rng.random() < 0.8:
             attrs[a.ML_MODEL_VERSION] = rng.choice(["v1", "", "2024-06-01"])
@@ -127,6 +127,8 @@ def common_records(rng: random.Random, n: int) -> list[LogRecord]:
                  b"raw", math.nan, -math.inf])
         if kind == "pair":
             attrs[a.ML_LABEL_VALUE] = rng.choice(classes)
+        elif kind == "regression-pair":
+            attrs[a.ML_LABEL_VALUE] = rng.uniform(-5, 5)
         attrs["app.other"] = rng.choice(["x", 3, 1.5])
         rec = ev.log_record(ML_PREDICTION_EVENT, attrs, t)
         if rng.random() < 0.2:
@@ -164,7 +166,7 @@ ODD_RECORDS: list[LogRecord] = [
                                         a.ML_PREDICTION_VALUES: ["x", "y"]}),
     ev.log_record(ML_LABEL_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "2", a.ML_LABEL_VALUES: ["y"],
                                    a.ML_LABEL_RELEVANCE: [2.0]}),
-    ev.log_record(ML_LABEL_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "3", a.ML_LABEL_VALUE: 2.5}),
+    ev.log_record(ML_LABEL_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "3", a.ML_LABEL_VALUE: math.inf}),
     ev.log_record(ML_LABEL_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "3", a.ML_LABEL_VALUE: 7}),
     ev.log_record(ML_PREDICTION_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "4", a.ML_TASK: Task.BINARY,
                                         a.ML_PREDICTION_VALUE: 1, a.ML_PREDICTION_SCORE: 1}),
