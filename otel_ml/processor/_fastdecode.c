@@ -44,7 +44,7 @@ enum Known {
     K_LABEL_VALUES, K_LABEL_RELEVANCE, K_COUNT
 };
 static Slice known_keys[K_COUNT];
-static Slice ev_prediction, ev_label, segment_prefix, feature_prefix;
+static Slice ev_prediction, ev_label, segment_prefix, feature_prefix, namespace_prefix;
 static Slice task_binary, task_multiclass, task_regression;
 static PyObject *o_binary, *o_multiclass, *o_regression, *o_one, *o_empty;
 static PyObject *segment_cache;   /* bytes (raw segment attributes) -> segment string */
@@ -738,12 +738,17 @@ static int record(Ctx *c, Slice s, Rec *r) {
                 break;
             }
             if (a->keys != 1 || a->values > 1) r->odd = 1;
-            for (int k = 0; k < K_COUNT; k++)
+            int k = 0;
+            for (; k < K_COUNT; k++)
                 if (eq(a->key, known_keys[k])) {
                     if (r->known[k] >= 0) r->odd = 1;  /* repeated key */
                     r->known[k] = r->n;
                     break;
                 }
+            /* an otel-ml key this code does not know (a newer attribute): the Python path decides */
+            if (k == K_COUNT && starts(a->key, namespace_prefix) && !starts(a->key, segment_prefix) &&
+                !starts(a->key, feature_prefix))
+                r->odd = 1;
             if (a->members > 1 && (c->extras || !starts(a->key, feature_prefix))) r->odd = 1;
             r->n++;
             break;
@@ -885,6 +890,7 @@ static PyObject *configure(PyObject *self, PyObject *conf) {
         if (slice_of(conf, key_names[k], &known_keys[k]) < 0) return NULL;
     if (slice_of(conf, "prediction_event", &ev_prediction) < 0 || slice_of(conf, "label_event", &ev_label) < 0 ||
         slice_of(conf, "segment_prefix", &segment_prefix) < 0 || slice_of(conf, "feature_prefix", &feature_prefix) < 0 ||
+        slice_of(conf, "namespace", &namespace_prefix) < 0 ||
         slice_of(conf, "binary", &task_binary) < 0 || slice_of(conf, "multiclass", &task_multiclass) < 0 ||
         slice_of(conf, "regression", &task_regression) < 0)
         return NULL;

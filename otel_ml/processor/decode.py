@@ -412,7 +412,7 @@ _native.configure({
     "pred_value": a.ML_PREDICTION_VALUE, "pred_values": a.ML_PREDICTION_VALUES, "score": a.ML_PREDICTION_SCORE,
     "scores": a.ML_PREDICTION_SCORES, "classes": a.ML_PREDICTION_CLASSES, "label_value": a.ML_LABEL_VALUE,
     "label_values": a.ML_LABEL_VALUES, "label_relevance": a.ML_LABEL_RELEVANCE,
-    "segment_prefix": _SEGMENT, "feature_prefix": _FEATURE,
+    "segment_prefix": _SEGMENT, "feature_prefix": _FEATURE, "namespace": a.ML_NAMESPACE,
     "binary": Task.BINARY, "multiclass": Task.MULTICLASS, "regression": Task.REGRESSION,
     "binary_default_positive": _DEFAULT_POSITIVE, "sep": SEP,
     "segment_cache": {}, "classes_cache": _CLASSES, "segment_of": _segment_string,

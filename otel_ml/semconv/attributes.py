@@ -39,6 +39,9 @@ class AttributeSpec:
     doc: str
 
 
+ML_NAMESPACE: Final = "ml."
+"""Prefix of the otel-ml attribute keys (the registry also holds a few OpenTelemetry ones, e.g. ``error.type``)."""
+
 ATTRIBUTES: dict[str, AttributeSpec] = {}
 """Registry of every attribute key, by key."""
 

@@ -193,6 +193,8 @@ ODD_RECORDS: list[LogRecord] = [
                                         a.ML_PREDICTION_CLASSES: ["a", "b"]}),
     ev.log_record(ML_PREDICTION_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "14", a.ML_TASK: Task.BINARY,
                                         a.ML_PREDICTION_VALUE: "1", a.ML_PREDICTION_SCORE: math.nan}),
+    ev.log_record(ML_PREDICTION_EVENT, {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "16", a.ML_TASK: Task.BINARY,
+                                        a.ML_PREDICTION_VALUE: "1", "ml.future.attribute": "x"}),
     ev.log_record(ML_PREDICTION_EVENT, {f"ml.feature.f{i}": float(i) for i in range(80)}
                   | {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "15", a.ML_TASK: Task.BINARY,
                      a.ML_PREDICTION_VALUE: "1"}),
@@ -222,7 +224,7 @@ def test_odd_records_go_through_the_python_fallback(extras: bool) -> None:
 KEYS = [a.ML_MODEL_NAME, a.ML_MODEL_VERSION, a.ML_TASK, a.ML_PREDICTION_ID, a.ML_PREDICTION_VALUE,
         a.ML_PREDICTION_VALUES, a.ML_PREDICTION_SCORE, a.ML_PREDICTION_SCORES, a.ML_PREDICTION_CLASSES,
         a.ML_LABEL_VALUE, a.ML_LABEL_VALUES, a.ML_LABEL_RELEVANCE, f"{a.ML_SEGMENT_PREFIX}r",
-        f"{a.ML_SEGMENT_PREFIX}c", f"{a.ML_FEATURE_PREFIX}x", a.ML_FEATURE_PREFIX, "other", ""]
+        f"{a.ML_SEGMENT_PREFIX}c", f"{a.ML_FEATURE_PREFIX}x", a.ML_FEATURE_PREFIX, "ml.other", "other", ""]
 scalars = st.one_of(
     st.builds(lambda s: AnyValue(string_value=s), st.sampled_from(["", "1", "0", "m", "binary", "regression", "é"])),
     st.builds(lambda s: AnyValue(double_value=s), st.floats(allow_nan=True, allow_infinity=True)),
