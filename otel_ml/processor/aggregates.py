@@ -12,6 +12,7 @@ numpy costs well under 1 µs per value).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections import defaultdict
@@ -32,8 +33,11 @@ CAPPED_KEYS: Final = frozenset({a.ML_MODEL_VERSION, a.ML_SEGMENT, a.ML_CLASS, a.
                                 a.ML_WEAK_SEGMENT})
 """Metric attributes whose values are capped per model (the others are bounded enums)."""
 _MODEL_SCOPE: Final = ""
+_ATTR_CACHE_SIZE: Final = 65536
+"""Entries of the attribute caches (series of a step repeat from step to step; bounded all the same)."""
 
 
+@functools.lru_cache(maxsize=_ATTR_CACHE_SIZE)
 def encode_attrs(attrs: Attrs) -> str:
     """Stable text form of an attribute tuple (database key)."""
     return json.dumps(attrs, separators=(",", ":"))
@@ -50,6 +54,8 @@ class Capper:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._seen: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.attr_cache: dict[tuple[tuple[str, str], ...], Attrs] = {}
+        """:meth:`Step.attrs` results that capped nothing (admitted values stay admitted: valid for every step)."""
 
     def admit(self, model: str, key: str, value: str) -> bool:
         """Whether ``value`` may be used (registering it when there is room)."""
@@ -83,7 +89,7 @@ class Step:
         self.capper = capper
         self.deltas: dict[Key, float] = defaultdict(float)
         self.gauges: dict[Key, float] = {}
-        self._attr_cache: dict[tuple[tuple[str, str], ...], Attrs] = {}
+        self._attr_cache = capper.attr_cache
 
     def attrs(self, attributes: Mapping[str, str] | Iterable[tuple[str, str]]) -> Attrs:
         """Capped, sorted attribute tuple; counts overflows."""
@@ -102,6 +108,8 @@ class Step:
                 d[k] = a.OVERFLOW_VALUE
         out = tuple(sorted(d.items()))
         if out == tuple(sorted(items)):  # nothing overflowed: safe to reuse for identical input
+            if len(self._attr_cache) >= _ATTR_CACHE_SIZE:
+                self._attr_cache.clear()
             self._attr_cache[items] = out
         return out
 

@@ -45,7 +45,7 @@ from otel_ml.processor.records import (
     prediction_id,
 )
 from otel_ml.processor.stage import MetricSink, PredictionBatch, Stage
-from otel_ml.processor.store.base import BaseJoinStore
+from otel_ml.processor.store.base import BaseJoinStore, IngestResult
 from otel_ml.quality import classification_sums, multilabel_sums, ranking_sums, regression_sums, roc_auc_score
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
@@ -55,7 +55,8 @@ from otel_ml.semconv.metrics import MetricSpec
 _logger = logging.getLogger(__name__)
 _PRED_KEY = itemgetter(MODEL, VERSION, SEGMENT, P_STR)
 _GROUP_KEY = itemgetter(MODEL, VERSION, SEGMENT, TASK)
-_TIMES = itemgetter(P_TS, L_TS)
+_PREDICTION_TIME = itemgetter(P_TS)
+_LABEL_TIME = itemgetter(L_TS)
 _OUTCOMES = (Outcome.TP, Outcome.FP, Outcome.FN)
 
 
@@ -126,8 +127,9 @@ class Pipeline:
         results: list[StepResult] = []
         auc_updates: list[tuple[tuple[str, str], np.ndarray, np.ndarray]] = []
         try:
-            for d in items:
-                results.append(self._one(d, step, now, auc_updates))
+            ingested = self.store.ingest_many([(d.predictions, d.labels) for d in items], now)
+            for d, res in zip(items, ingested, strict=True):
+                results.append(self._one(d, res, step, auc_updates))
             self._commit(step)
         except BaseException:
             self.store.rollback()
@@ -211,13 +213,12 @@ class Pipeline:
         self.store.commit(totals)
         self.aggregates.apply(totals, step.gauges)
 
-    def _one(self, d: Decoded, step: Step, now: float,
+    def _one(self, d: Decoded, res: IngestResult, step: Step,
              auc_updates: list[tuple[tuple[str, str], np.ndarray, np.ndarray]]) -> StepResult:
         step.add_raw(m.PROCESSOR_RECORDS_RECEIVED.name, (), d.received)
         if d.ignored:
             step.add_raw(m.PROCESSOR_RECORDS_IGNORED.name, (), d.ignored)
         rejected = Counter(d.rejected)
-        res = self.store.ingest(d.predictions, d.labels, now)
         preds = ([d.predictions[i] for i in res.new_predictions] if len(res.new_predictions) != len(d.predictions)
                  else d.predictions)
         counts: Counter[tuple[str, str, str, str | None]] = Counter(map(_PRED_KEY, preds))
@@ -267,8 +268,9 @@ class Pipeline:
         for (model, version, _, _), grp in groups.items():
             delays[(model, version)].extend(grp)
         for (model, version), grp in delays.items():
-            times = np.asarray(list(map(_TIMES, grp)), dtype=np.float64)
-            arr = np.maximum(times[:, 1] - times[:, 0], 0.0)
+            n = len(grp)
+            arr = np.maximum(np.fromiter(map(_LABEL_TIME, grp), np.float64, n)
+                             - np.fromiter(map(_PREDICTION_TIME, grp), np.float64, n), 0.0)
             step.record_many(m.LABEL_DELAY, arr, step.attrs({a.ML_MODEL_NAME: model, a.ML_MODEL_VERSION: version}))
         for (model, version, segment, task), grp in groups.items():
             base = _seg_attrs(model, version, segment, None)

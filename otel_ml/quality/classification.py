@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -37,13 +37,13 @@ def classification_sums(y_true: Sequence[str], y_pred: Sequence[str]) -> Classif
     out = ClassificationSums()
     oc = out.outcomes
     correct = 0
-    for t, p in zip(y_true, y_pred, strict=True):
+    for (t, p), n in Counter(zip(y_true, y_pred, strict=True)).items():  # counted in C: one step per distinct pair
         if t == p:
-            correct += 1
-            oc[t][0] += 1
+            correct += n
+            oc[t][0] += n
         else:
-            oc[p][1] += 1
-            oc[t][2] += 1
+            oc[p][1] += n
+            oc[t][2] += n
     out.labeled = len(y_true)
     out.correct = correct
     return out

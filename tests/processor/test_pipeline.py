@@ -334,3 +334,23 @@ def test_auc_window_survives_restart(tmp_path: Path) -> None:
     r = _pipeline(tmp_path, metrics={"auc_window": 120, "otlp": None})  # a smaller window keeps the newest
     assert _auc(r) == pytest.approx(skm.roc_auc_score(y[-120:], s[-120:]))
     r.close()
+
+
+def test_group_of_requests_counts_what_one_by_one_counts(tmp_path: Path) -> None:
+    """One ``process`` call over several requests (the writer's group commit) joins and counts like one per call."""
+    requests = [
+        [label_event("early", value="0"), prediction_event("a"), prediction_event("x", task="regression", value=2.0)],
+        [prediction_event("early", value="1"), label_event("a", value="1"), prediction_event("a"),  # duplicate
+         label_event("x", value="cat"), prediction_event("pair", value="1", **{a.ML_LABEL_VALUE: "0"})],
+        [label_event("a", value="0"), label_event("b", value="1"), prediction_event("b", value="0"),
+         prediction_event("pair", value="1")],
+    ]
+    decoded = [decode_request(ev.request(r), 1_700_000_000.0) for r in requests]
+    one, grouped = _pipeline(tmp_path / "one"), _pipeline(tmp_path / "grouped")
+    one_results = [res for d in decoded for res in one.process([d])]
+    assert grouped.process(decoded) == one_results
+    assert [r.rejected for r in one_results] == [0, 1, 0]
+    assert grouped.aggregates.all_totals() == one.aggregates.all_totals()
+    assert _total(grouped, m.PROCESSOR_JOINS) == 5  # early, a, x (rejected: task mismatch), pair, b
+    one.close()
+    grouped.close()

@@ -7,6 +7,8 @@ Contract (checked by ``tests/processor/test_store_conformance.py`` for every bac
   label) joins at once. Duplicates are idempotent: a prediction id (per model) or label seen before, pending or
   already joined, changes nothing and is reported as a duplicate. Joined keys are remembered (as *tombstones*) for
   the label window, so a re-sent request never joins or counts twice within it.
+* ``ingest_many(batches, now)``: the ``ingest`` of several batches (the requests of one group commit) in order, each
+  with its own result, with one lookup and one write for the group; eviction runs once, after the last batch.
 * ``expire(now)``: pending records older than the label window (by arrival time) leave the store: predictions are
   returned as expired (never labeled), labels as orphaned. Tombstones older than the window are dropped.
 * Bounded size: when more than ``max_pending`` records are pending, the oldest are evicted in the same transaction
@@ -21,13 +23,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Protocol
 
 from otel_ml.processor.aggregates import Key
-from otel_ml.processor.records import ARRIVED, LABEL_START, K, Row, has_label, is_prediction, join_rows
+from otel_ml.processor.records import ARRIVED, L_TS, LABEL_START, TASK, K, Row, join_rows
 
-_KEY = itemgetter(K)
 DONE = object()
 """Lookup result of a key that was already joined (a tombstone)."""
 
@@ -59,6 +59,9 @@ class JoinStore(Protocol):
 
     def ingest(self, predictions: Sequence[Row], labels: Sequence[Row], now: float) -> IngestResult:
         """Insert and join records (inside the current transaction)."""
+
+    def ingest_many(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]], now: float) -> list[IngestResult]:
+        """``ingest`` of several ``(predictions, labels)`` batches in order (eviction once, after the last)."""
 
     def expire(self, now: float) -> list[Row]:
         """Remove and return pending rows older than the label window (inside the current transaction)."""
@@ -101,8 +104,11 @@ class BaseJoinStore(ABC):
         """Pending rows (as rows) and tombstones (as :data:`DONE`) for ``keys``; absent keys are omitted."""
 
     @abstractmethod
-    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[tuple[str, float]]) -> None:
-        """Insert pending rows, delete pending keys, add tombstones."""
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[str], now: float) -> None:
+        """Insert pending rows, delete pending keys, add tombstones of ``done`` keys (joined at ``now``).
+
+        ``deletes`` are keys the preceding :meth:`_lookup` found pending; every one of them is also in ``done``.
+        """
 
     @abstractmethod
     def _pop_oldest(self, limit: int, before: float | None) -> tuple[list[Row], int]:
@@ -151,53 +157,22 @@ class BaseJoinStore(ABC):
     # --- logic -----------------------------------------------------------------------------------------------------
     def ingest(self, predictions: Sequence[Row], labels: Sequence[Row], now: float) -> IngestResult:
         """See :class:`JoinStore`."""
-        result = IngestResult()
-        keys = list(set(map(_KEY, predictions)).union(map(_KEY, labels)))
-        state = self._lookup(keys) if keys else {}
-        inserts: dict[str, Row] = {}
-        deletes: list[str] = []
-        done: list[tuple[str, float]] = []
+        return self.ingest_many([(predictions, labels)], now)[0]
 
-        def finish(key: str, row: Row) -> None:
-            result.joined.append(row)
-            if key in inserts:
-                del inserts[key]
-            elif key in state:
-                deletes.append(key)
-            state[key] = DONE
-            done.append((key, now))
+    def ingest_many(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]], now: float) -> list[IngestResult]:
+        """:meth:`ingest` of several batches in order, with one lookup and one write for all of them.
 
-        for i, row in enumerate(predictions):
-            key = row[K]
-            current = state.get(key)
-            if current is DONE or (current is not None and is_prediction(current)):  # type: ignore[arg-type]
-                result.duplicates += 1
-                continue
-            result.new_predictions.append(i)
-            if has_label(row):
-                finish(key, row)
-            elif current is not None:  # a pending label overtook this prediction
-                finish(key, join_rows(row, current))  # type: ignore[arg-type]
-            else:
-                inserts[key] = row
-                state[key] = row
-        for i, row in enumerate(labels):
-            key = row[K]
-            current = state.get(key)
-            if current is DONE or (current is not None and not is_prediction(current)):  # type: ignore[arg-type]
-                result.duplicates += 1
-                continue
-            result.new_labels.append(i)
-            if current is not None:
-                finish(key, join_rows(current, row))  # type: ignore[arg-type]
-            else:
-                inserts[key] = row
-                state[key] = row
-        self._write(list(inserts.values()), deletes, done)
+        Each batch's result is what ``ingest`` of the batches one after another would return, except that eviction
+        runs once, after the last batch (its evicted rows are reported in the last result).
+        """
+        keys = list({row[K] for predictions, labels in batches for rows in (predictions, labels) for row in rows})
+        joins = _Joins(self._lookup(keys) if keys else {})
+        results = [joins.batch(predictions, labels) for predictions, labels in batches]
+        self._write(list(joins.inserts.values()), joins.deletes, joins.done, now)
         over = self.pending() - self.max_pending
-        if over > 0:
-            result.evicted = self._pop_oldest(over, None)[0]
-        return result
+        if over > 0 and results:
+            results[-1].evicted = self._pop_oldest(over, None)[0]
+        return results
 
     def expire(self, now: float) -> list[Row]:
         """See :class:`JoinStore`."""
@@ -220,3 +195,69 @@ def label_half(row: Row) -> Row:
 def arrival(row: Row) -> float:
     """Arrival time of a row."""
     return float(row[ARRIVED])
+
+
+class _Joins:
+    """The join decisions of one :meth:`BaseJoinStore.ingest_many` call over the looked-up ``state``."""
+
+    __slots__ = ("deletes", "done", "inserts", "state")
+
+    def __init__(self, state: dict[str, object]) -> None:
+        self.state = state
+        self.inserts: dict[str, Row] = {}
+        self.deletes: list[str] = []
+        self.done: list[str] = []
+
+    def batch(self, predictions: Sequence[Row], labels: Sequence[Row]) -> IngestResult:
+        """Join one batch (its predictions first, then its labels) against the state so far."""
+        result = IngestResult()
+        self._predictions(predictions, result)
+        self._labels(labels, result)
+        return result
+
+    def _finish(self, key: str) -> None:
+        """``key`` joined: its pending row (written in this call or stored before) becomes a tombstone."""
+        if self.inserts.pop(key, None) is None:
+            self.deletes.append(key)
+        self.state[key] = DONE
+        self.done.append(key)
+
+    def _predictions(self, rows: Sequence[Row], result: IngestResult) -> None:
+        state, inserts, done = self.state, self.inserts, self.done
+        new, joined = result.new_predictions, result.joined
+        for i, row in enumerate(rows):
+            key = row[K]
+            current = state.get(key)
+            if current is None:
+                new.append(i)
+                if row[L_TS] is None:
+                    inserts[key] = state[key] = row
+                else:  # a pair: joined at once
+                    joined.append(row)
+                    state[key] = DONE
+                    done.append(key)
+            elif current is DONE or current[TASK] is not None:  # type: ignore[index]
+                result.duplicates += 1
+            else:  # a pending label overtook this prediction (a pair keeps its own label)
+                new.append(i)
+                joined.append(row if row[L_TS] is not None else join_rows(row, current))  # type: ignore[arg-type]
+                self._finish(key)
+
+    def _labels(self, rows: Sequence[Row], result: IngestResult) -> None:
+        state, inserts, deletes, done = self.state, self.inserts, self.deletes, self.done
+        new, joined = result.new_labels, result.joined
+        for i, row in enumerate(rows):
+            key = row[K]
+            current = state.get(key)
+            if current is None:
+                new.append(i)
+                inserts[key] = state[key] = row
+            elif current is DONE or current[TASK] is None:  # type: ignore[index]
+                result.duplicates += 1
+            else:
+                new.append(i)
+                joined.append(current[:LABEL_START] + row[LABEL_START:])  # type: ignore[index]  # join_rows inlined
+                if inserts.pop(key, None) is None:  # self._finish(key) inlined (the hot path: one per join)
+                    deletes.append(key)
+                state[key] = DONE
+                done.append(key)
