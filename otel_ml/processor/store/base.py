@@ -104,10 +104,11 @@ class BaseJoinStore(ABC):
         """Pending rows (as rows) and tombstones (as :data:`DONE`) for ``keys``; absent keys are omitted."""
 
     @abstractmethod
-    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[str], now: float) -> None:
-        """Insert pending rows, delete pending keys, add tombstones of ``done`` keys (joined at ``now``).
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], tombstones: Sequence[str], now: float) -> None:
+        """Insert pending rows; turn the ``deletes`` into tombstones; add new ``tombstones`` (all joined at ``now``).
 
-        ``deletes`` are keys the preceding :meth:`_lookup` found pending; every one of them is also in ``done``.
+        ``deletes`` are keys the preceding :meth:`_lookup` found pending (joined now); ``tombstones`` are keys joined
+        now that have no stored row (pairs, and records that arrived and joined in this call).
         """
 
     @abstractmethod
@@ -168,7 +169,7 @@ class BaseJoinStore(ABC):
         keys = list({row[K] for predictions, labels in batches for rows in (predictions, labels) for row in rows})
         joins = _Joins(self._lookup(keys) if keys else {})
         results = [joins.batch(predictions, labels) for predictions, labels in batches]
-        self._write(list(joins.inserts.values()), joins.deletes, joins.done, now)
+        self._write(list(joins.inserts.values()), joins.deletes, joins.tombstones, now)
         over = self.pending() - self.max_pending
         if over > 0 and results:
             results[-1].evicted = self._pop_oldest(over, None)[0]
@@ -200,13 +201,13 @@ def arrival(row: Row) -> float:
 class _Joins:
     """The join decisions of one :meth:`BaseJoinStore.ingest_many` call over the looked-up ``state``."""
 
-    __slots__ = ("deletes", "done", "inserts", "state")
+    __slots__ = ("deletes", "inserts", "state", "tombstones")
 
     def __init__(self, state: dict[str, object]) -> None:
         self.state = state
         self.inserts: dict[str, Row] = {}
         self.deletes: list[str] = []
-        self.done: list[str] = []
+        self.tombstones: list[str] = []
 
     def batch(self, predictions: Sequence[Row], labels: Sequence[Row]) -> IngestResult:
         """Join one batch (its predictions first, then its labels) against the state so far."""
@@ -219,11 +220,12 @@ class _Joins:
         """``key`` joined: its pending row (written in this call or stored before) becomes a tombstone."""
         if self.inserts.pop(key, None) is None:
             self.deletes.append(key)
+        else:
+            self.tombstones.append(key)
         self.state[key] = DONE
-        self.done.append(key)
 
     def _predictions(self, rows: Sequence[Row], result: IngestResult) -> None:
-        state, inserts, done = self.state, self.inserts, self.done
+        state, inserts, tombstones = self.state, self.inserts, self.tombstones
         new, joined = result.new_predictions, result.joined
         for i, row in enumerate(rows):
             key = row[K]
@@ -235,7 +237,7 @@ class _Joins:
                 else:  # a pair: joined at once
                     joined.append(row)
                     state[key] = DONE
-                    done.append(key)
+                    tombstones.append(key)
             elif current is DONE or current[TASK] is not None:  # type: ignore[index]
                 result.duplicates += 1
             else:  # a pending label overtook this prediction (a pair keeps its own label)
@@ -244,7 +246,7 @@ class _Joins:
                 self._finish(key)
 
     def _labels(self, rows: Sequence[Row], result: IngestResult) -> None:
-        state, inserts, deletes, done = self.state, self.inserts, self.deletes, self.done
+        state, inserts, deletes = self.state, self.inserts, self.deletes
         new, joined = result.new_labels, result.joined
         for i, row in enumerate(rows):
             key = row[K]
@@ -259,5 +261,6 @@ class _Joins:
                 joined.append(current[:LABEL_START] + row[LABEL_START:])  # type: ignore[index]  # join_rows inlined
                 if inserts.pop(key, None) is None:  # self._finish(key) inlined (the hot path: one per join)
                     deletes.append(key)
+                else:
+                    self.tombstones.append(key)
                 state[key] = DONE
-                done.append(key)

@@ -35,15 +35,15 @@ class MemoryJoinStore(BaseJoinStore):
                 out[k] = DONE
         return out
 
-    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[str], now: float) -> None:
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], tombstones: Sequence[str], now: float) -> None:
         pending, done_map = self._pending, self._done
         for row in inserts:
             pending[row[0]] = row
         removed = [pending.pop(k) for k in deletes]
-        for k in done:
+        dkeys = [*deletes, *tombstones]
+        for k in dkeys:
             done_map[k] = now
         keys = [r[0] for r in inserts]
-        dkeys = list(done)
 
         def undo() -> None:
             for k in dkeys:

@@ -57,6 +57,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ _LOOKUP_SQL = f"SELECT rowid, k, arrived, row FROM pending WHERE k IN ({','.join
 _TOMBSTONE_SQL = f"UPDATE pending SET row = NULL WHERE rowid IN ({','.join('?' * _CHUNK)})"
 _INSERT_PENDING = ("INSERT INTO pending (k, arrived, row) VALUES ", "(?,?,?)")
 _INSERT_DONE = ("INSERT OR IGNORE INTO pending (k, arrived, row) VALUES ", "(?,?,NULL)")
+_ARRIVAL_KEY = itemgetter(ARRIVED, 0)
 MARSHAL_VERSION = 4
 """marshal format of the rows (pinned: the interpreter default may change with Python)."""
 ROW_ENCODING = f"marshal:{MARSHAL_VERSION}"
@@ -216,20 +218,20 @@ class SqliteJoinStore(BaseJoinStore):
                     rowids[k] = rowid
         return out
 
-    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], done: Sequence[str], now: float) -> None:
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], tombstones: Sequence[str], now: float) -> None:
         self._begin()
-        if inserts:
+        if inserts:  # in arrival order (rowid order = expiry order); by key within an arrival (a request)
             dumps, version = marshal.dumps, MARSHAL_VERSION
-            self._insert_rows(_INSERT_PENDING, [v for r in inserts for v in (r[0], r[ARRIVED], dumps(r[2:], version))])
+            self._insert_rows(_INSERT_PENDING, [v for r in sorted(inserts, key=_ARRIVAL_KEY)
+                                                for v in (r[0], r[ARRIVED], dumps(r[2:], version))])
         if deletes:  # joined: the pending row becomes its own tombstone (one in-place update, no index change)
             rowid = self._rowids.__getitem__  # deletes are keys the preceding _lookup found pending
             for chunk in _padded_chunks([rowid(k) for k in deletes]):
                 self._db.execute(_TOMBSTONE_SQL, chunk)
-        if len(done) > len(deletes):  # joined without a stored row (pairs, same-step joins): a new tombstone
-            updated = set(deletes)
-            self._insert_rows(_INSERT_DONE, [v for k in done if k not in updated for v in (k, now)])
+        if tombstones:  # joined without a stored row (pairs, same-step joins)
+            self._insert_rows(_INSERT_DONE, [v for k in tombstones for v in (k, now)])
         self._pending += len(inserts) - len(deletes)
-        self._done_count += len(done)
+        self._done_count += len(deletes) + len(tombstones)
 
     def _insert_rows(self, statement: tuple[str, str], params: list[Any]) -> None:
         """Run the multi-row INSERT ``statement`` (head, one row's placeholders) over the flat ``params``."""
