@@ -15,7 +15,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import eq, itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -56,6 +56,10 @@ _logger = logging.getLogger(__name__)
 _PRED_KEY = itemgetter(MODEL, VERSION, SEGMENT, P_STR)
 _GROUP_KEY = itemgetter(MODEL, VERSION, SEGMENT, TASK)
 _PREDICTION_TIME = itemgetter(P_TS)
+_LABEL_CLASS = itemgetter(L_STR)
+_PREDICTED_CLASS = itemgetter(P_STR)
+_SCORE = itemgetter(SCORE)
+_POSITIVE_CLASS = itemgetter(P_AUX)
 _LABEL_TIME = itemgetter(L_TS)
 _OUTCOMES = (Outcome.TP, Outcome.FP, Outcome.FN)
 
@@ -275,7 +279,7 @@ class Pipeline:
         for (model, version, segment, task), grp in groups.items():
             base = _seg_attrs(model, version, segment, None)
             if task in Task.CLASSIFICATION:
-                ok = [r for r in grp if r[L_STR] is not None]
+                ok = grp if None not in map(_LABEL_CLASS, grp) else [r for r in grp if r[L_STR] is not None]
                 self._classification(ok, base, step, auc_updates if task == Task.BINARY else None)
             elif task == Task.REGRESSION:
                 ok = [r for r in grp if r[L_NUM] is not None and math.isfinite(r[L_NUM])]
@@ -293,19 +297,21 @@ class Pipeline:
                         auc_updates: list[tuple[tuple[str, str], np.ndarray, np.ndarray]] | None) -> None:
         if not rows:
             return
-        y_true = [r[L_STR] for r in rows]
-        y_pred = [r[P_STR] for r in rows]
-        sums = classification_sums(y_true, y_pred)
+        y_true = list(map(_LABEL_CLASS, rows))
+        sums = classification_sums(y_true, list(map(_PREDICTED_CLASS, rows)))
         attrs = step.attrs(base)
         step.add_raw(m.LABELED_PREDICTIONS.name, attrs, sums.labeled)
         step.add_raw(m.CORRECT_PREDICTIONS.name, attrs, sums.correct)
         self._outcomes(sums.outcomes, base, step)
         if auc_updates is not None:
-            scored = [r for r in rows if r[SCORE] is not None]
-            if scored:
+            scores = list(map(_SCORE, rows))
+            if None in scores:
+                rows = [r for r in rows if r[SCORE] is not None]
+                scores, y_true = list(map(_SCORE, rows)), list(map(_LABEL_CLASS, rows))
+            if rows:
                 key = (base[a.ML_MODEL_NAME], base[a.ML_MODEL_VERSION])
-                auc_updates.append((key, np.asarray([r[SCORE] for r in scored], dtype=np.float64),
-                                    np.asarray([r[L_STR] == r[P_AUX] for r in scored], dtype=bool)))
+                auc_updates.append((key, np.asarray(scores, dtype=np.float64),
+                                    np.asarray(list(map(eq, y_true, map(_POSITIVE_CLASS, rows))), dtype=bool)))
 
     def _outcomes(self, outcomes: Mapping[str, list[int]], base: dict[str, str], step: Step) -> None:
         name = m.CLASSIFICATION_OUTCOMES.name

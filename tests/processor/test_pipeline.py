@@ -354,3 +354,14 @@ def test_group_of_requests_counts_what_one_by_one_counts(tmp_path: Path) -> None
     assert _total(grouped, m.PROCESSOR_JOINS) == 5  # early, a, x (rejected: task mismatch), pair, b
     one.close()
     grouped.close()
+
+
+def test_auc_window_takes_only_scored_joins() -> None:
+    p = _pipeline()
+    y = RNG.integers(0, 2, 200)
+    s = RNG.random(200)
+    scored = RNG.random(200) < 0.7
+    _send(p, [prediction_event(f"s{i}", value=str(int(s[i] > 0.5)), **{a.ML_LABEL_VALUE: str(y[i]), **(
+        {a.ML_PREDICTION_SCORE: float(s[i])} if scored[i] else {})}) for i in range(200)])
+    assert _auc(p) == pytest.approx(skm.roc_auc_score(y[scored], s[scored]))
+    assert _total(p, m.LABELED_PREDICTIONS) == 200
