@@ -14,12 +14,11 @@ Public API of the instrumentation SDK (see :mod:`otel_ml.instrumentation.monitor
 
 __version__ = "0.1.0"
 
+from otel_ml.errors import ConfigurationError, OtelMLError
 from otel_ml.instrumentation import (
-    ConfigurationError,
     ConsoleTransport,
     InMemoryTransport,
     ModelMonitor,
-    OtelMLError,
     PredictionIds,
     configure,
     current_prediction_id,

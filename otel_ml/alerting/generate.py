@@ -20,7 +20,8 @@ import yaml
 
 from otel_ml.alerting.grafana import grafana_alerting
 from otel_ml.alerting.rules import alert_specs, render_alert, rule_groups
-from otel_ml.alerting.thresholds import ConfigurationError, ThresholdConfig, load_thresholds, threshold_rules
+from otel_ml.alerting.thresholds import ThresholdConfig, load_thresholds, threshold_rules
+from otel_ml.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "alerts" / "config.yaml"

@@ -18,12 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_ml.dashboarding import promql as q
+from otel_ml.errors import ConfigurationError
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.metrics import DURATION_BUCKETS_S
-
-
-class ConfigurationError(ValueError):
-    """Invalid alerting configuration (unknown threshold, wrong type or out-of-range value)."""
 
 
 @dataclass(frozen=True, slots=True)

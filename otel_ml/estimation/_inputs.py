@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from otel_ml.errors import DataError
 from otel_ml.semconv.attributes import Task
 
 MAX_CATEGORIES = 250
 """Categories kept per categorical feature (the most frequent); the rest map to "unknown" (NaN)."""
 
 
-class EstimationError(ValueError):
+class EstimationError(DataError):
     """Invalid input to an estimator (wrong roles, missing columns, unfitted estimator)."""
 
 

@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import yaml
 
+from otel_ml.errors import ConfigurationError
+
 DEFAULT_GRPC_ENDPOINT: Final = "0.0.0.0:4317"
 DEFAULT_HTTP_ENDPOINT: Final = "0.0.0.0:4318"
 DEFAULT_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
@@ -63,7 +65,7 @@ metrics:
 """A complete valid config (shown in error messages)."""
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """The processor config is invalid; the message names the key and shows a valid example."""
 
     def __init__(self, key: str, problem: str, example: str) -> None:

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import ArrayValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from otel_ml.errors import OtelMLError
 from otel_ml.processor import _native
 from otel_ml.processor.records import SEP, Row
 from otel_ml.semconv import attributes as a
@@ -40,7 +41,7 @@ class _Bad:
 BAD: Final = _Bad()
 
 
-class Reject(Exception):
+class Reject(OtelMLError):
     """A record is invalid; ``reason`` is a RejectReason value."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from otel_ml.errors import ConfigurationError
 from otel_ml.semconv.metrics import MetricSpec
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ class StageContext:
 StageFactory = Callable[[StageContext], Stage]
 
 
-class StageLoadError(ValueError):
+class StageLoadError(ConfigurationError):
     """A configured stage factory could not be imported or failed to build its stage."""
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from otel_ml.errors import StoreError
 from otel_ml.processor.decode import Decoded
 from otel_ml.processor.pipeline import Pipeline, StepResult
 
@@ -24,7 +25,7 @@ MAX_GROUP_RECORDS = 20_000
 TICK_INTERVAL_S = 1.0
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(StoreError):
     """The step could not be committed (the sender should retry)."""
 
 
@@ -132,7 +133,9 @@ class Writer:
         except Exception as exc:
             if len(group) == 1:
                 _logger.exception("a request could not be committed")
-                group[0][1].set_exception(StoreUnavailable(str(exc)))
+                unavailable = StoreUnavailable(str(exc))
+                unavailable.__cause__ = exc  # what `raise ... from exc` records, for whoever awaits the future
+                group[0][1].set_exception(unavailable)
                 return
             for one in group:  # isolate the failing request
                 self._process([one])

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_ml.drift.distribution import Distribution
+from otel_ml.errors import DataError
 from otel_ml.estimation import ESTIMATORS, Estimator
 
 FORMAT = "otel-ml-reference"
@@ -57,7 +58,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
 """Types skops may instantiate beyond its own defaults (scikit-learn's fitted gradient-boosting models)."""
 
 
-class ArtifactError(ValueError):
+class ArtifactError(DataError):
     """A reference artifact is missing, of an unknown version, tampered with or inconsistent."""
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from otel_ml.drift.distribution import CATEGORICAL, NUMERIC, Distribution
+from otel_ml.errors import DataError
 from otel_ml.estimation import EstimationError, create_estimator
 from otel_ml.estimation import metrics as em
 from otel_ml.estimation._inputs import as_class_strings, class_codes, resolve_roles
@@ -34,7 +35,7 @@ AT_K = "@"
 ``ml.metric`` = ``precision_at_k`` with ``ml.ranking.k`` = ``5``."""
 
 
-class ReferenceFitError(ValueError):
+class ReferenceFitError(DataError):
     """The evaluation set or the column roles cannot make a reference."""
 
 

@@ -61,6 +61,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from otel_ml.errors import StoreError
 from otel_ml.processor.aggregates import Key, decode_attrs, encode_attrs
 from otel_ml.processor.records import ARRIVED, Row
 from otel_ml.processor.store.base import DONE, BaseJoinStore
@@ -91,7 +92,7 @@ _JSON_START = ord("[")
 _loads = marshal.loads
 
 
-class StoreFormatError(RuntimeError):
+class StoreFormatError(StoreError):
     """The store's row encoding cannot be read safely by this Python (see the module docstring)."""
 
 
