@@ -39,8 +39,8 @@ from otel_ml.processor.aggregates import Aggregates
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.decode import decode_body
 from otel_ml.processor.export import MetricsOutput
-from otel_ml.processor.pipeline import Pipeline, StepResult
 from otel_ml.processor.stage import Stage, load_stages
+from otel_ml.processor.step import Processor, StepResult
 from otel_ml.processor.store import BaseJoinStore, open_store
 from otel_ml.processor.writer import Admission, StoreUnavailable, Writer
 from otel_ml.semconv import attributes as a
@@ -79,7 +79,7 @@ class Ingest:
             DecodeError: ``body`` is not an ``ExportLogsServiceRequest`` (nothing was submitted).
             StoreUnavailable: The commit failed.
         """
-        decoded = decode_body(body, self.clock(), self.writer.pipeline.wants_extras)
+        decoded = decode_body(body, self.clock(), self.writer.processor.wants_extras)
         return self.writer.submit(decoded).result(COMMIT_TIMEOUT_S)
 
 
@@ -226,14 +226,14 @@ def http_server(ingest: Ingest, endpoint: str, config: ProcessorConfig) -> tuple
 
 
 class ProcessorApp:
-    """The whole processor: store, stages, pipeline, writer, metric output and receivers."""
+    """The whole processor: store, stages, processor step (``pipeline``), writer, metric output and receivers."""
 
     def __init__(self, config: ProcessorConfig, clock: Callable[[], float] = time.time,
                  stages: list[Stage] | None = None, store: BaseJoinStore | None = None) -> None:
         self.config = config
         self.clock = clock
         self.store = store if store is not None else open_store(config.store)
-        self.pipeline = Pipeline(config, self.store, load_stages(config, clock) if stages is None else stages, clock)
+        self.pipeline = Processor(config, self.store, load_stages(config, clock) if stages is None else stages, clock)
         self.admission = Admission(config.receiver.max_inflight_requests)
         self.writer = Writer(self.pipeline)
         self.output = MetricsOutput(config, self.pipeline.aggregates,

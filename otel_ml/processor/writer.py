@@ -1,9 +1,9 @@
 """The single writer thread: group commit of decoded requests, periodic ticks, admission control.
 
 Receiver threads decode requests (protobuf parsing runs outside the writer) and :meth:`Writer.submit` them; the writer
-takes every request waiting, processes them in one :meth:`Pipeline.process` call (one transaction, one commit) and
-resolves their futures only after the commit, so an acknowledgement always means "committed". If a group fails, each
-request is retried alone, so one bad request cannot fail the others.
+takes every request waiting, processes them in one :meth:`~otel_ml.processor.step.Processor.process` call (one
+transaction, one commit) and resolves their futures only after the commit, so an acknowledgement always means
+"committed". If a group fails, each request is retried alone, so one bad request cannot fail the others.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from concurrent.futures import Future
 
 from otel_ml.errors import StoreError
 from otel_ml.processor.decode import Decoded
-from otel_ml.processor.pipeline import Pipeline, StepResult
+from otel_ml.processor.step import Processor, StepResult
 
 _logger = logging.getLogger(__name__)
 MAX_GROUP_RECORDS = 20_000
@@ -52,11 +52,11 @@ class Admission:
 
 
 class Writer:
-    """Owns the pipeline on one thread."""
+    """Owns the :class:`~otel_ml.processor.step.Processor` on one thread."""
 
-    def __init__(self, pipeline: Pipeline, tick_interval: float = TICK_INTERVAL_S,
+    def __init__(self, processor: Processor, tick_interval: float = TICK_INTERVAL_S,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
-        self.pipeline = pipeline
+        self.processor = processor
         self.tick_interval = tick_interval
         self._queue: queue.Queue[tuple[Decoded, Future[StepResult]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="otel-ml-writer", daemon=True)
@@ -113,7 +113,7 @@ class Writer:
             if time.monotonic() >= next_tick or not running:
                 next_tick = time.monotonic() + self.tick_interval
                 try:
-                    self.pipeline.tick()
+                    self.processor.tick()
                 except Exception as exc:
                     _logger.exception("periodic tick failed (retried next tick)")
                     if self._on_error:
@@ -129,7 +129,7 @@ class Writer:
 
     def _process(self, group: list[tuple[Decoded, Future[StepResult]]]) -> None:
         try:
-            results = self.pipeline.process([d for d, _ in group])
+            results = self.processor.process([d for d, _ in group])
         except Exception as exc:
             if len(group) == 1:
                 _logger.exception("a request could not be committed")

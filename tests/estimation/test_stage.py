@@ -237,16 +237,16 @@ def test_through_the_real_pipeline_counters_equal_offline(refs, tmp_path):
     from otel_ml.processor import config as cfg
     from otel_ml.processor import events as ev
     from otel_ml.processor.decode import decode_request
-    from otel_ml.processor.pipeline import Pipeline
     from otel_ml.processor.stage import load_stages
+    from otel_ml.processor.step import Processor
     from otel_ml.processor.store import MemoryJoinStore
     from tests.processor.conftest import prediction_event
 
     clock = Clock()
     config = cfg.from_mapping({"reference": {"directory": str(refs)},
                                "relabel": {"path": str(tmp_path / "r.jsonl"), "max_samples": 100}})
-    pipeline = Pipeline(config, MemoryJoinStore(config.store.label_window, config.store.max_pending),
-                        load_stages(config, clock), clock)
+    pipeline = Processor(config, MemoryJoinStore(config.store.label_window, config.store.max_pending),
+                         load_stages(config, clock), clock)
     analysis = multiclass_frame(300, seed=31, shift=-0.5)
     records = [prediction_event(f"p{i}", model="router", task="multiclass", value=row["pred"], **{
         a.ML_MODEL_VERSION: "v9", a.ML_PREDICTION_SCORES: [float(row[c]) for c in SCORES],

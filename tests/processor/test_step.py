@@ -1,4 +1,4 @@
-"""Pipeline end to end without a network: OTLP requests -> decode -> join -> exported counters, vs scikit-learn."""
+"""The processor step without a network: OTLP requests -> decode -> join -> exported counters, vs scikit-learn."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sklearn import metrics as skm
 from otel_ml.processor import config as cfg
 from otel_ml.processor import events as ev
 from otel_ml.processor.decode import decode_request
-from otel_ml.processor.pipeline import Pipeline
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch
+from otel_ml.processor.step import Processor
 from otel_ml.processor.store import MemoryJoinStore, SqliteJoinStore
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
@@ -32,14 +32,14 @@ class Clock:
         return self.t
 
 
-def _pipeline(tmp_path: Path | None = None, stages: Sequence[Any] = (), **raw: Any) -> Pipeline:
+def _pipeline(tmp_path: Path | None = None, stages: Sequence[Any] = (), **raw: Any) -> Processor:
     config = cfg.from_mapping(raw)
     store = (SqliteJoinStore(tmp_path / "s.db", config.store.label_window, config.store.max_pending)
              if tmp_path else MemoryJoinStore(config.store.label_window, config.store.max_pending))
-    return Pipeline(config, store, stages, Clock())
+    return Processor(config, store, stages, Clock())
 
 
-def _send(p: Pipeline, records: list[Any], chunk: int = 97) -> list[Any]:
+def _send(p: Processor, records: list[Any], chunk: int = 97) -> list[Any]:
     out = []
     for i in range(0, len(records), chunk):
         req = ev.request(records[i:i + chunk])
@@ -47,7 +47,7 @@ def _send(p: Pipeline, records: list[Any], chunk: int = 97) -> list[Any]:
     return out
 
 
-def _total(p: Pipeline, spec: m.MetricSpec, **match: str) -> float:
+def _total(p: Processor, spec: m.MetricSpec, **match: str) -> float:
     keys = {a.ML_CLASS: "cls", a.ML_OUTCOME: "outcome", a.ML_RANKING_K: "k", a.ML_REASON: "reason"}
     total = 0.0
     for attrs, v in p.aggregates.snapshot(spec.name):
@@ -172,7 +172,7 @@ def test_multilabel_vs_sklearn() -> None:
     assert size_sum / size_count == pytest.approx(P.sum(axis=1).mean())
 
 
-def _set_size_histogram(p: Pipeline) -> tuple[float, float, list[float]]:
+def _set_size_histogram(p: Processor) -> tuple[float, float, list[float]]:
     name = m.MULTILABEL_PREDICTED_LABELS.name
     buckets = [p.aggregates.value(f"{name}|b{i}") for i in range(len(m.MULTILABEL_PREDICTED_LABELS.buckets) + 1)]
     return p.aggregates.value(f"{name}|sum"), p.aggregates.value(f"{name}|count"), buckets
@@ -300,7 +300,7 @@ def test_failing_stage_loses_only_its_own_metrics() -> None:
     assert _total(p, m.LABELED_PREDICTIONS) == 1
 
 
-def _binary_traffic(p: Pipeline, n: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+def _binary_traffic(p: Processor, n: int, start: int) -> tuple[np.ndarray, np.ndarray]:
     y = RNG.integers(0, 2, n)
     s = np.clip(np.where(y == 1, RNG.normal(0.6, 0.2, n), RNG.normal(0.4, 0.2, n)), 0, 1)
     _send(p, [prediction_event(f"r{start + i}", value=str(int(s[i] > 0.5)), **{
@@ -308,14 +308,14 @@ def _binary_traffic(p: Pipeline, n: int, start: int) -> tuple[np.ndarray, np.nda
     return y, s
 
 
-def _auc(p: Pipeline) -> float:
+def _auc(p: Processor) -> float:
     p.tick()
     [(_, auc)] = p.aggregates.gauge_snapshot(m.CLASSIFICATION_ROC_AUC.name)
     return auc
 
 
 def test_auc_window_survives_restart(tmp_path: Path) -> None:
-    from otel_ml.processor.pipeline import AUC_SAVE_INTERVAL_S
+    from otel_ml.processor.auc_window import AUC_SAVE_INTERVAL_S
 
     metrics = {"auc_window": 300, "otlp": None}
     p = _pipeline(tmp_path, metrics=metrics)

@@ -1,0 +1,175 @@
+"""The processor step: decoded requests -> store ingest and joins -> metric deltas -> stages -> one commit.
+
+:class:`Processor` is synchronous and single-threaded (the :mod:`~otel_ml.processor.writer` thread owns it), so it
+can be tested without a network. A step either commits everything (records, joins, aggregate totals) or nothing;
+only after the commit does it publish the totals to the :class:`~otel_ml.processor.aggregates.Aggregates` mirror
+and update the in-memory ROC-AUC windows (:mod:`~otel_ml.processor.auc_window`, saved to the store by
+:meth:`Processor.tick` every :data:`~otel_ml.processor.auc_window.AUC_SAVE_INTERVAL_S` and by
+:meth:`Processor.close`, restored at construction).
+
+The jobs of a step live apart: realized-quality sums per task in :mod:`~otel_ml.processor.realized`, the ROC-AUC
+windows in :mod:`~otel_ml.processor.auc_window`, stage calls in :mod:`~otel_ml.processor.stage_runner` (rows to
+batches in :mod:`~otel_ml.processor.stage_batches`). This module counts volumes (predictions, labels, joins,
+expiry, rejections) and owns the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+
+from otel_ml.processor.aggregates import Aggregates, Capper, Step
+from otel_ml.processor.auc_window import AucUpdate, AucWindows
+from otel_ml.processor.config import ProcessorConfig
+from otel_ml.processor.decode import Decoded
+from otel_ml.processor.realized import RealizedQuality, segment_attrs
+from otel_ml.processor.records import MODEL, P_STR, SEGMENT, VERSION, Row, is_prediction
+from otel_ml.processor.stage import Stage
+from otel_ml.processor.stage_runner import StageRunner
+from otel_ml.processor.store.base import BaseJoinStore, IngestResult
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+
+_logger = logging.getLogger(__name__)
+_PRED_KEY = itemgetter(MODEL, VERSION, SEGMENT, P_STR)
+
+
+@dataclass(slots=True)
+class StepResult:
+    """Per-request answer: how many records were rejected and why (OTLP ``partial_success``)."""
+
+    rejected: int
+    error_message: str
+
+
+class Processor:
+    """Owns the store, the aggregates, the ROC-AUC windows and the stages; not thread-safe (one writer thread)."""
+
+    def __init__(self, config: ProcessorConfig, store: BaseJoinStore, stages: Sequence[Stage] = (),
+                 clock: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.stage_runner = StageRunner(stages)
+        self.clock = clock or time.time
+        self.capper = Capper(config.metrics.cardinality_limit)
+        totals = store.load_aggregates()
+        self.capper.restore(totals)
+        self.aggregates = Aggregates(totals)
+        self.realized = RealizedQuality(config.metrics.ranking_k)
+        self.auc = AucWindows(config.metrics.auc_window, self.clock())
+        self.auc.restore(store.load_state())
+        self._last_expire = 0.0
+        self.wants_extras = bool(self.stage_runner.stages)
+        """Whether decoding should collect features, scores and classes (only stages use them)."""
+
+    def process(self, items: Sequence[Decoded]) -> list[StepResult]:
+        """Ingest decoded requests in ONE transaction; returns their answers after the commit.
+
+        Raises:
+            Exception: Whatever the store raised; the transaction is rolled back and nothing was published.
+        """
+        now = self.clock()
+        step = Step(self.capper)
+        results: list[StepResult] = []
+        auc_updates: list[AucUpdate] = []
+        try:
+            ingested = self.store.ingest_many([(d.predictions, d.labels) for d in items], now)
+            for d, res in zip(items, ingested, strict=True):
+                results.append(self._one(d, res, step, auc_updates))
+            self._commit(step)
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.auc.extend(auc_updates)
+        return results
+
+    def tick(self) -> None:
+        """Periodic work in its own transaction: expiry sweep, stage ticks, gauges, saving the ROC-AUC windows."""
+        now = self.clock()
+        step = Step(self.capper)
+        try:
+            if now - self._last_expire >= self.config.store.expire_interval:
+                self._last_expire = now
+                self._expired(self.store.expire(now), step)
+            self.stage_runner.tick(now, step)
+            self._gauges(step, now)
+            saving = self.auc.save_due(now, self.store.put_state)
+            self._commit(step)
+        except BaseException:
+            self.store.rollback()
+            raise
+        if saving:
+            self.auc.saved(now)
+
+    def close(self) -> None:
+        """Save the ROC-AUC windows, close the stages and the store."""
+        try:
+            if self.auc.save(self.store.put_state):
+                self.store.commit({})
+                self.auc.saved()
+        except Exception:
+            self.store.rollback()
+            _logger.exception("could not save the ROC-AUC windows (they refill from new traffic)")
+        self.stage_runner.close()
+        self.store.close()
+
+    def _commit(self, step: Step) -> None:
+        for key in self.aggregates.take_dirty():
+            step.deltas[key] += 0.0
+        totals = self.aggregates.totals_for(step.deltas)
+        self.store.commit(totals)
+        self.aggregates.apply(totals, step.gauges)
+
+    def _one(self, d: Decoded, res: IngestResult, step: Step, auc_updates: list[AucUpdate]) -> StepResult:
+        step.add_raw(m.PROCESSOR_RECORDS_RECEIVED.name, (), d.received)
+        if d.ignored:
+            step.add_raw(m.PROCESSOR_RECORDS_IGNORED.name, (), d.ignored)
+        rejected = Counter(d.rejected)
+        preds = ([d.predictions[i] for i in res.new_predictions] if len(res.new_predictions) != len(d.predictions)
+                 else d.predictions)
+        counts: Counter[tuple[str, str, str, str | None]] = Counter(map(_PRED_KEY, preds))
+        for (model, version, segment, cls), n in counts.items():
+            step.add_raw(m.PREDICTIONS.name, step.attrs(segment_attrs(model, version, segment, cls)), n)
+        self.realized.set_sizes(preds, step)
+        for model, n in Counter([d.labels[i][MODEL] for i in res.new_labels]).items():
+            step.add_raw(m.LABELS.name, step.attrs({a.ML_MODEL_NAME: model}), n)
+        if res.joined:
+            step.add_raw(m.PROCESSOR_JOINS.name, (), len(res.joined))
+            self.realized.joined(res.joined, step, rejected, auc_updates)
+        if res.evicted:
+            step.add_raw(m.PROCESSOR_STORE_EVICTED.name, (), len(res.evicted))
+            self._expired(res.evicted, step)
+        for reason, n in rejected.items():
+            step.add_raw(m.PROCESSOR_RECORDS_REJECTED.name, step.attrs({a.ML_REASON: reason}), n)
+        if self.stage_runner.stages and (preds or res.joined):
+            self.stage_runner.step(preds, [d.extras[i] for i in res.new_predictions], res.joined, step)
+        error = d.first_error
+        n_rejected = sum(rejected.values())
+        if n_rejected and not error:
+            error = "task_mismatch: a label's type does not fit its prediction's task"
+        return StepResult(n_rejected, error)
+
+    @staticmethod
+    def _expired(rows: list[Row], step: Step) -> None:
+        """Expired (or evicted) pending rows: predictions that never met a label, labels that never met a prediction."""
+        preds: Counter[tuple[str, str, str]] = Counter()
+        labels: Counter[str] = Counter()
+        for r in rows:
+            if is_prediction(r):
+                preds[(r[MODEL], r[VERSION], r[SEGMENT])] += 1
+            else:
+                labels[r[MODEL]] += 1
+        for (model, version, segment), n in preds.items():
+            step.add_raw(m.EXPIRED_PREDICTIONS.name, step.attrs(segment_attrs(model, version, segment, None)), n)
+        for model, n in labels.items():
+            step.add_raw(m.ORPHANED_LABELS.name, step.attrs({a.ML_MODEL_NAME: model}), n)
+
+    def _gauges(self, step: Step, now: float) -> None:
+        step.set_gauge(m.PROCESSOR_STORE_PENDING, float(self.store.pending()), {})
+        oldest = self.store.oldest_pending_arrival()
+        step.set_gauge(m.PROCESSOR_STORE_OLDEST_PENDING_AGE, max(now - oldest, 0.0) if oldest else 0.0, {})
+        self.auc.set_gauges(step)
