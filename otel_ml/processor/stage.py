@@ -2,7 +2,7 @@
 
 A *stage* turns predictions into extra metrics (estimated quality, drift, novelty, ...) next to the realized
 quality the processor computes itself. The estimation/drift stage lives in
-``otel_ml/processor/stages/estimation.py``; any other stage follows the same contract.
+``otel_ml/processor/stages/estimation/``; any other stage follows the same contract.
 
 Contract
 ========

@@ -1,0 +1,134 @@
+"""The estimation stage's reference artifacts: found in the directory, reloaded when they change, never fatal.
+
+``<directory>/<model>/<version>/`` serves that model version, else ``<directory>/<model>/default/``. An artifact
+whose manifest (mtime, size) changed is reloaded; one that fails verification is refused with an error log and the
+previously loaded one, if any, stays in use. Each (model, traffic version) gets a :class:`ModelRuntime`: the
+artifact in use and the drift state against it, rebuilt when that artifact is reloaded or removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from otel_ml.drift.detectors import UnseenClassCounter, WindowedDrift
+from otel_ml.reference.artifact import MANIFEST, ArtifactError, ReferenceArtifact, load
+from otel_ml.reference.fit import SET_SIZE
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_DIR = "default"
+"""Version directory used for traffic of a version without its own artifact."""
+
+
+@dataclass
+class LoadedArtifact:
+    """An artifact, the manifest signature it was loaded at, and its directory."""
+
+    artifact: ReferenceArtifact
+    signature: tuple[float, int]
+    path: Path
+
+
+@dataclass
+class ModelRuntime:
+    """Per (model, traffic version): the artifact in use and the drift windows against it."""
+
+    loaded: LoadedArtifact
+    features: dict[str, WindowedDrift] = field(default_factory=dict)
+    prediction: WindowedDrift | None = None
+    set_size: WindowedDrift | None = None
+    unseen: UnseenClassCounter | None = None
+
+    @property
+    def artifact(self) -> ReferenceArtifact:
+        """The reference artifact in use."""
+        return self.loaded.artifact
+
+    @classmethod
+    def build(cls, loaded: LoadedArtifact) -> ModelRuntime:
+        """Fresh drift windows for ``loaded``'s distributions."""
+        art = loaded.artifact
+        rt = cls(loaded, {name: WindowedDrift(d) for name, d in art.feature_distributions.items()})
+        pred = art.distribution("prediction")
+        if pred is not None:
+            rt.prediction = WindowedDrift(pred)
+        size = art.distribution(SET_SIZE)
+        if size is not None:
+            rt.set_size = WindowedDrift(size)
+        if art.classes:
+            rt.unseen = UnseenClassCounter(art.classes)
+        return rt
+
+
+class ArtifactDirectory:
+    """The artifacts under ``directory`` and the runtimes of the traffic that uses them; not thread-safe."""
+
+    def __init__(self, directory: str | Path, clock: Callable[[], float]) -> None:
+        self.directory = Path(directory)
+        self.clock = clock
+        self.last_scan = -math.inf
+        self._loaded: dict[tuple[str, str], LoadedArtifact] = {}
+        self.runtimes: dict[tuple[str, str], ModelRuntime] = {}
+        """(model, traffic version) -> runtime, for every version that sent predictions since its artifact loaded."""
+
+    def scan(self) -> None:
+        """Loads new and changed artifacts; drops removed ones. Never raises."""
+        self.last_scan = self.clock()
+        seen: set[tuple[str, str]] = set()
+        try:
+            model_dirs = [p for p in self.directory.iterdir() if p.is_dir()] if self.directory.is_dir() else []
+        except OSError:
+            _logger.exception("cannot list reference directory %s", self.directory)
+            return
+        for model_dir in model_dirs:
+            try:
+                version_dirs = [p for p in model_dir.iterdir() if (p / MANIFEST).is_file()]
+            except OSError:
+                continue
+            for vdir in version_dirs:
+                key = (model_dir.name, vdir.name)
+                seen.add(key)
+                try:
+                    st = (vdir / MANIFEST).stat()
+                except OSError:
+                    continue
+                signature = (st.st_mtime, st.st_size)
+                current = self._loaded.get(key)
+                if current is not None and current.signature == signature:
+                    continue
+                try:
+                    art = load(vdir)
+                except ArtifactError as exc:
+                    _logger.error("refusing reference %s: %s%s", vdir, exc,
+                                  " (keeping the previously loaded one)" if current else "")
+                    if current is not None:
+                        self._loaded[key] = LoadedArtifact(current.artifact, signature, vdir)
+                    continue
+                except Exception:  # a broken artifact must not stop the processor
+                    _logger.exception("cannot load reference %s", vdir)
+                    continue
+                _logger.info("loaded reference %s (model %s, task %s)", vdir, art.model, art.task)
+                self._loaded[key] = LoadedArtifact(art, signature, vdir)
+                self._drop_runtimes(vdir)
+        for key in set(self._loaded) - seen:
+            _logger.info("reference %s/%s removed", *key)
+            self._drop_runtimes(self._loaded.pop(key).path)
+
+    def runtime_for(self, model: str, version: str) -> ModelRuntime | None:
+        """The runtime of ``(model, version)`` traffic (its version's artifact, else the default), or ``None``."""
+        rt = self.runtimes.get((model, version))
+        if rt is not None:
+            return rt
+        loaded = (self._loaded.get((model, version)) if version else None) or self._loaded.get((model, DEFAULT_DIR))
+        if loaded is None:
+            return None
+        rt = self.runtimes[(model, version)] = ModelRuntime.build(loaded)
+        return rt
+
+    def _drop_runtimes(self, path: Path) -> None:
+        for rkey in [k for k, rt in self.runtimes.items() if rt.loaded.path == path]:
+            del self.runtimes[rkey]

@@ -1,0 +1,81 @@
+"""Novelty and drift of the traffic against its reference: counters per batch, gauges per tick.
+
+Per batch: ``ml.unseen_class_predictions`` (classes or items the evaluation set never had, capped by the
+processor's cardinality limit) and ``ml.feature.bin.observations`` (per feature and reference bin); the predictions,
+feature values and set sizes also go into the drift windows of the :class:`~.artifacts.ModelRuntime`. Per tick:
+``ml.feature.drift``, ``ml.prediction.drift`` and ``ml.multilabel.set_size_drift`` of those windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from otel_ml.processor.stage import MetricSink, PredictionBatch
+from otel_ml.processor.stages.estimation.artifacts import ModelRuntime
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.attributes import Task
+
+
+def novelty_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[str, str],
+                     sink: MetricSink) -> np.ndarray:
+    """Unseen classes, prediction and set-size windows; returns which rows predicted an unseen class."""
+    n = len(batch)
+    unseen_rows = np.zeros(n, dtype=bool)
+    if batch.task in Task.CLASSIFICATION and isinstance(batch.values, list):
+        predicted: list[str] = batch.values
+        if rt.unseen is not None:
+            unseen_rows = np.asarray([rt.unseen.is_unseen(v) for v in predicted], dtype=bool)
+            counts = rt.unseen.observe(predicted)
+        else:
+            counts = {}
+        if rt.prediction is not None:
+            rt.prediction.observe(predicted)
+    elif batch.task in (Task.MULTILABEL, Task.RANKING) and batch.value_lists is not None:
+        flat = [c for s in batch.value_lists for c in s]
+        counts = rt.unseen.observe(flat) if rt.unseen is not None else {}
+        if rt.unseen is not None:
+            unseen_rows = np.asarray([any(rt.unseen.is_unseen(c) for c in s) for s in batch.value_lists])
+        if rt.prediction is not None:
+            rt.prediction.observe(flat)
+        if rt.set_size is not None:
+            rt.set_size.observe([float(len(s)) for s in batch.value_lists])
+    else:
+        counts = {}
+        if rt.prediction is not None and isinstance(batch.values, np.ndarray):
+            rt.prediction.observe(batch.values)
+    for cls, count in counts.items():
+        sink.add(m.UNSEEN_CLASS_PREDICTIONS, float(count), {**attrs, a.ML_CLASS: cls})
+    return unseen_rows
+
+
+def feature_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[str, str],
+                     sink: MetricSink) -> dict[str, np.ndarray]:
+    """Per-bin feature counts (only features the batch carries); returns out-of-reference rows per feature."""
+    outside: dict[str, np.ndarray] = {}
+    for name, drift in rt.features.items():
+        values = batch.features.get(name)
+        if values is None:
+            continue
+        counts = drift.observe(values)
+        for label, count in zip(drift.reference.labels, counts, strict=True):
+            if count > 0:
+                sink.add(m.FEATURE_BIN_OBSERVATIONS, float(count),
+                         {**attrs, a.ML_FEATURE_NAME: name, a.ML_BIN: label})
+        outside[name] = drift.reference.outside(values)
+    return outside
+
+
+def drift_gauges(rt: ModelRuntime, attrs: Mapping[str, str], sink: MetricSink) -> None:
+    """The drift of the runtime's windows against the reference, per method (no point below the minimum count)."""
+    for name, drift in rt.features.items():
+        for method, value in drift.scores().items():
+            sink.set_gauge(m.FEATURE_DRIFT, value, {**attrs, a.ML_FEATURE_NAME: name, a.ML_DRIFT_METHOD: method})
+    if rt.prediction is not None:
+        for method, value in rt.prediction.scores().items():
+            sink.set_gauge(m.PREDICTION_DRIFT, value, {**attrs, a.ML_DRIFT_METHOD: method})
+    if rt.set_size is not None:
+        for method, value in rt.set_size.scores().items():
+            sink.set_gauge(m.SET_SIZE_DRIFT, value, {**attrs, a.ML_DRIFT_METHOD: method})

@@ -1,0 +1,88 @@
+"""The estimation/drift stage's hooks: each batch through the counters, each tick through the gauges.
+
+See :mod:`otel_ml.processor.stages.estimation` for what it exports; the jobs live in the sibling modules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from otel_ml.drift.relabel import RelabelSink
+from otel_ml.errors import ConfigurationError
+from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch, StageContext
+from otel_ml.processor.stages.estimation.artifacts import ArtifactDirectory
+from otel_ml.processor.stages.estimation.correctness import estimation_counters
+from otel_ml.processor.stages.estimation.novelty import drift_gauges, feature_counters, novelty_counters
+from otel_ml.processor.stages.estimation.relabel_samples import write_relabel_samples
+from otel_ml.processor.stages.estimation.weak_segments import weak_segment_counters
+from otel_ml.reference.fit import AT_K
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+
+_logger = logging.getLogger(__name__)
+
+
+class EstimationStage(BaseStage):
+    """The built-in estimation/drift stage (see :mod:`otel_ml.processor.stages.estimation`)."""
+
+    name = "estimation"
+
+    def __init__(self, directory: str | Path, *, reload_interval: float, relabel_path: str | Path | None,
+                 relabel_max_samples: int, clock: Callable[[], float]) -> None:
+        self.artifacts = ArtifactDirectory(directory, clock)
+        self.reload_interval = reload_interval
+        self.clock = clock
+        self.relabel = RelabelSink(relabel_path, relabel_max_samples) if relabel_path else None
+        self._warned: set[tuple[str, str, str]] = set()
+        self.artifacts.scan()
+
+    def on_predictions(self, batch: PredictionBatch, sink: MetricSink) -> None:
+        """Estimated correctness, drift counts, weak-segment counts and relabel samples of one batch."""
+        rt = self.artifacts.runtime_for(batch.model, batch.version)
+        if rt is None or len(batch) == 0:
+            return
+        art = rt.artifact
+        if art.task != batch.task:
+            self._warn_once(batch.model, batch.version, f"reference is for task {art.task}, traffic is {batch.task}")
+            return
+        model_attrs = {a.ML_MODEL_NAME: batch.model, a.ML_MODEL_VERSION: batch.version}
+        p, abs_e = estimation_counters(batch, art, model_attrs, sink)
+        unseen_rows = novelty_counters(batch, rt, model_attrs, sink)
+        outside = feature_counters(batch, rt, model_attrs, sink)
+        weak_segment_counters(batch, art, model_attrs, sink)
+        if self.relabel is not None:
+            write_relabel_samples(self.relabel, batch, art, p, abs_e, unseen_rows, outside, sink)
+
+    def on_tick(self, now: float, sink: MetricSink) -> None:
+        """Reloads artifacts when due; refreshes the baseline, margin and drift gauges."""
+        if now - self.artifacts.last_scan >= self.reload_interval:
+            self.artifacts.scan()
+        for (model, version), rt in self.artifacts.runtimes.items():
+            art = rt.artifact
+            attrs = {a.ML_MODEL_NAME: model, a.ML_MODEL_VERSION: version}
+            for metric, value in art.metrics.items():
+                if metric != "rows" and isinstance(value, int | float):
+                    name, _, k = metric.partition(AT_K)  # ranking: precision_at_k@5 -> (precision_at_k, k=5)
+                    point = {**attrs, a.ML_METRIC: name, **({a.ML_RANKING_K: k} if k else {})}
+                    sink.set_gauge(m.REFERENCE_METRIC, float(value), point)
+            if art.estimator is not None:
+                for metric, margin in art.estimator.error_margin_.items():
+                    sink.set_gauge(m.ESTIMATOR_ERROR_MARGIN, float(margin), {**attrs, a.ML_METRIC: metric})
+            drift_gauges(rt, attrs, sink)
+
+    def _warn_once(self, model: str, version: str, message: str) -> None:
+        if (model, version, message) not in self._warned:
+            self._warned.add((model, version, message))
+            _logger.warning("model %s version %r: %s", model, version, message)
+
+
+def create_stage(context: StageContext) -> EstimationStage:
+    """Factory loaded by the processor when the config has a ``reference:`` section."""
+    ref = context.config.reference
+    if ref is None:
+        raise ConfigurationError("the estimation stage needs a `reference:` section (reference.directory)")
+    relabel = context.config.relabel
+    return EstimationStage(ref.directory, reload_interval=ref.reload_interval, relabel_path=relabel.path,
+                           relabel_max_samples=relabel.max_samples, clock=context.clock)
