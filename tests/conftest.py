@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.postgres import PostgresServer
 from tests.support.procs import stop_all_started
 
 atexit.register(stop_all_started)
@@ -16,3 +17,13 @@ atexit.register(stop_all_started)
 def _reap_processes() -> Iterator[None]:
     yield
     stop_all_started()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the session (started on first use; see tests/support/postgres.py)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

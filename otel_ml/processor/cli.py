@@ -2,7 +2,8 @@
 
 Exit status: 0 after a clean shutdown, 2 on an invalid config (the message names the key and shows a valid example),
 1 when the processor cannot start (port in use, unreadable store, a store written by a Python whose row encoding
-this one does not read: see :mod:`otel_ml.processor.store.sqlite`).
+this one does not read: see :mod:`otel_ml.processor.store.sqlite`; a PostgreSQL store that cannot be reached, refuses
+the login or cannot be migrated: see :mod:`otel_ml.processor.store.postgres`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import sys
 import threading
 from types import FrameType
 
+from otel_ml.errors import StoreError
 from otel_ml.processor import config as cfg
+from otel_ml.processor.config import dsn_without_password
 from otel_ml.processor.stage import StageLoadError
-from otel_ml.processor.store.sqlite import StoreFormatError
 
 _logger = logging.getLogger("otel_ml.processor")
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except StageLoadError as exc:
         print(f"otel-ml processor: invalid processor config at `reference`/`stages`: {exc}", file=sys.stderr)
         return 2
-    except (OSError, StoreFormatError) as exc:
+    except (OSError, StoreError) as exc:
         print(f"otel-ml processor: cannot start: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
@@ -59,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
-    _logger.info("otel-ml processor ready (instance %s, store %s)", config.resolved_instance_id(),
-                 config.store.path if config.store.backend == "sqlite" else "memory")
+    where = {"sqlite": config.store.path, "memory": "memory",
+             "postgres": f"{dsn_without_password(config.store.dsn)} schema {config.store.schema}"}[config.store.backend]
+    _logger.info("otel-ml processor ready (instance %s, store %s)", config.resolved_instance_id(), where)
     stop.wait()
     _logger.info("shutting down")
     app.stop()

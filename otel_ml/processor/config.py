@@ -8,6 +8,7 @@ is generated (:func:`reference_table`; a test checks the README is up to date). 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ DEFAULT_MAX_INFLIGHT_REQUESTS: Final = 8
 DEFAULT_RETRY_AFTER_S: Final = 1
 DEFAULT_STORE_BACKEND: Final = "sqlite"
 DEFAULT_STORE_PATH: Final = "./otel-ml-data/store.db"
+DEFAULT_STORE_SCHEMA: Final = "otel_ml"
 DEFAULT_LABEL_WINDOW_S: Final = 7 * 86400.0
 DEFAULT_MAX_PENDING: Final = 20_000_000
 DEFAULT_EXPIRE_INTERVAL_S: Final = 10.0
@@ -40,7 +42,7 @@ DEFAULT_REFERENCE_DIRECTORY: Final = "./references"
 DEFAULT_RELOAD_INTERVAL_S: Final = 30.0
 DEFAULT_RELABEL_PATH: Final = "./otel-ml-data/relabel.jsonl"
 DEFAULT_RELABEL_MAX_SAMPLES: Final = 10_000
-BACKENDS: Final = ("sqlite", "memory")
+BACKENDS: Final = ("sqlite", "postgres", "memory")
 PROTOCOLS: Final = ("grpc", "http/protobuf")
 
 EXAMPLE: Final = """\
@@ -90,6 +92,8 @@ class StoreConfig:
 
     backend: str = DEFAULT_STORE_BACKEND
     path: str = DEFAULT_STORE_PATH
+    dsn: str = ""
+    schema: str = DEFAULT_STORE_SCHEMA
     label_window: float = DEFAULT_LABEL_WINDOW_S
     max_pending: int = DEFAULT_MAX_PENDING
     expire_interval: float = DEFAULT_EXPIRE_INTERVAL_S
@@ -145,10 +149,17 @@ class ProcessorConfig:
     stages_config: Mapping[str, Any] = field(default_factory=dict)
 
     def resolved_instance_id(self) -> str:
-        """``instance_id``, or hostname + a hash of the absolute store path when unset (stable across restarts)."""
+        """``instance_id``, or hostname + a hash of the store's location when unset (stable across restarts).
+
+        The location is the absolute SQLite path, or the PostgreSQL DSN without its password plus the schema.
+        """
         if self.instance_id:
             return self.instance_id
-        digest = hashlib.sha256(str(Path(self.store.path).resolve()).encode()).hexdigest()[:8]
+        if self.store.backend == "postgres":
+            where = f"{dsn_without_password(self.store.dsn)}/{self.store.schema}"
+        else:
+            where = str(Path(self.store.path).resolve())
+        digest = hashlib.sha256(where.encode()).hexdigest()[:8]
         return f"{socket.gethostname()}-{digest}"
 
 
@@ -176,9 +187,15 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
            "Requests parsed or waiting for the store at once; beyond: gRPC UNAVAILABLE / HTTP 503 + Retry-After."),
     KeyDoc("receiver.retry_after", "int seconds", str(DEFAULT_RETRY_AFTER_S),
            "`Retry-After` of HTTP 503/429 answers."),
-    KeyDoc("store.backend", "`sqlite` or `memory`", DEFAULT_STORE_BACKEND,
-           "Join store; `memory` is not durable (tests and benchmarks)."),
+    KeyDoc("store.backend", "`sqlite`, `postgres` or `memory`", DEFAULT_STORE_BACKEND,
+           "Join store: embedded SQLite (one replica), a PostgreSQL database shared by every replica (scale-out), "
+           "or `memory` (not durable: tests and benchmarks)."),
     KeyDoc("store.path", "path", DEFAULT_STORE_PATH, "SQLite database (WAL mode); created with its directory."),
+    KeyDoc("store.dsn", "libpq URL or key=value string", "required for `postgres`",
+           "PostgreSQL connection, e.g. `postgresql://otelml:${env:OTEL_ML_PG_PASSWORD}@db:5432/otelml` (any "
+           "string value may use `${env:NAME}` / `${env:NAME:-default}`; `$$` is a literal `$`)."),
+    KeyDoc("store.schema", "identifier", DEFAULT_STORE_SCHEMA,
+           "PostgreSQL schema of the join tables (created if missing; migrations run at start-up)."),
     KeyDoc("store.label_window", "duration", "7d",
            "TTL of a pending prediction or label; expired predictions count as never labeled."),
     KeyDoc("store.max_pending", "int", str(DEFAULT_MAX_PENDING),
@@ -276,15 +293,28 @@ def _receiver(raw: Mapping[str, Any]) -> ReceiverConfig:
 
 def _store(raw: Mapping[str, Any]) -> StoreConfig:
     ex = "store: {backend: sqlite, path: ./otel-ml-data/store.db, label_window: 7d, max_pending: 20000000}"
-    s = _section(raw, "store", {"backend", "path", "label_window", "max_pending", "expire_interval"}, ex)
+    pg_ex = 'store: {backend: postgres, dsn: "postgresql://otelml:${env:OTEL_ML_PG_PASSWORD}@db:5432/otelml"}'
+    s = _section(raw, "store", {"backend", "path", "dsn", "schema", "label_window", "max_pending",
+                                "expire_interval"}, ex)
     backend = s.get("backend", DEFAULT_STORE_BACKEND)
     if backend not in BACKENDS:
         raise ConfigError("store.backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}", ex)
     path = s.get("path", DEFAULT_STORE_PATH)
     if not isinstance(path, str) or not path:
         raise ConfigError("store.path", f"expected a file path, got {path!r}", ex)
+    dsn = s.get("dsn", "")
+    if backend == "postgres" and (not isinstance(dsn, str) or not dsn.strip()):
+        raise ConfigError("store.dsn", f"required with backend postgres, got {dsn!r}", pg_ex)
+    if not isinstance(dsn, str) or (dsn and not (re.match(r"^postgres(ql)?://", dsn) or "=" in dsn)):
+        raise ConfigError("store.dsn", "expected a postgresql:// URL or a libpq key=value string", pg_ex)
+    if dsn and backend != "postgres":
+        raise ConfigError("store.dsn", f"only used with backend postgres (backend is {backend})", pg_ex)
+    schema = s.get("schema", DEFAULT_STORE_SCHEMA)
+    if not isinstance(schema, str) or not re.match(r"^[a-z_][a-z0-9_]{0,62}$", schema):
+        raise ConfigError("store.schema", f"expected a lower-case SQL identifier, got {schema!r}",
+                          "store: {backend: postgres, dsn: ..., schema: otel_ml}")
     return StoreConfig(
-        backend=backend, path=path,
+        backend=backend, path=path, dsn=dsn, schema=schema,
         label_window=parse_duration(s.get("label_window", DEFAULT_LABEL_WINDOW_S), "store.label_window", ex),
         max_pending=_int(s.get("max_pending", DEFAULT_MAX_PENDING), "store.max_pending", ex),
         expire_interval=parse_duration(s.get("expire_interval", DEFAULT_EXPIRE_INTERVAL_S), "store.expire_interval",
@@ -385,11 +415,51 @@ def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
     )
 
 
-def load(path: str | Path) -> ProcessorConfig:
-    """Read and validate a YAML config file.
+_ENV_REF = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def dsn_without_password(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (URL or key=value form): safe to log and to show in errors."""
+    dsn = re.sub(r"^(postgres(?:ql)?://[^:/@?]*):[^@/?]*@", r"\1:***@", dsn)
+    dsn = re.sub(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", "password=***", dsn)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", dsn)
+
+
+def substitute_env(raw: Any, environ: Mapping[str, str] | None = None, key: str = "") -> Any:
+    """Replace ``${env:NAME}`` and ``${env:NAME:-default}`` in every string value (``$$`` is a literal ``$``).
+
+    Substitution happens after YAML parsing, so a value from the environment is never parsed as YAML (a password
+    with ``:`` or ``#`` stays a string), like the collector's ``${env:...}`` in configuration values.
 
     Raises:
-        ConfigError: When the file cannot be read, is not YAML, or a key is invalid.
+        ConfigError: A referenced variable is unset and has no default.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(raw, str):
+        def one(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            value = env.get(name)
+            if value is None:
+                if default is None:
+                    raise ConfigError(key or "<root>", f"environment variable {name} is not set",
+                                      f"${{env:{name}}} with {name} exported, or ${{env:{name}:-default}}")
+                return default
+            return value
+        return _ENV_REF.sub(one, raw)
+    if isinstance(raw, Mapping):
+        return {k: substitute_env(v, env, f"{key}.{k}" if key else str(k)) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [substitute_env(v, env, f"{key}[{i}]") for i, v in enumerate(raw)]
+    return raw
+
+
+def load(path: str | Path) -> ProcessorConfig:
+    """Read and validate a YAML config file (``${env:NAME}`` references are substituted, see :func:`substitute_env`).
+
+    Raises:
+        ConfigError: When the file cannot be read, is not YAML, a referenced variable is unset, or a key is invalid.
     """
     try:
         text = Path(path).read_text()
@@ -399,7 +469,7 @@ def load(path: str | Path) -> ProcessorConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("<file>", f"{path} is not valid YAML: {exc}", EXAMPLE.replace("\n", "\n    ")) from exc
-    return from_mapping(raw)
+    return from_mapping(substitute_env(raw))
 
 
 def reference_table() -> str:

@@ -232,7 +232,7 @@ class ProcessorApp:
                  stages: list[Stage] | None = None, store: BaseJoinStore | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.store = store if store is not None else open_store(config.store)
+        self.store = store if store is not None else open_store(config.store, config.resolved_instance_id())
         self.pipeline = Processor(config, self.store, load_stages(config, clock) if stages is None else stages, clock)
         self.admission = Admission(config.receiver.max_inflight_requests)
         self.writer = Writer(self.pipeline)

@@ -23,6 +23,9 @@ _logger = logging.getLogger(__name__)
 MAX_GROUP_RECORDS = 20_000
 """Records per group commit (bounds the latency of one transaction)."""
 TICK_INTERVAL_S = 1.0
+TRANSIENT_RETRIES = 3
+"""Attempts of a group whose store error is marked ``retryable`` (deadlock, serialization failure) before the
+requests are retried one by one (and then answered UNAVAILABLE, so the sender retries later)."""
 
 
 class StoreUnavailable(StoreError):
@@ -127,10 +130,15 @@ class Writer:
             if rest is not None:
                 rest[1].set_exception(StoreUnavailable("processor is shutting down"))
 
-    def _process(self, group: list[tuple[Decoded, Future[StepResult]]]) -> None:
+    def _process(self, group: list[tuple[Decoded, Future[StepResult]]], attempt: int = 1) -> None:
         try:
             results = self.processor.process([d for d, _ in group])
         except Exception as exc:
+            if getattr(exc, "retryable", False) and attempt < TRANSIENT_RETRIES:
+                _logger.warning("transient store conflict, running the step again: %s", exc)
+                time.sleep(0.01 * attempt)
+                self._process(group, attempt + 1)
+                return
             if len(group) == 1:
                 _logger.exception("a request could not be committed")
                 unavailable = StoreUnavailable(str(exc))

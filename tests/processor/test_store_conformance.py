@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,14 +18,23 @@ T0 = 1_700_000_000.0
 Factory = Callable[..., BaseJoinStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+_schemas = itertools.count()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     opened: list[BaseJoinStore] = []
+    schema = f"conformance_{next(_schemas)}"  # a fresh, empty store per test in the session's PostgreSQL
 
     def make(label_window: float = 7 * DAY, max_pending: int = 1000) -> BaseJoinStore:
         store: BaseJoinStore
         if request.param == "memory":
             store = MemoryJoinStore(label_window, max_pending)
+        elif request.param == "postgres":
+            from otel_ml.processor.store.postgres import PostgresJoinStore
+
+            server = request.getfixturevalue("postgres_server")
+            store = PostgresJoinStore(server.dsn(), label_window, max_pending, "test", schema=schema)
         else:
             store = SqliteJoinStore(tmp_path / "store.db", label_window, max_pending)
         opened.append(store)

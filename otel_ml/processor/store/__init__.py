@@ -10,8 +10,17 @@ from otel_ml.processor.store.sqlite import SqliteJoinStore
 __all__ = ["DONE", "BaseJoinStore", "IngestResult", "JoinStore", "MemoryJoinStore", "SqliteJoinStore", "open_store"]
 
 
-def open_store(config: StoreConfig) -> BaseJoinStore:
-    """The backend named by ``config.backend``."""
+def open_store(config: StoreConfig, instance_id: str = "") -> BaseJoinStore:
+    """The backend named by ``config.backend`` (``instance_id`` keys a replica's totals in a shared store).
+
+    Raises:
+        StoreError: The store cannot be opened (unreadable format, database unreachable, failed migration).
+    """
     if config.backend == "memory":
         return MemoryJoinStore(config.label_window, config.max_pending)
+    if config.backend == "postgres":
+        from otel_ml.processor.store.postgres import PostgresJoinStore  # psycopg is imported only when used
+
+        return PostgresJoinStore(config.dsn, config.label_window, config.max_pending,
+                                 instance_id or "otel-ml-processor", schema=config.schema)
     return SqliteJoinStore(config.path, config.label_window, config.max_pending)

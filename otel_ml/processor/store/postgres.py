@@ -1,0 +1,544 @@
+"""PostgreSQL join store: one database shared by every processor replica, so any replica may take any record.
+
+With SQLite, a prediction and its label must reach the same replica; every change of the replica set strands the
+joins pending on the wrong one. Here the pending records live in one PostgreSQL database: replicas are stateless
+(apart from their own cumulative counters, kept under their ``instance_id``), the collector may spread records
+over them in any way (round robin, ``load_balancing``), and a replica that dies loses nothing that was acknowledged.
+
+Configuration (``store:``)::
+
+    store:
+      backend: postgres
+      dsn: "postgresql://otelml:${env:OTEL_ML_PG_PASSWORD}@db.internal:5432/otelml?sslmode=verify-full"
+      schema: otel_ml          # created if missing; every table lives there
+
+Tables (schema :data:`SCHEMA_VERSION`, migrations in :data:`MIGRATIONS`):
+
+* ``joins``: ONE row per join key (model + prediction id). A pending prediction has ``pred`` set, a pending label
+  ``label``; when the second half arrives the row becomes a *tombstone* in place (``joined`` = time of the join,
+  both payloads cleared, a HOT update: no index changes). Tombstones make re-sent records duplicates for the label
+  window (and at most ``max_pending`` of them are kept, like the SQLite store). Expiry is by ``arrived`` (the first
+  half's arrival), through the ``joins_arrived`` index.
+* ``aggregates`` and ``state``: the cumulative metric totals and state blobs (ROC-AUC windows) of each replica,
+  keyed by its ``instance_id``: a replica's counters commit in the same transaction as its joins, and a replica
+  restarted with the same id continues its series.
+* ``counts``: the number of pending rows and tombstones as per-replica deltas (the sum over rows is the store's
+  count; a replica only ever updates its own row, so the count costs no cross-replica contention).
+* ``instances`` (replicas seen, with their last heartbeat), ``meta`` (row-encoding canaries), ``schema_migrations``.
+
+How a join happens exactly once, whatever replicas see the two halves, in any order, at the same moment. Each group
+commit is one READ COMMITTED transaction:
+
+1. ``INSERT ... SELECT FROM unnest(...) ORDER BY k ON CONFLICT (k) DO UPDATE ... WHERE false RETURNING k`` writes
+   every key of the group that does not exist yet (as the join logic would if the store held nothing for it: a
+   pending row, or a tombstone for a pair or a prediction and label in the same group) and *locks* every key that
+   exists (the PostgreSQL manual: with ``ON CONFLICT DO UPDATE`` "all rows will be locked" even where the ``WHERE``
+   is false). A key being inserted by another uncommitted transaction makes this statement wait for it: the second
+   replica then sees the first one's row. Keys are processed in key order, so two replicas lock in the same order
+   and cannot deadlock on the join rows.
+2. ``SELECT`` the locked existing rows (a new statement: its snapshot includes every commit it waited for). Nobody
+   else can change them until this transaction ends.
+3. The shared join logic (:class:`~otel_ml.processor.store.base._Joins`) decides per key: join, duplicate, or (for
+   the keys inserted in 1) exactly what was already written. Existing pending rows that joined become tombstones
+   with one ``UPDATE``.
+4. ``commit(totals)`` writes the replica's aggregate totals and count deltas, then ``COMMIT``: the join, its
+   counters and the tombstone are one atomic outcome. The replica that completes a join counts it; a re-sent record
+   meets a tombstone (or its own pending half) and counts nothing.
+
+Expiry, the tombstone bound and the shared store's gauges are the work of one *leader* replica at a time (the
+holder
+of a session-level advisory lock; another replica takes over within ``store.expire_interval`` once the leader's
+connection is gone). Expired and evicted rows are removed with ``FOR UPDATE SKIP LOCKED`` (never waiting on a row a
+replica is joining) and counted by the replica that removed them. Eviction (more than ``max_pending`` pending) is
+done by whichever replica's step crossed the bound, under a transaction-level advisory lock taken before it
+re-reads the count: the overage is evicted once, not once per replica.
+
+Failures. Every PostgreSQL error of a step raises :class:`PostgresStoreError` (a ``StoreError``): the pipeline
+rolls back and the receivers answer ``UNAVAILABLE`` / 503 (retryable), so the collector's persistent queue keeps
+the data. A broken connection (server restarted, network cut, failover) is dropped and opened again by the next
+step. When a connection breaks *during* ``COMMIT`` its outcome is unknown: :meth:`PostgresJoinStore.needs_resync`
+then tells the pipeline to reload this replica's totals from the database before its next step (the re-sent
+records are duplicates if the commit did happen, and the totals include their counts). A read-only transaction
+(``default_transaction_read_only``, a standby after a failover) also drops the connection, so that a multi-host DSN
+with ``target_session_attrs=read-write`` finds the new primary. Deadlocks and serialization failures (only
+possible when a DBA forces a stricter isolation level) are marked ``retryable``. Session settings bound every wait:
+``statement_timeout`` :data:`STATEMENT_TIMEOUT`, ``lock_timeout`` :data:`LOCK_TIMEOUT`,
+``idle_in_transaction_session_timeout`` :data:`IDLE_TIMEOUT` (a hung replica cannot hold row locks for long), and
+``connect_timeout`` 5 s unless the DSN sets one.
+
+Privileges: none beyond owning the schema (or ``CREATE`` on the database to create it). Migrations are versioned
+(``schema_migrations``), run at start-up inside one transaction under ``pg_advisory_xact_lock``, so replicas
+starting together apply each one once; a database migrated by a newer processor is refused with a clear error.
+Each replica holds exactly one connection (its single writer thread; no pool to size), plus one short-lived one
+during start-up; the leader's advisory lock is session-level, so use session pooling (or none) in PgBouncer.
+
+Row payloads are marshal-encoded tuples as in the SQLite store (the same :data:`MARSHAL_VERSION` pin and per-Python
+canaries in ``meta``: a replica whose Python decodes another version's canary differently refuses to start while
+rows are pending).
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from otel_ml.errors import StoreError
+from otel_ml.processor.aggregates import Key, decode_attrs, encode_attrs
+from otel_ml.processor.config import dsn_without_password
+from otel_ml.processor.records import ARRIVED, COLUMNS, LABEL_START, SEP, TASK, Row
+from otel_ml.processor.store.base import DONE, BaseJoinStore, IngestResult, _Joins
+from otel_ml.processor.store.sqlite import CANARY, MARSHAL_VERSION, ROW_ENCODING, StoreFormatError, _python
+
+if TYPE_CHECKING:
+    import psycopg
+
+_logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+STATEMENT_TIMEOUT: Final = "20s"
+LOCK_TIMEOUT: Final = "10s"
+IDLE_TIMEOUT: Final = "60s"
+CONNECT_TIMEOUT_S: Final = 5
+HEARTBEAT_S: Final = 10.0
+"""How often a replica refreshes its ``instances.last_seen``."""
+_LOCK_CLASS_MIGRATE: Final = 0x6F6D0001
+_LOCK_CLASS_LEADER: Final = 0x6F6D0002
+_LOCK_CLASS_EVICT: Final = 0x6F6D0003
+"""First key of the advisory locks (the second is ``hashtext(schema)``: one lock set per schema)."""
+_CHUNK: Final = 1000
+_NO_LABEL: Final = (None,) * (len(COLUMNS) - LABEL_START)  # the label columns of a pending prediction
+_LABEL_PAD: Final = (None,) * (LABEL_START - 3)  # VERSION .. P_TS of a pending label (MODEL comes from the key)
+
+MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
+    (1, "join rows, per-instance aggregates/state/counts, instances, meta", """
+CREATE TABLE {s}.joins (
+  k       text PRIMARY KEY,            -- model U+001F prediction id
+  arrived double precision NOT NULL,   -- processor time the first half arrived (expiry order)
+  joined  double precision,            -- NULL: pending; else time of the join (a tombstone)
+  pred    bytea,                       -- pending prediction half (marshal), NULL in a tombstone
+  label   bytea                        -- pending label half (marshal), NULL in a tombstone
+) WITH (fillfactor = 85);              -- room for the in-place (HOT) update that turns a row into a tombstone
+CREATE INDEX joins_arrived ON {s}.joins (arrived);
+CREATE TABLE {s}.aggregates (
+  instance text NOT NULL, metric text NOT NULL, attrs text NOT NULL, value double precision NOT NULL,
+  PRIMARY KEY (instance, metric, attrs));
+CREATE TABLE {s}.state (instance text NOT NULL, key text NOT NULL, value bytea NOT NULL,
+  PRIMARY KEY (instance, key));
+CREATE TABLE {s}.counts (instance text PRIMARY KEY, pending bigint NOT NULL DEFAULT 0,
+  done bigint NOT NULL DEFAULT 0);
+CREATE TABLE {s}.instances (instance text PRIMARY KEY, host text NOT NULL, first_seen timestamptz NOT NULL,
+  last_seen timestamptz NOT NULL);
+CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL);
+"""),
+)
+"""Versioned migrations ``(version, description, SQL with {s} = quoted schema)``; append only, never edit."""
+
+
+class PostgresStoreError(StoreError):
+    """A PostgreSQL failure of the join store (the step was not committed, or its outcome is being re-synced).
+
+    Attributes:
+        retryable: A transient conflict (deadlock, serialization failure): running the step again may succeed.
+    """
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - the processor extra installs it
+        raise PostgresStoreError("store.backend postgres needs psycopg 3: pip install 'otel-ml[processor]'") from exc
+    return psycopg
+
+
+def connect(dsn: str, application_name: str) -> psycopg.Connection[Any]:
+    """A connection with the store's session settings (``connect_timeout`` defaulted, bounded waits).
+
+    Raises:
+        PostgresStoreError: The database cannot be reached or refuses the login (message without the password).
+    """
+    psycopg = _psycopg()
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise PostgresStoreError(f"store.dsn is not a valid PostgreSQL DSN ({dsn_without_password(dsn)})") from exc
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+    params.setdefault("application_name", application_name)
+    try:
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; "
+                     f"SET idle_in_transaction_session_timeout = '{IDLE_TIMEOUT}'")
+        conn.autocommit = False
+    except psycopg.Error as exc:
+        raise PostgresStoreError(f"cannot connect to PostgreSQL at {dsn_without_password(dsn)}: "
+                                 f"{str(exc).strip() or type(exc).__name__}") from exc
+    return conn  # type: ignore[no-any-return]
+
+
+def migrate(conn: psycopg.Connection[Any], schema: str, instance: str = "") -> int:
+    """Bring ``schema`` to :data:`SCHEMA_VERSION` (one transaction, under an advisory lock); returns the version.
+
+    Safe to run from several replicas at once: the second waits for the first and finds nothing left to do.
+
+    Raises:
+        PostgresStoreError: The schema was migrated by a newer processor, or a migration failed (nothing applied).
+    """
+    psycopg = _psycopg()
+    s = _quote(schema)
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS_MIGRATE, schema))
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+                conn.execute(f"CREATE SCHEMA {s}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations (version integer PRIMARY KEY, "
+                         "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), "
+                         "applied_by text NOT NULL)")
+            row = conn.execute(f"SELECT coalesce(max(version), 0) FROM {s}.schema_migrations").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise PostgresStoreError(
+                    f"schema {schema} is at version {current}, newer than this processor's {SCHEMA_VERSION}: "
+                    f"run a processor image at least as new as the one that migrated it")
+            for version, description, sql in MIGRATIONS:
+                if version > current:
+                    conn.execute(sql.format(s=s))
+                    conn.execute(f"INSERT INTO {s}.schema_migrations (version, description, applied_by) "
+                                 "VALUES (%s, %s, %s)", (version, description, instance or socket.gethostname()))
+                    _logger.info("join store schema %s migrated to version %d (%s)", schema, version, description)
+    except psycopg.Error as exc:
+        raise PostgresStoreError(f"cannot migrate the join store schema {schema}: {str(exc).strip()}") from exc
+    return SCHEMA_VERSION
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class PostgresJoinStore(BaseJoinStore):
+    """The shared backend (see the module docstring). One instance per replica; not thread-safe (one writer)."""
+
+    def __init__(self, dsn: str, label_window: float, max_pending: int, instance_id: str,
+                 schema: str = "otel_ml", clock: Callable[[], float] = time.time) -> None:
+        super().__init__(label_window, max_pending)
+        self.dsn = dsn
+        self.schema = schema
+        self.instance_id = instance_id
+        self.clock = clock
+        self._app = f"otel-ml-processor {instance_id}"[:63]
+        s = self._s = _quote(schema)
+        self._sql_insert = (
+            f"INSERT INTO {s}.joins AS t (k, arrived, joined, pred, label) "
+            "SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[], %b::bytea[], %b::bytea[]) ORDER BY 1 "
+            "ON CONFLICT (k) DO UPDATE SET arrived = t.arrived WHERE false RETURNING k")
+        self._sql_locked = f"SELECT k, arrived, joined, pred, label FROM {s}.joins WHERE k = ANY(%b::text[])"
+        self._sql_tombstone = f"UPDATE {s}.joins SET joined = %b, pred = NULL, label = NULL WHERE k = ANY(%b::text[])"
+        self._psycopg = _psycopg()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._dpending = 0  # this transaction's changes of the pending / tombstone counts
+        self._ddone = 0
+        self._head = float("-inf")  # no pending row arrived before this (oldest_pending_arrival's cursor)
+        self._saved_head = self._head
+        self._leader = False
+        self._resync = False
+        self._last_heartbeat = 0.0
+        self._pending_base: int | None = None  # committed pending count (every replica) at the last read
+        self._pending_read_at = 0.0
+        self._wrote = False
+        conn = connect(dsn, self._app)
+        try:
+            migrate(conn, schema, instance_id)
+            self._check_format(conn)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    # --- connection and errors -------------------------------------------------------------------------------------
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn, self._app)
+            self._leader = False
+            self._head = self._saved_head = float("-inf")
+            _logger.info("join store: reconnected to PostgreSQL (%s)", dsn_without_password(self.dsn))
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn, self._leader = self._conn, None, False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+    @contextmanager
+    def _guard(self, what: str, committing: bool = False) -> Iterator[None]:
+        """Turn PostgreSQL errors into :class:`PostgresStoreError`; drop connections that cannot go on."""
+        pg = self._psycopg
+        try:
+            yield
+        except pg.Error as exc:
+            # OperationalError: connection lost, server shutting down, timeouts, disk full...: start afresh on a new
+            # connection (cheap, and it finds a new primary after a failover). read-only: a standby or a
+            # default_transaction_read_only database, same. Other errors leave the connection usable.
+            closed = self._conn is None or self._conn.closed
+            read_only = isinstance(exc, pg.errors.ReadOnlySqlTransaction)
+            retryable = isinstance(exc, pg.errors.SerializationFailure | pg.errors.DeadlockDetected)
+            if closed or read_only or isinstance(exc, pg.OperationalError):
+                if committing and not read_only:
+                    self._resync = True  # the COMMIT may or may not have happened
+                self._drop()
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PostgresStoreError(f"join store {what} failed: {detail}", retryable=retryable) from exc
+
+    def needs_resync(self) -> bool:
+        """Whether a ``COMMIT`` broke off with an unknown outcome: reload this replica's totals before the next step."""
+        return self._resync
+
+    # --- encoding --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _halves(row: Row) -> tuple[bytes | None, bytes | None]:
+        """Payloads of a pending row: a prediction's columns after the key and arrival, or a label's half."""
+        if row[TASK] is not None:
+            return marshal.dumps(row[2:LABEL_START], MARSHAL_VERSION), None
+        return None, marshal.dumps(row[LABEL_START:], MARSHAL_VERSION)
+
+    @staticmethod
+    def _row(k: str, arrived: float, pred: bytes | None, label: bytes | None) -> Row:
+        if pred is not None:
+            return (k, arrived, *marshal.loads(pred), *_NO_LABEL)
+        assert label is not None
+        return (k, arrived, k.split(SEP, 1)[0], *_LABEL_PAD, *marshal.loads(label))
+
+    def _check_format(self, conn: psycopg.Connection[Any]) -> None:
+        meta = dict(conn.execute(f"SELECT key, value FROM {self._s}.meta WHERE key = 'row_encoding' "
+                                 "OR key LIKE 'canary:%%'").fetchall())
+        encoding = meta.pop("row_encoding", ROW_ENCODING)
+        if encoding != ROW_ENCODING:
+            raise StoreFormatError(f"join store schema {self.schema} uses row encoding {encoding!r}; this processor "
+                                   f"reads {ROW_ENCODING!r}")
+        mine = f"canary:{_python()}"
+        for key, hexed in meta.items():
+            try:
+                ok = key == mine or tuple(marshal.loads(bytes.fromhex(hexed))) == CANARY
+            except (ValueError, EOFError, TypeError):
+                ok = False
+            if not ok and conn.execute(f"SELECT 1 FROM {self._s}.joins WHERE joined IS NULL LIMIT 1").fetchone():
+                raise StoreFormatError(
+                    f"join store schema {self.schema} has rows written by Python {key.split(':', 1)[1]} whose marshal "
+                    f"encoding Python {_python()} does not read identically: run replicas of the previous image "
+                    f"until no row is pending (ml_processor_store_pending), or roll back")
+        conn.execute(f"INSERT INTO {self._s}.meta VALUES ('row_encoding', %s), (%s, %s) ON CONFLICT (key) DO NOTHING",
+                     (ROW_ENCODING, mine, marshal.dumps(CANARY, MARSHAL_VERSION).hex()))
+
+    # --- join ------------------------------------------------------------------------------------------------------
+    def ingest_many(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]], now: float) -> list[IngestResult]:
+        """See :class:`~otel_ml.processor.store.base.JoinStore` and the module docstring (steps 1-3)."""
+        self._wrote = True
+        with self._guard("ingest"):
+            db = self._db()
+            # what the join logic writes for each key if the store held nothing for it
+            first = _Joins({})
+            for predictions, labels in batches:
+                first.batch(predictions, labels)
+            new_rows = list(first.inserts.values())
+            if not new_rows and not first.tombstones and not first.deletes:
+                return [IngestResult() for _ in batches]
+            ks = [r[0] for r in new_rows] + first.tombstones
+            halves = [self._halves(r) for r in new_rows]
+            n_tomb = len(first.tombstones)
+            inserted = {r[0] for r in db.execute(self._sql_insert, (
+                ks, [r[ARRIVED] for r in new_rows] + [now] * n_tomb, [None] * len(new_rows) + [now] * n_tomb,
+                [h[0] for h in halves] + [None] * n_tomb, [h[1] for h in halves] + [None] * n_tomb))}
+            state: dict[str, object] = {}
+            if len(inserted) < len(ks):
+                for k, arrived, joined, pred, label in db.execute(self._sql_locked,
+                                                                  ([k for k in ks if k not in inserted],)):
+                    state[k] = DONE if joined is not None else self._row(k, arrived, pred, label)
+            joins = _Joins(state)
+            results = [joins.batch(predictions, labels) for predictions, labels in batches]
+            if joins.deletes:
+                db.execute(self._sql_tombstone, (now, joins.deletes))
+            mine_pending = sum(1 for r in new_rows if r[0] in inserted)
+            self._dpending += mine_pending - len(joins.deletes)
+            self._ddone += (len(inserted) - mine_pending) + len(joins.deletes)
+            self._evict(results)
+            return results
+
+    def _evict(self, results: list[IngestResult]) -> None:
+        if not results:
+            return
+        if self._pending_base is None or self.clock() - self._pending_read_at > 1.0:
+            self._pending_base = self._count("pending") - self._dpending  # others' commits, refreshed every second
+            self._pending_read_at = self.clock()
+        if self._pending_base + self._dpending <= self.max_pending:
+            return
+        db = self._db()
+        got = db.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))",
+                         (_LOCK_CLASS_EVICT, self.schema)).fetchone()
+        if not got or not got[0]:
+            return  # another replica is evicting the overage right now
+        over = self._count("pending") - self.max_pending  # re-read: the statement sees every commit before the lock
+        if over > 0:
+            results[-1].evicted = self._pop_oldest(over, None)[0]
+
+    def _count(self, column: str) -> int:
+        row = self._db().execute(f"SELECT coalesce(sum({column}), 0)::bigint FROM {self._s}.counts").fetchone()
+        return int(row[0] if row else 0) + (self._dpending if column == "pending" else self._ddone)
+
+    # --- primitives (expiry, eviction, tombstone bound) -------------------------------------------------------------
+    def _lookup(self, keys: Sequence[str]) -> dict[str, object]:  # pragma: no cover - ingest_many is overridden
+        raise NotImplementedError
+
+    def _write(self, inserts: Sequence[Row], deletes: Sequence[str], tombstones: Sequence[str],
+               now: float) -> None:  # pragma: no cover - ingest_many is overridden
+        raise NotImplementedError
+
+    def _pop_oldest(self, limit: int, before: float | None) -> tuple[list[Row], int]:
+        s = self._s
+        db = self._db()
+        if before is None:  # eviction: the oldest pending rows
+            rows = db.execute(
+                f"DELETE FROM {s}.joins WHERE k IN (SELECT k FROM {s}.joins WHERE joined IS NULL "
+                "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING k, arrived, joined, pred, label",
+                (limit,)).fetchall()
+        else:  # expiry: everything that arrived before the cutoff, tombstones included
+            rows = db.execute(
+                f"DELETE FROM {s}.joins WHERE k IN (SELECT k FROM {s}.joins WHERE arrived < %s "
+                "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING k, arrived, joined, pred, label",
+                (before, limit)).fetchall()
+        rows.sort(key=lambda r: (r[1], r[0]))
+        live = [self._row(k, arrived, pred, label) for k, arrived, joined, pred, label in rows if joined is None]
+        self._dpending -= len(live)
+        self._ddone -= len(rows) - len(live)
+        return live, len(rows)
+
+    def _drop_done(self, before: float, keep_at_most: int) -> None:
+        over = self._count("done") - keep_at_most
+        if over > 0:
+            s = self._s
+            cur = self._db().execute(
+                f"DELETE FROM {s}.joins WHERE k IN (SELECT k FROM {s}.joins WHERE joined IS NOT NULL "
+                "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED)", (over,))
+            self._ddone -= max(cur.rowcount, 0)
+
+    def is_leader(self) -> bool:
+        """Whether this replica holds the store's sweep (expiry, tombstone bound); tries to take it when free."""
+        if not self._leader:
+            with self._guard("leader election"):
+                row = self._db().execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                         (_LOCK_CLASS_LEADER, self.schema)).fetchone()
+                self._leader = bool(row and row[0])
+                if self._leader:
+                    _logger.info("join store: this replica (%s) now runs the expiry sweep", self.instance_id)
+        return self._leader
+
+    def expire(self, now: float) -> list[Row]:
+        """Expiry on the leader only (other replicas return ``[]``); see the base class."""
+        if not self.is_leader():
+            return []
+        self._wrote = True
+        with self._guard("expiry"):
+            return super().expire(now)
+
+    def pending(self) -> int:
+        """Records waiting for their counterpart in the whole store (every replica's commits + this transaction)."""
+        with self._guard("count"):
+            return self._count("pending")
+
+    def oldest_pending_arrival(self) -> float | None:
+        """Arrival time of the oldest pending record in the store (a cursor skips the tombstones already seen)."""
+        with self._guard("oldest pending"):
+            row = self._db().execute(f"SELECT arrived FROM {self._s}.joins WHERE joined IS NULL AND arrived >= %s "
+                                     "ORDER BY arrived LIMIT 1", (self._head,)).fetchone()
+        if row is None:
+            return None
+        self._head = float(row[0])
+        return self._head
+
+    # --- transaction, aggregates, state ----------------------------------------------------------------------------
+    def commit(self, totals: Mapping[Key, float]) -> None:
+        """Write this replica's totals and count deltas, then ``COMMIT`` (durable once this returns)."""
+        s = self._s
+        with self._guard("commit", committing=False):
+            db = self._db()
+            if totals:
+                names, attrs, values = [], [], []
+                for (name, at), value in totals.items():
+                    names.append(name)
+                    attrs.append(encode_attrs(at))
+                    values.append(float(value))
+                db.execute(f"INSERT INTO {s}.aggregates (instance, metric, attrs, value) SELECT %b, * FROM "
+                           "unnest(%b::text[], %b::text[], %b::float8[]) ON CONFLICT (instance, metric, attrs) "
+                           "DO UPDATE SET value = excluded.value", (self.instance_id, names, attrs, values))
+            if self._dpending or self._ddone:
+                db.execute(f"INSERT INTO {s}.counts (instance, pending, done) VALUES (%s, %s, %s) "
+                           "ON CONFLICT (instance) DO UPDATE SET pending = counts.pending + excluded.pending, "
+                           "done = counts.done + excluded.done", (self.instance_id, self._dpending, self._ddone))
+            wall = time.time()
+            if wall - self._last_heartbeat >= HEARTBEAT_S:
+                db.execute(f"INSERT INTO {s}.instances VALUES (%s, %s, now(), now()) ON CONFLICT (instance) "
+                           "DO UPDATE SET last_seen = now(), host = excluded.host",
+                           (self.instance_id, socket.gethostname()))
+        with self._guard("commit", committing=True):
+            db.commit()
+        if wall - self._last_heartbeat >= HEARTBEAT_S:
+            self._last_heartbeat = wall
+        if self._pending_base is not None:
+            self._pending_base += self._dpending
+        self._wrote = False
+        self._dpending = self._ddone = 0
+        self._saved_head = self._head
+
+    def rollback(self) -> None:
+        """Discard everything since the last commit (a broken connection is simply dropped)."""
+        self._wrote = False
+        self._dpending = self._ddone = 0
+        self._head = self._saved_head
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.rollback()
+            except self._psycopg.Error:
+                self._drop()
+
+    def load_aggregates(self) -> dict[Key, float]:
+        """This replica's persisted totals (clears :meth:`needs_resync`)."""
+        with self._guard("load aggregates"):
+            rows = self._db().execute(f"SELECT metric, attrs, value FROM {self._s}.aggregates WHERE instance = %s",
+                                      (self.instance_id,)).fetchall()
+            self._end_read()
+        self._resync = False
+        return {(name, decode_attrs(attrs)): value for name, attrs, value in rows}
+
+    def _end_read(self) -> None:
+        """End a read-only transaction (never left idle in transaction: the server would end the session)."""
+        if not self._wrote:
+            self._db().rollback()
+
+    def put_state(self, key: str, value: bytes) -> None:
+        """Store a blob of this replica in the current transaction."""
+        self._wrote = True
+        with self._guard("state"):
+            self._db().execute(f"INSERT INTO {self._s}.state VALUES (%s, %s, %s) ON CONFLICT (instance, key) "
+                               "DO UPDATE SET value = excluded.value", (self.instance_id, key, bytes(value)))
+
+    def load_state(self) -> dict[str, bytes]:
+        """This replica's persisted blobs."""
+        with self._guard("load state"):
+            rows = self._db().execute(f"SELECT key, value FROM {self._s}.state WHERE instance = %s",
+                                      (self.instance_id,)).fetchall()
+            self._end_read()
+        return {k: bytes(v) for k, v in rows}
+
+    def close(self) -> None:
+        """Roll back uncommitted work and close the connection (releasing the leader lock)."""
+        self.rollback()
+        self._drop()
