@@ -34,7 +34,7 @@ def test_design_doc_example_is_valid() -> None:
 
 
 @pytest.mark.parametrize(("raw", "key", "fragment"), [
-    ({"store": {"backend": "redis"}}, "store.backend", "sqlite, memory"),
+    ({"store": {"backend": "redis"}}, "store.backend", "sqlite, postgres, memory"),
     ({"store": {"label_window": "a week"}}, "store.label_window", "duration"),
     ({"store": {"label_window": -5}}, "store.label_window", "positive"),
     ({"store": {"max_pending": 0}}, "store.max_pending", "integer >= 1"),
