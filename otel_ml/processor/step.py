@@ -72,6 +72,7 @@ class Processor:
         Raises:
             Exception: Whatever the store raised; the transaction is rolled back and nothing was published.
         """
+        self._resync()
         now = self.clock()
         step = Step(self.capper)
         results: list[StepResult] = []
@@ -89,6 +90,7 @@ class Processor:
 
     def tick(self) -> None:
         """Periodic work in its own transaction: expiry sweep, stage ticks, gauges, saving the ROC-AUC windows."""
+        self._resync()
         now = self.clock()
         step = Step(self.capper)
         try:
@@ -116,6 +118,17 @@ class Processor:
             _logger.exception("could not save the ROC-AUC windows (they refill from new traffic)")
         self.stage_runner.close()
         self.store.close()
+
+    def _resync(self) -> None:
+        """After a commit whose outcome is unknown (connection lost during COMMIT), reload the committed totals.
+
+        The mirror must equal what the store holds before the next step computes totals from it: if that commit did
+        happen, its records are duplicates when re-sent and only the reloaded totals carry their counts.
+        """
+        needs = getattr(self.store, "needs_resync", None)
+        if needs is not None and needs():
+            self.aggregates.apply(self.store.load_aggregates(), {})
+            _logger.warning("reloaded the committed totals after a commit with an unknown outcome")
 
     def _commit(self, step: Step) -> None:
         for key in self.aggregates.take_dirty():

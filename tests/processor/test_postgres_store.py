@@ -20,8 +20,8 @@ import pytest
 from otel_ml.errors import StoreError
 from otel_ml.processor import config as cfg
 from otel_ml.processor.config import ConfigError, from_mapping, substitute_env
-from otel_ml.processor.pipeline import Pipeline
 from otel_ml.processor.records import is_prediction
+from otel_ml.processor.step import Processor
 from otel_ml.processor.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresJoinStore, PostgresStoreError, migrate
 from otel_ml.semconv import metrics as m
 from tests.processor.conftest import label_row, pred_row
@@ -289,7 +289,7 @@ def test_resync_after_a_commit_with_unknown_outcome(postgres_server: PostgresSer
     """The connection breaks while COMMIT is in flight (here: after it committed): the pipeline reloads the
     committed totals before its next step, so a re-sent request (now duplicates) leaves them right."""
     s = open_replica(postgres_server, schema, stores, "a")
-    pipe = Pipeline(from_mapping({"store": {"backend": "memory"}}), s, clock=lambda: T0)
+    pipe = Processor(from_mapping({"store": {"backend": "memory"}}), s, clock=lambda: T0)
     from otel_ml.processor.decode import Decoded
 
     def decoded(preds: list[object], labels: list[object]) -> Decoded:
