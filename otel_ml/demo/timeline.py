@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from otel_ml.demo import scenario
 from otel_ml.demo.metrics import Snapshot, series
 from otel_ml.demo.models import ROUTER, TAGGER
-from otel_ml.estimation.base import SHIFT_ALLOWANCE, Z
+from otel_ml.estimation.estimate import SHIFT_ALLOWANCE, Z
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import Outcome, QualityMetric

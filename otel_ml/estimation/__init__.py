@@ -78,10 +78,12 @@ from typing import Any
 
 from otel_ml.estimation._inputs import ColumnRoles, EstimationError
 from otel_ml.estimation.auto import AutoCorrectnessEstimator
-from otel_ml.estimation.base import ClassificationEstimator, Estimate, RegressionEstimator
+from otel_ml.estimation.classification import ClassificationEstimator
 from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator
+from otel_ml.estimation.estimate import Estimate
 from otel_ml.estimation.learned import DirectLossEstimator, LearnedCorrectnessEstimator
 from otel_ml.estimation.multilabel import MultilabelEstimator
+from otel_ml.estimation.regression import RegressionEstimator
 from otel_ml.semconv.attributes import Task
 
 Estimator = ClassificationEstimator | RegressionEstimator | MultilabelEstimator

@@ -13,7 +13,7 @@ work-from-home set, whose scores are the true probabilities, it tripled the erro
 (differences within its noise), the likelihood test does (benchmarks/README.md). The chosen candidate's chunk
 errors give the error margins.
 
-Safe fallback: with fewer than :data:`~otel_ml.estimation.base.MIN_CV_ROWS` rows or too few errors to learn from,
+Safe fallback: with fewer than :data:`~otel_ml.estimation.margins.MIN_CV_ROWS` rows or too few errors to learn from,
 ``cbpe`` (calibrated scores, or the smoothed per-class precision without scores) is used without a contest.
 """
 
@@ -27,9 +27,10 @@ import numpy as np
 from otel_ml.estimation import _chunks as ch
 from otel_ml.estimation import metrics as m
 from otel_ml.estimation._inputs import ClassificationInputs
-from otel_ml.estimation.base import MIN_CV_ROWS, ClassificationEstimator
+from otel_ml.estimation.classification import ClassificationEstimator
 from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator
 from otel_ml.estimation.learned import LearnedCorrectnessEstimator
+from otel_ml.estimation.margins import MIN_CV_ROWS
 
 BLEND = "blend"
 _MEMBERS: dict[str, type[ClassificationEstimator]] = {

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from otel_ml.estimation._inputs import ClassificationInputs
-from otel_ml.estimation.base import ClassificationEstimator
+from otel_ml.estimation.classification import ClassificationEstimator
 
 MIN_PER_CLASS = 50
 """Rows (with at least 5 correct and 5 wrong) a predicted class needs for its own calibration curve."""

@@ -22,8 +22,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from threadpoolctl import threadpool_limits
 
 from otel_ml.estimation._inputs import ClassificationInputs, RegressionInputs
-from otel_ml.estimation.base import ClassificationEstimator, RegressionEstimator
+from otel_ml.estimation.classification import ClassificationEstimator
 from otel_ml.estimation.confidence import CalibratedConfidenceEstimator
+from otel_ml.estimation.regression import RegressionEstimator
 
 MIN_ERRORS = 20
 """Wrong (and right) reference predictions the learned correctness model needs; fewer -> not available."""

@@ -18,13 +18,13 @@ as ``ml.estimated.classification.outcomes`` with ``ml.class`` = label), and the 
 scores, which real models violate (errors cluster on hard samples: on scikit-learn's
 ``make_multilabel_classification`` the plain product is off by about 0.05), so ``g`` is a logistic recalibration
 of the product's logit fitted on out-of-fold products against the realized exact match (identity below
-:data:`~otel_ml.estimation.base.MIN_CV_ROWS` reference rows or without errors). A predicted label the reference
+:data:`~otel_ml.estimation.margins.MIN_CV_ROWS` reference rows or without errors). A predicted label the reference
 never had contributes the reference's pooled precision of predicted labels.
 
 Window metrics: ``exact_match`` (the accuracy analogue: mean of P(exact match), sampling sd
 ``sqrt(sum p(1-p)) / n``) and ``f1_macro`` (from expected outcomes; Monte Carlo sd). Intervals and error margins
 follow :mod:`otel_ml.estimation` exactly (cross-validated on random and covariate-shifted simulated chunks; below
-:data:`~otel_ml.estimation.base.MIN_CV_ROWS` reference rows, or with no error to learn from, the margin is the
+:data:`~otel_ml.estimation.margins.MIN_CV_ROWS` reference rows, or with no error to learn from, the margin is the
 reference exact match's own uncertainty).
 
 API::
@@ -53,7 +53,9 @@ from otel_ml.drift.distribution import Distribution
 from otel_ml.estimation import _chunks as ch
 from otel_ml.estimation import metrics as m
 from otel_ml.estimation._inputs import ColumnRoles, EstimationError, FeatureEncoder, as_class_strings
-from otel_ml.estimation.base import MIN_CV_ROWS, Estimate, _EstimatorBase, _interval
+from otel_ml.estimation.estimate import Estimate, interval
+from otel_ml.estimation.estimator import EstimatorBase
+from otel_ml.estimation.margins import MIN_CV_ROWS, chunk_predictions, held_out, margins, out_of_fold, reference_floor
 from otel_ml.semconv.attributes import QualityMetric, Task
 
 EXACT_MATCH = QualityMetric.EXACT_MATCH
@@ -131,7 +133,7 @@ def _indicator(sets: Sequence[list[str]], classes: Sequence[str]) -> tuple[np.nd
     return out, unseen
 
 
-class MultilabelEstimator(_EstimatorBase):
+class MultilabelEstimator(EstimatorBase):
     """Per-label calibrated probabilities (``multilabel``); see the module docstring."""
 
     key: ClassVar[str] = "multilabel"
@@ -199,7 +201,7 @@ class MultilabelEstimator(_EstimatorBase):
         values = self._window_values(inputs, self._label_proba(inputs), names,
                                      np.random.default_rng(self.random_state))
         drift = self._drift_allowance(frame)
-        return {name: _interval(name, v, sd, self.error_margin_.get(name, 0.0), len(inputs), self.key, self.z,
+        return {name: interval(name, v, sd, self.error_margin_.get(name, 0.0), len(inputs), self.key, self.z,
                                 self._reference_value(name), drift) for name, (v, sd) in values.items()}
 
     # --- internals ---------------------------------------------------------------------------------------------
@@ -294,7 +296,7 @@ class MultilabelEstimator(_EstimatorBase):
         real = self._realized(inputs, y)
         self.reference_ = {"rows": n, "errors": round(n * (1 - real[EXACT_MATCH])), **real}
         acc = real[EXACT_MATCH]
-        floor = min(1.0, 3.0 / n) if acc in (0.0, 1.0) else float(1.96 * math.sqrt(acc * (1 - acc) / n))
+        floor = reference_floor(acc, n)
         self.error_margin_ = {name: floor for name in self.metric_names}
         self.cv_: dict[str, float] = {}
         if n >= MIN_CV_ROWS and self.reference_["errors"] > 0:
@@ -309,42 +311,31 @@ class MultilabelEstimator(_EstimatorBase):
             if self.roles_.scores else np.zeros(n)
         columns = np.column_stack([inputs.X, np.nan_to_num(summary, nan=0.5), inputs.decisions.sum(axis=1)])
         plan = ch.plan_chunks(columns, correct, min(self.chunk_size or ch.default_chunk_size(n), n), rng)
-        every = np.arange(n)
 
-        def fitted(rows: np.ndarray) -> MultilabelEstimator:
+        def fit_predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
             est = self._clone()
             est.roles_, est.encoder_ = self.roles_, self.encoder_
-            est._fit_core(inputs.take(rows), y[rows])
-            return est
+            est._fit_core(inputs.take(train), y[train])
+            return est._label_proba(inputs.take(test))
 
-        oof = np.empty((n, y.shape[1]))
-        for test in ch.kfold_indices(n, self.cv_folds, rng):
-            oof[test] = fitted(ch.train_rows(np.setdiff1d(every, test), rng))._label_proba(inputs.take(test))
+        oof = out_of_fold(n, ch.kfold_indices(n, self.cv_folds, rng), fit_predict, rng)
         self.prior_ = {"predicted": float(y[inputs.decisions].mean()) if inputs.decisions.any() else 0.5,
                        "not_predicted": 0.0}
         if 0 < int(correct.sum()) < n:
             # Joint recalibration: labels' errors are rarely independent, so the product of per-label marginals
             # is recalibrated against the realized exact match on out-of-fold products.
             self.joint_ = fit_platt(self._product(inputs, oof), correct)
-        held: list[np.ndarray] = []
-        for pool in plan.windows:
-            keep = np.ones(n, dtype=bool)
-            keep[pool] = False
-            q = np.full_like(oof, np.nan)
-            q[pool] = fitted(ch.train_rows(every[keep], rng))._label_proba(inputs.take(pool))
-            held.append(q)
+        preds = chunk_predictions(plan, oof, held_out(n, plan, fit_predict, rng))
         count = len(plan.chunks)
         errors = {name: (np.full(count, np.nan), np.full(count, np.nan)) for name in self.metric_names}
         sd_rng = np.random.default_rng(self.random_state)
-        for i, chunk in enumerate(plan.chunks):
-            q = oof[chunk.rows] if chunk.window < 0 else held[chunk.window][chunk.rows]
+        for i, (chunk, q) in enumerate(zip(plan.chunks, preds, strict=True)):
             sub = inputs.take(chunk.rows)
             real = self._realized(sub, y[chunk.rows])
             for name, (value, sd) in self._window_values(sub, q, self.metric_names, sd_rng).items():
                 errors[name][0][i] = value - real[name]
                 errors[name][1][i] = sd
-        self.error_margin_ = {name: max(floor, ch.error_margin(e, sd, self.z)) for name, (e, sd) in errors.items()}
-        self.cv_ = {name: ch.weighted_mae(e, plan.kinds) for name, (e, _) in errors.items()}
+        self.error_margin_, self.cv_ = margins(errors, dict.fromkeys(errors, floor), self.z, plan.kinds)
 
     # --- persistence -------------------------------------------------------------------------------------------
     def _core_state(self) -> tuple[dict[str, Any], dict[str, Any]]:

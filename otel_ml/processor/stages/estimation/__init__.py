@@ -50,8 +50,8 @@ Regression (estimated MAE and its band)::
            + 0.25 * avg(ml_feature_drift_ratio{ml_drift_method="jensen_shannon"})
                   * ml_reference_metric_ratio{ml_metric="mae"}
 
-(1.645, 0.5 and 0.25 are :data:`otel_ml.estimation.base.Z`, :data:`~otel_ml.estimation.base.SHIFT_ALLOWANCE` and
-:data:`~otel_ml.estimation.base.DRIFT_ALLOWANCE`; the drift gauge covers the last 5000 predictions rather than the
+(1.645, 0.5 and 0.25 are :data:`otel_ml.estimation.estimate.Z`, :data:`~otel_ml.estimation.estimate.SHIFT_ALLOWANCE` and
+:data:`~otel_ml.estimation.estimate.DRIFT_ALLOWANCE`; the drift gauge covers the last 5000 predictions rather than the
 PromQL window, an approximation.)
 
 Modules (one job each): :mod:`.stage` (the stage's hooks and :func:`create_stage`), :mod:`.artifacts` (finding,
