@@ -1,10 +1,17 @@
 """otel-ml instrumentation SDK: predictions and labels as OpenTelemetry events, at a cost serving does not notice.
 
-Modules: :mod:`.monitor` (``ModelMonitor``), :mod:`.decorator` (``monitor.instrument``), :mod:`.api`
-(``configure``/``force_flush``/``shutdown``), :mod:`.context` (``current_prediction_id``), :mod:`.config`
-(environment variables), :mod:`.limits` (documented caps), :mod:`.pipeline` (bounded queue, worker, overflow
-policy, fork safety), :mod:`.normalize` (result interpretation), :mod:`.wire` (OTLP encoder), :mod:`.sinks`,
-:mod:`.transport` (OTLP/HTTP, OTLP/gRPC, retries), :mod:`.aggregate` (client metrics).
+Modules, by job:
+
+* public API: :mod:`.monitor` (``ModelMonitor``), :mod:`.decorator` (``monitor.instrument``), :mod:`.api`
+  (``configure``/``force_flush``/``shutdown``), :mod:`.context` (``current_prediction_id``), :mod:`.ids`;
+* caller side -> worker: :mod:`.records` (typed records the caller queues), :mod:`.export_queue` (bounded queue,
+  worker thread, overflow policy, shutdown), :mod:`.state` (the process-wide queue), :mod:`.factory` (settings ->
+  queue, sink, transport), :mod:`.fork` (fork safety), :mod:`.config` (environment variables), :mod:`.limits`;
+* records -> events: :mod:`.convert` (dispatch per record kind), :mod:`.interpret` (default reading of results),
+  :mod:`.rows` (a batch cut into rows), :mod:`.normalize` (event attributes), :mod:`.values` (capped values),
+  :mod:`.fastbatch` (column-wise encoding);
+* events -> wire: :mod:`.sinks` (OTLP or the app's SDK providers), :mod:`.wire` (OTLP encoder), :mod:`.aggregate`
+  (client metrics), :mod:`.transport` (OTLP/HTTP, OTLP/gRPC, retries).
 """
 
 from otel_ml.instrumentation.api import configure, force_flush, shutdown

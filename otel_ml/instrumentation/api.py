@@ -20,7 +20,9 @@ from __future__ import annotations
 from typing import Unpack
 
 from otel_ml.instrumentation.config import Options, build_settings
-from otel_ml.instrumentation.pipeline import STATE, Pipeline, make_pipeline
+from otel_ml.instrumentation.export_queue import NoopExportQueue
+from otel_ml.instrumentation.factory import make_export_queue
+from otel_ml.instrumentation.state import STATE
 
 
 def configure(**options: Unpack[Options]) -> None:
@@ -54,29 +56,29 @@ def configure(**options: Unpack[Options]) -> None:
         ConfigurationError: An argument is invalid (the message shows a valid example).
     """
     settings = build_settings(explicit=True, **options)
-    STATE.install(make_pipeline(settings))
+    STATE.install(make_export_queue(settings))
 
 
 def force_flush(timeout: float | None = None) -> bool:
     """Export everything recorded so far (events and metrics); ``False`` if ``timeout`` seconds passed first."""
-    p = STATE.pipeline
+    p = STATE.queue
     return True if p is None else p.force_flush(timeout)
 
 
 def shutdown(timeout: float | None = None) -> bool:
     """Flush within ``timeout`` seconds and stop; later events are dropped until :func:`configure` is called again."""
-    p = STATE.pipeline
+    p = STATE.queue
     if p is None:
-        STATE.install(Pipeline())
+        STATE.install(NoopExportQueue())
         return True
     done = p.shutdown(timeout)
-    STATE.install(Pipeline())
+    STATE.install(NoopExportQueue())
     return done
 
 
 def reset() -> None:
     """Shut down and forget the configuration: the next event configures from the environment again (tests)."""
-    p = STATE.pipeline
+    p = STATE.queue
     if p is not None:
         p.shutdown(0.0)
-    STATE.pipeline = None
+    STATE.queue = None

@@ -1,4 +1,4 @@
-"""Configuration of the export pipeline: explicit arguments, then the standard ``OTEL_*`` environment variables.
+"""Configuration of the export queue: explicit arguments, then the standard ``OTEL_*`` environment variables.
 
 Environment variables read (OpenTelemetry specification names):
 
@@ -52,7 +52,7 @@ DEFAULT_MAX_RETRY_S: Final = 30.0
 
 @dataclass(slots=True)
 class Settings:
-    """Resolved pipeline settings (see the module docstring for defaults).
+    """Resolved export settings (see the module docstring for defaults).
 
     Attributes:
         mode: ``otlp`` (the fast path: own encoder and exporter), ``sdk`` (events through the app's

@@ -3,7 +3,7 @@
 The wrapper times the call, re-raises the user's exception unchanged (after recording ``error.type``), returns
 the very object the function returned, and queues ``(args, kwargs, result)`` by reference: extraction of the
 prediction, scores, features and segments runs on the background worker (see
-:mod:`otel_ml.instrumentation.normalize` for the default interpretation). Inputs and results are read after the
+:mod:`otel_ml.instrumentation.interpret` for the default interpretation). Inputs and results are read after the
 call returns, so do not mutate them in place afterwards.
 
 Extractors (each optional):
@@ -28,10 +28,11 @@ import numpy as np
 from otel_ml.instrumentation.context import set_current
 from otel_ml.instrumentation.errors import ConfigurationError
 from otel_ml.instrumentation.ids import IDS
-from otel_ml.instrumentation.normalize import Normalizer, is_batch_result
-from otel_ml.instrumentation.pipeline import K_CALL, K_ERROR, STATE
+from otel_ml.instrumentation.interpret import interpret_single, is_batch_result
+from otel_ml.instrumentation.records import CallErrorRecord, CallRecord, new_record
 from otel_ml.instrumentation.span import current_span
 from otel_ml.instrumentation.spec import ModelSpec
+from otel_ml.instrumentation.state import STATE
 
 _logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class CallSpec:
     def extract(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> tuple[Any, Any, Any, Any]:
         """``(prediction, scores, features, segments)`` of a call (worker side)."""
         if self.prediction is None and self.scores is None:
-            prediction, scores, _, segments = Normalizer.interpret_single(result)
+            prediction, scores, _, segments = interpret_single(result)
         else:
             prediction = self.prediction(args, kwargs, result) if self.prediction is not None else None
             scores = self.scores(args, kwargs, result) if self.scores is not None else None
@@ -176,9 +177,9 @@ class CallSpec:
 
 def _record_error(call: CallSpec, duration_ns: int, exc: BaseException) -> None:
     try:
-        p = STATE.pipeline or STATE.resolve()
+        p = STATE.queue or STATE.resolve()
         if p.active:
-            p.submit((K_ERROR, call.spec, duration_ns, error_type(exc)))
+            p.submit(CallErrorRecord(call.spec, duration_ns, error_type(exc)))
     except Exception:
         _logger.debug("otel-ml: failed to record an inference error", exc_info=True)
 
@@ -187,9 +188,9 @@ def _record(call: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any], resul
     try:
         ids = call.ids(args, kwargs, result)
         set_current(ids)
-        p = STATE.pipeline or STATE.resolve()
+        p = STATE.queue or STATE.resolve()
         if p.active:
-            p.submit((K_CALL, call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns))
+            p.submit(new_record(CallRecord, (call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns)))
     except Exception:
         _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
 

@@ -30,8 +30,10 @@ import numpy as np
 
 from otel_ml.instrumentation import limits as lim
 from otel_ml.instrumentation import wire
+from otel_ml.instrumentation.interpret import is_frame
 from otel_ml.instrumentation.limits import TruncationReason as R
-from otel_ml.instrumentation.normalize import MISSING, Normalizer, _is_frame
+from otel_ml.instrumentation.normalize import Normalizer
+from otel_ml.instrumentation.records import MISSING, PredictionRecord
 from otel_ml.instrumentation.sinks import span_fields
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import Task
@@ -107,7 +109,7 @@ class BatchEncoder:
         if features is None:
             return []
         selected = spec.feature_set
-        if _is_frame(features):
+        if is_frame(features):
             names = list(features.columns)
             if not all(type(c) is str for c in names) or len(set(names)) != len(names) or len(features) != n:
                 return None
@@ -191,7 +193,7 @@ class BatchEncoder:
         else:
             uniq, inverse = np.unique(predictions, return_inverse=True)
             inverse = inverse.ravel()
-            names = [self.norm._str(spec, v) for v in uniq.tolist()]
+            names = [self.norm.string(spec, v) for v in uniq.tolist()]
         value_pieces = [b"" if s is None else enc.scalar(a.ML_PREDICTION_VALUE, s) for s in names]
         pred_col: _Column = [value_pieces[i] for i in inverse.tolist()]
         # classes in the order of their first row: the metric's class cap admits them in that order
@@ -230,25 +232,25 @@ class BatchEncoder:
         join = b"".join
         return [join((head, heads[len(r)], r, row, tail)) for r, row in zip(raws, rows, strict=True)]
 
-    def encode_singles(self, spec: Any, recs: list[tuple[Any, ...]]) -> list[bytes] | None:
+    def encode_singles(self, spec: Any, recs: list[PredictionRecord]) -> list[bytes] | None:
         """Encoded ``LogRecord`` bodies of single predictions of one model drained together, or ``None`` when one
         of them needs the generic path (then all of them take it, one by one).
 
-        ``recs`` are ``K_PRED`` tuples (``(kind, spec, time_ns, id, prediction, scores, features, segments, label,
-        span, duration_ns)``). Taken when every record is the common call: a string id and class, a finite float
-        score, a classification task, no segments, no label, and features absent on all or dicts with the same
-        string keys in the same order (each feature column of one value type); the bytes and counts are then those
-        of :meth:`OtlpSink.event` per record (timestamps and span links per record).
+        ``recs``: :class:`~otel_ml.instrumentation.records.PredictionRecord` of one model. Taken when every record
+        is the common call: a string id and class, a finite float score, a classification task, no segments, no
+        label, and features absent on all or dicts with the same string keys in the same order (each feature column
+        of one value type); the bytes and counts are then those of :meth:`OtlpSink.event` per record (timestamps
+        and span links per record).
         """
         if spec.task not in Task.CLASSIFICATION or spec.feature_sample_rate < 1.0:
             return None
-        f0 = recs[0][6]
+        f0 = recs[0].features
         keys = tuple(f0) if type(f0) is dict else None
         if f0 is not None and (keys is None or not all(type(k) is str and len(k) <= lim.MAX_KEY_LENGTH
                                                        for k in keys)):
             return None
         n = len(recs)
-        _, _, times, pids, preds, scores, feats, segments, labels, spans, durations = zip(*recs, strict=True)
+        _, times, pids, preds, scores, feats, segments, labels, spans, durations = zip(*recs, strict=True)
         max_str = lim.MAX_STRING_LENGTH
         none = type(None)
         if (set(map(type, pids)) != {str} or max(map(len, pids)) > 256 or set(map(type, preds)) != {str}
@@ -362,10 +364,10 @@ class BatchEncoder:
 
     def _cached_column(self, spec: Any, key: str, values: list[Any]) -> list[bytes]:
         """Pieces of a column of ints, strings or anything else, each value normalized as the generic path does
-        (short strings and in-range ints as they are, the rest through ``Normalizer._feature_value``)."""
+        (short strings and in-range ints as they are, the rest through ``Normalizer.feature_value``)."""
         cache: dict[tuple[type, Any], bytes] = {}
         scalar = self.enc.scalar
-        feature_value = self.norm._feature_value
+        feature_value = self.norm.feature_value
         out: list[bytes] = []
         append = out.append
         for v in values:

@@ -9,16 +9,17 @@ costs one counter step; :class:`PredictionIds` renders the row ids on demand.
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from typing import overload
+
+from otel_ml.instrumentation import fork
 
 
 class IdGenerator:
     """Generates prediction ids; re-seeded in a forked child so parent and child never collide."""
 
-    __slots__ = ("_counter", "new_id", "prefix")
+    __slots__ = ("__weakref__", "_counter", "new_id", "prefix")
 
     def __init__(self) -> None:
         self.prefix = ""
@@ -32,6 +33,10 @@ class IdGenerator:
         self._counter = itertools.count(1)
         # One new id per call, without a Python frame: map(format, count) advanced in C.
         self.new_id = map((self.prefix + "{:x}").format, self._counter).__next__
+
+    def after_fork_in_child(self) -> None:
+        """New prefix in a forked child (see :mod:`~otel_ml.instrumentation.fork`)."""
+        self.reseed()
 
     def new_batch(self, n: int) -> PredictionIds:
         """``n`` new prediction ids, rendered on demand."""
@@ -90,5 +95,4 @@ class PredictionIds(Sequence[str]):
 IDS = IdGenerator()
 """The process-wide id generator."""
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=IDS.reseed)
+fork.register(IDS)

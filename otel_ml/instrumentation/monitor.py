@@ -36,10 +36,17 @@ from otel_ml.instrumentation.context import set_current
 from otel_ml.instrumentation.decorator import CallSpec, check_extractors, wrap
 from otel_ml.instrumentation.errors import ConfigurationError
 from otel_ml.instrumentation.ids import IDS, PredictionIds
-from otel_ml.instrumentation.normalize import MISSING
-from otel_ml.instrumentation.pipeline import K_BATCH, K_LABEL, K_LABELS, K_PRED, STATE
+from otel_ml.instrumentation.records import (
+    MISSING,
+    LabelBatchRecord,
+    LabelRecord,
+    PredictionBatchRecord,
+    PredictionRecord,
+    new_record,
+)
 from otel_ml.instrumentation.span import current_span
 from otel_ml.instrumentation.spec import ModelSpec
+from otel_ml.instrumentation.state import STATE
 from otel_ml.semconv.attributes import Task
 
 _logger = logging.getLogger(__name__)
@@ -194,11 +201,12 @@ class ModelMonitor:
         pid = IDS.new_id() if prediction_id is None else prediction_id
         try:
             set_current(pid if type(pid) is str else str(pid))
-            p = STATE.pipeline or STATE.resolve()
+            p = STATE.queue or STATE.resolve()
             if p.active:
-                p.submit((K_PRED, self._spec, time_ns() if timestamp is None else _timestamp(timestamp), pid,
-                          prediction, scores, features.copy() if type(features) is dict else features, segments,
-                          label, current_span(), None if duration is None else int(duration * 1e9)))
+                p.submit(new_record(PredictionRecord, (
+                    self._spec, time_ns() if timestamp is None else _timestamp(timestamp), pid, prediction, scores,
+                    features.copy() if type(features) is dict else features, segments, label, current_span(),
+                    None if duration is None else int(duration * 1e9))))
         except Exception:
             _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
         return pid if type(pid) is str else str(pid)
@@ -253,11 +261,11 @@ class ModelMonitor:
             if prediction_ids is not None and n < len(prediction_ids):
                 ids = list(prediction_ids)[:n]
             set_current(ids)
-            p = STATE.pipeline or STATE.resolve()
+            p = STATE.queue or STATE.resolve()
             if p.active:
-                p.submit((K_BATCH, self._spec, time_ns() if timestamp is None else _timestamp(timestamp), ids,
-                          predictions, scores, features, segments, labels, current_span(),
-                          None if duration is None else int(duration * 1e9)))
+                p.submit(PredictionBatchRecord(
+                    self._spec, time_ns() if timestamp is None else _timestamp(timestamp), ids, predictions, scores,
+                    features, segments, labels, current_span(), None if duration is None else int(duration * 1e9)))
         except Exception:
             _logger.debug("otel-ml: failed to record a batch of predictions", exc_info=True)
             return PredictionIds(IDS.prefix + "x.", 0) if prediction_ids is None else [str(x) for x in prediction_ids]
@@ -275,20 +283,21 @@ class ModelMonitor:
             timestamp: Time of the label; default now.
         """
         try:
-            p = STATE.pipeline or STATE.resolve()
+            p = STATE.queue or STATE.resolve()
             if p.active:
-                p.submit((K_LABEL, self._spec, time_ns() if timestamp is None else _timestamp(timestamp),
-                          prediction_id, label, relevance))
+                p.submit(new_record(LabelRecord, (
+                    self._spec, time_ns() if timestamp is None else _timestamp(timestamp), prediction_id, label,
+                    relevance)))
         except Exception:
             _logger.debug("otel-ml: failed to record a label", exc_info=True)
 
     def log_labels(self, prediction_ids: Sequence[Any], labels: Any, *, timestamp: Any = None) -> None:
         """Record the ground truth of many predictions (arrays or lists aligned with ``prediction_ids``)."""
         try:
-            p = STATE.pipeline or STATE.resolve()
+            p = STATE.queue or STATE.resolve()
             if p.active:
-                p.submit((K_LABELS, self._spec, time_ns() if timestamp is None else _timestamp(timestamp),
-                          prediction_ids, labels))
+                p.submit(LabelBatchRecord(self._spec, time_ns() if timestamp is None else _timestamp(timestamp),
+                                          prediction_ids, labels))
         except Exception:
             _logger.debug("otel-ml: failed to record labels", exc_info=True)
 
@@ -319,7 +328,7 @@ class ModelMonitor:
         Usable bare (``@monitor.instrument``), with extractors (``@monitor.instrument(features="x")``) or on a
         bound method (``model.predict_proba = monitor.instrument(model.predict_proba)``). See
         :mod:`otel_ml.instrumentation.decorator` for extractors and
-        :mod:`otel_ml.instrumentation.normalize` for the default interpretation of results.
+        :mod:`otel_ml.instrumentation.interpret` for the default interpretation of results.
 
         Raises:
             ConfigurationError: An extractor is neither a callable nor a valid name, or the target is not callable.

@@ -3,7 +3,7 @@
 Every transport sends one already-encoded ``Export*ServiceRequest`` and reports an :class:`Outcome`;
 :func:`send_with_retry` retries retryable outcomes with exponential backoff and full jitter, honouring the server's
 ``Retry-After`` (HTTP) or ``google.rpc.RetryInfo`` (gRPC) delay, within a time budget, and gives up early when
-the pipeline shuts down. Retryable per the OTLP specification: HTTP 429, 502, 503, 504 and connection errors; gRPC
+the export queue shuts down. Retryable per the OTLP specification: HTTP 429, 502, 503, 504 and connection errors; gRPC
 CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
 """
 
@@ -54,7 +54,7 @@ class Outcome:
 
 
 class Transport(Protocol):
-    """Sends encoded OTLP requests. Implementations are used from one thread (the pipeline's worker)."""
+    """Sends encoded OTLP requests. Implementations are used from one thread (the export queue's worker)."""
 
     def send(self, signal: str, body: bytes, timeout: float) -> Outcome:
         """Send one request of ``signal`` (``logs`` or ``metrics``)."""

@@ -11,7 +11,8 @@ from opentelemetry.sdk.resources import Resource
 
 import otel_ml
 from otel_ml.instrumentation.config import build_settings, global_resource, parse_headers
-from otel_ml.instrumentation.pipeline import STATE, WorkerPipeline
+from otel_ml.instrumentation.export_queue import ExportQueue
+from otel_ml.instrumentation.state import STATE
 from tests.support.otlp_sink import OtlpSink
 
 
@@ -27,7 +28,7 @@ def test_nothing_configured_is_a_silent_cheap_noop(caplog: pytest.LogCaptureFixt
         ids = mon.log_predictions([1.0, 2.0])
         mon.log_label(pid, 2.0)
     assert isinstance(pid, str) and len(ids) == 2
-    assert STATE.pipeline is not None and not STATE.pipeline.active
+    assert STATE.queue is not None and not STATE.queue.active
     assert _worker_threads() == before
     assert caplog.records == []
 
@@ -36,7 +37,7 @@ def test_sdk_disabled_wins(monkeypatch: pytest.MonkeyPatch, sink: OtlpSink) -> N
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.http_endpoint)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     otel_ml.ModelMonitor("m", task="regression").log_prediction(1.0)
-    assert STATE.pipeline is not None and not STATE.pipeline.active
+    assert STATE.queue is not None and not STATE.queue.active
 
 
 def test_environment_configures_the_exporter(monkeypatch: pytest.MonkeyPatch, sink: OtlpSink) -> None:
@@ -152,13 +153,13 @@ def test_decorator_rejects_invalid_arguments_at_definition() -> None:
 
 def test_configure_replaces_and_shutdown_stops(sink: OtlpSink) -> None:
     otel_ml.configure(endpoint=sink.http_endpoint, schedule_delay=10)
-    first = STATE.pipeline
+    first = STATE.queue
     otel_ml.ModelMonitor("m", task="regression").log_prediction(1.0)
     otel_ml.configure(endpoint=sink.http_endpoint, schedule_delay=10)
-    assert isinstance(first, WorkerPipeline) and first._stopped
-    assert len(sink.wait_for_log_records(1)) == 1  # the replaced pipeline flushed on shutdown
+    assert isinstance(first, ExportQueue) and first._stopped
+    assert len(sink.wait_for_log_records(1)) == 1  # the replaced export queue flushed on shutdown
     assert otel_ml.shutdown(5)
-    assert STATE.pipeline is not None and not STATE.pipeline.active
+    assert STATE.queue is not None and not STATE.queue.active
 
 
 def test_otlp_values_strict_raises_and_lenient_stringifies() -> None:

@@ -215,7 +215,7 @@ def test_thread_pool_hammer(sink: OtlpSink) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_fork_child_gets_its_own_pipeline(sink: OtlpSink) -> None:
+def test_fork_child_gets_its_own_export_queue(sink: OtlpSink) -> None:
     _configure(sink)
     mon = _monitor()
     parent_id = mon.log_prediction("stay")

@@ -1,7 +1,7 @@
 """The column-wise batch encoder is byte-for-byte the generic per-row path: same records, counts and metrics.
 
-Each case runs one batch through the worker's ``_batch`` twice on the same pipeline (fast encoder on, then off)
-and compares the encoded ``LogRecord`` bytes, the truncation counts, the drops and the aggregated metrics. The
+Each case runs one batch through the converter's ``batch`` twice on the same export queue (fast encoder on, then
+off) and compares the encoded ``LogRecord`` bytes, the truncation counts, the drops and the aggregated metrics. The
 records are also decoded with ``opentelemetry-proto`` to check they are valid OTLP.
 """
 
@@ -17,31 +17,32 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_ml
+from otel_ml.instrumentation.export_queue import ExportQueue
 from otel_ml.instrumentation.ids import IDS
-from otel_ml.instrumentation.normalize import MISSING
-from otel_ml.instrumentation.pipeline import WorkerPipeline
+from otel_ml.instrumentation.records import MISSING
 from otel_ml.semconv import attributes as a
-from tests.instrumentation.equivalence import counts, pipeline, reset_counts
+from tests.instrumentation.equivalence import counts, export_queue, reset_counts
 
 ROWS = 64
 
 
-def _run(p: WorkerPipeline, fast: bool, spec: Any, ids: Any, predictions: Any, scores: Any, features: Any,
+def _run(p: ExportQueue, fast: bool, spec: Any, ids: Any, predictions: Any, scores: Any, features: Any,
          segments: Any = None, labels: Any = MISSING, span: Any = None) -> tuple[list[bytes], tuple[Any, ...]]:
     reset_counts(p)
-    encoder = p._batch_encoder
+    encoder = p.converter.batch_encoder
     if not fast:
-        p._batch_encoder = None
+        p.converter.batch_encoder = None
     try:
-        items = list(p._batch(spec, 123_456_789, ids, predictions, scores, features, segments, labels, span, None))
+        items = list(p.converter.batch(spec, 123_456_789, ids, predictions, scores, features, segments, labels, span,
+                                       None))
     finally:
-        p._batch_encoder = encoder
+        p.converter.batch_encoder = encoder
     return [rec for _, rec in items], counts(p)
 
 
-def _same(p: WorkerPipeline, spec: Any, *args: Any, fast_taken: bool = True, **kwargs: Any) -> list[bytes]:
+def _same(p: ExportQueue, spec: Any, *args: Any, fast_taken: bool = True, **kwargs: Any) -> list[bytes]:
     calls: list[bool] = []
-    real = p._batch_encoder
+    real = p.converter.batch_encoder
     assert real is not None
     original = real._encode
 
@@ -76,7 +77,7 @@ def _frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seed", range(4))
 def test_random_binary_batches_match_the_generic_path(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    p = pipeline()
+    p = export_queue()
     spec = _spec(threshold=float(rng.random()))
     frame = _frame(rng, ROWS)
     proba = rng.random((ROWS, 2))
@@ -90,7 +91,7 @@ def test_random_binary_batches_match_the_generic_path(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_random_multiclass_batches_match_the_generic_path(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    p = pipeline()
+    p = export_queue()
     spec = _spec("multiclass", ["a", "b", "c"], features=["x", "y"])
     scores = rng.random((ROWS, 3)).astype(np.float32)
     scores[0] = [0.5, 0.5, 0.1]  # a tie: the first maximum wins on both paths
@@ -100,7 +101,7 @@ def test_random_multiclass_batches_match_the_generic_path(seed: int) -> None:
 
 def test_odd_feature_values_are_capped_and_counted_like_the_generic_path() -> None:
     rng = np.random.default_rng(7)
-    p = pipeline()
+    p = export_queue()
     spec = _spec()
     n = 12
     frame = pd.DataFrame({
@@ -115,11 +116,11 @@ def test_odd_feature_values_are_capped_and_counted_like_the_generic_path() -> No
     first = LogRecord.FromString(records[0])
     keys = [kv.key for kv in first.attributes]
     assert a.ML_FEATURE_PREFIX + "dbl" not in keys  # NaN dropped
-    assert p.normalizer.truncated  # NaN/inf, too long, wrong types counted
+    assert p.converter.normalizer.truncated  # NaN/inf, too long, wrong types counted
 
 
 def test_events_link_the_span_like_the_generic_path() -> None:
-    p = pipeline()
+    p = export_queue()
     with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
         records = _same(p, _spec(), IDS.new_batch(5), None, np.random.default_rng(1).random((5, 2)), None,
                         span=span)
@@ -130,7 +131,7 @@ def test_events_link_the_span_like_the_generic_path() -> None:
 
 
 def test_class_overflow_counts_like_the_generic_path() -> None:
-    p = pipeline()
+    p = export_queue()
     spec = _spec("multiclass", [f"c{i}" for i in range(150)])
     rng = np.random.default_rng(3)
     _same(p, spec, IDS.new_batch(400), None, rng.random((400, 150)), None)
@@ -153,7 +154,7 @@ FALLBACK_CASES: dict[str, tuple[str, Case]] = {
 @pytest.mark.parametrize("name", sorted(FALLBACK_CASES))
 def test_unsupported_batches_take_the_generic_path(name: str) -> None:
     task, make = FALLBACK_CASES[name]
-    p = pipeline()
+    p = export_queue()
     spec = _spec(task, None if task == "regression" else ["no", "yes"]) if task != "regression" else \
         otel_ml.ModelMonitor("m", version="2", task="regression")._spec
     args = make(np.random.default_rng(0))
@@ -163,13 +164,13 @@ def test_unsupported_batches_take_the_generic_path(name: str) -> None:
 def test_single_path_caches_give_the_same_bytes_and_counts_every_time() -> None:
     """The per-feature caches (double prefixes, whole categorical entries) change nothing on the wire, and a capped
     (too long) feature name is counted on every event, not only the first."""
-    p = pipeline()
+    p = export_queue()
     spec = _spec()
     long_name = "k" * 300
     features = {"amount": 1.5, "country": "FR", "flag": True, "n": 1, "big": 2**70, long_name: 2.0, "s": "x" * 70}
     records = []
     for _ in range(3):
-        item = p._prediction(spec, 5, "same-id", "yes", 0.7, dict(features), None, MISSING, None, None)
+        item = p.converter.prediction(spec, 5, "same-id", "yes", 0.7, dict(features), None, MISSING, None, None)
         assert item is not None
         records.append(item[1])
     assert records[0] == records[1] == records[2]
@@ -177,7 +178,7 @@ def test_single_path_caches_give_the_same_bytes_and_counts_every_time() -> None:
     assert attrs[a.ML_FEATURE_PREFIX + "flag"].bool_value is True
     assert attrs[a.ML_FEATURE_PREFIX + "n"].int_value == 1
     assert attrs[a.ML_FEATURE_PREFIX + "big"].double_value == float(2**70)
-    assert p.normalizer.truncated[("m", "too_long")] == 3
+    assert p.converter.normalizer.truncated[("m", "too_long")] == 3
 
 
 def test_bulk_folded_durations_equal_per_value_recording() -> None:
@@ -201,14 +202,14 @@ def test_bulk_folded_durations_equal_per_value_recording() -> None:
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 @pytest.mark.parametrize("score", [0.93, 0.0, -2.5, 1e300])
 def test_class_and_score_shortcut_equals_the_normalizer(task: str, score: float) -> None:
-    p = pipeline()
+    p = export_queue()
     spec = _spec(task, ["no", "yes", "maybe"] if task == "multiclass" else None)
-    item = p._prediction(spec, 9, "pid-1", "yes", score, {"x": 1.0}, None, MISSING, None, None)
+    item = p.converter.prediction(spec, 9, "pid-1", "yes", score, {"x": 1.0}, None, MISSING, None, None)
     assert item is not None
     pairs: list[tuple[str, Any]] = []
-    assert p.normalizer.prediction(spec, "yes", score, pairs) == (True, "yes", score)
+    assert p.converter.normalizer.prediction(spec, "yes", score, pairs) == (True, "yes", score)
     encoded: list[Any] = []
-    p.normalizer.features(spec, {"x": 1.0}, encoded, p._feature_encoder)
+    p.converter.normalizer.features(spec, {"x": 1.0}, encoded, p.converter.feature_encoder)
     assert item == p.sink.event(spec, False, 9, "pid-1", pairs, None, encoded)
     attrs = {kv.key: kv.value for kv in LogRecord.FromString(item[1]).attributes}
     assert attrs[a.ML_PREDICTION_VALUE].string_value == "yes"

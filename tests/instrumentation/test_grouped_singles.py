@@ -1,8 +1,8 @@
 """Single predictions drained together are encoded column-wise, byte for byte the per-record path.
 
 Each case hands one run of queued single-prediction records (``log_prediction`` and ``@monitor.instrument``
-tuples, as the worker drains them) to the worker's ``_singles`` twice on the same pipeline (grouped encoder on, then
-off) and compares the encoded ``LogRecord`` bytes, truncation counts, drops and aggregated metrics (durations
+records, as the worker drains them) to the converter's ``singles`` twice on the same export queue (grouped encoder
+on, then off) and compares the encoded ``LogRecord`` bytes, truncation counts, drops and aggregated metrics (durations
 included). Odd runs must fall back to the per-record path and be capped/counted exactly as before.
 """
 
@@ -18,28 +18,29 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.sdk.trace import TracerProvider
 
 import otel_ml
-from otel_ml.instrumentation.normalize import MISSING
-from otel_ml.instrumentation.pipeline import K_CALL, K_PRED, STATE, WorkerPipeline
+from otel_ml.instrumentation.export_queue import ExportQueue
+from otel_ml.instrumentation.records import MISSING, CallRecord, PredictionRecord
+from otel_ml.instrumentation.state import STATE
 from otel_ml.instrumentation.transport import InMemoryTransport
-from tests.instrumentation.equivalence import counts, pipeline, reset_counts
+from tests.instrumentation.equivalence import counts, export_queue, reset_counts
 
-Rec = tuple[Any, ...]
+Rec = PredictionRecord | CallRecord
 
 
-def _run(p: WorkerPipeline, fast: bool, run: list[Rec]) -> tuple[list[Any], tuple[Any, ...]]:
+def _run(p: ExportQueue, fast: bool, run: list[Rec]) -> tuple[list[Any], tuple[Any, ...]]:
     reset_counts(p)
-    encoder = p._batch_encoder
+    encoder = p.converter.batch_encoder
     if not fast:
-        p._batch_encoder = None
+        p.converter.batch_encoder = None
     try:
-        items = p._singles(list(run))
+        items = p.converter.singles(list(run))
     finally:
-        p._batch_encoder = encoder
+        p.converter.batch_encoder = encoder
     return items, counts(p)
 
 
-def _same(p: WorkerPipeline, run: list[Rec], grouped: bool = True) -> list[bytes]:
-    real = p._batch_encoder
+def _same(p: ExportQueue, run: list[Rec], grouped: bool = True) -> list[bytes]:
+    real = p.converter.batch_encoder
     assert real is not None
     taken: list[bool] = []
     original = real.encode_singles
@@ -70,8 +71,9 @@ def _monitor(task: str = "binary", classes: list[str] | None = None, **kw: Any) 
 def _pred(spec: Any, i: int, prediction: Any = "yes", score: Any = 0.5, features: Any = None, segments: Any = None,
           label: Any = MISSING, span: Any = None, duration_ns: Any = None, pid: Any = None,
           time_ns: Any = None) -> Rec:
-    return (K_PRED, spec, 1_700_000_000_000_000_000 + i * 1000 if time_ns is None else time_ns,
-            f"id-{i}" if pid is None else pid, prediction, score, features, segments, label, span, duration_ns)
+    return PredictionRecord(spec, 1_700_000_000_000_000_000 + i * 1000 if time_ns is None else time_ns,
+                            f"id-{i}" if pid is None else pid, prediction, score, features, segments, label, span,
+                            duration_ns)
 
 
 def _features(rng: np.random.Generator) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def _features(rng: np.random.Generator) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(3))
 def test_random_runs_match_the_per_record_path(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    p = pipeline()
+    p = export_queue()
     spec = _monitor()._spec
     run = [_pred(spec, i, str(rng.choice(["no", "yes"])), float(rng.random()), _features(rng),
                  duration_ns=int(rng.integers(0, 10**9)) if i % 3 else None) for i in range(40)]
@@ -95,7 +97,7 @@ def test_random_runs_match_the_per_record_path(seed: int) -> None:
 
 
 def test_odd_values_inside_a_run_are_capped_and_counted_like_the_per_record_path() -> None:
-    p = pipeline()
+    p = export_queue()
     spec = _monitor()._spec
     values = [float("nan"), float("inf"), 1e308, -0.0, 5e-324, 2.0]
     strings = ["x" * 5000, "ok", "é", "", "y" * 64, "z"]
@@ -104,12 +106,12 @@ def test_odd_values_inside_a_run_are_capped_and_counted_like_the_per_record_path
            for i, (v, s, n) in enumerate(zip(values, strings, ints, strict=True))]
     run.append(_pred(spec, 99, "\ud800", features={"d": 1.0, "s": "\udfff", "n": 1, "b": True}, pid="p\ud800"))
     records = _same(p, run)
-    assert p.normalizer.truncated  # NaN/inf and the long string counted (on both paths, same counts)
+    assert p.converter.normalizer.truncated  # NaN/inf and the long string counted (on both paths, same counts)
     assert len(records) == len(run)
 
 
 def test_events_link_their_own_spans_like_the_per_record_path() -> None:
-    p = pipeline()
+    p = export_queue()
     spec = _monitor()._spec
     tracer = TracerProvider().get_tracer("t")
     spans = [tracer.start_span(f"s{i}") for i in range(3)]
@@ -122,7 +124,7 @@ def test_events_link_their_own_spans_like_the_per_record_path() -> None:
 
 
 def test_decorated_calls_group_with_log_prediction_calls() -> None:
-    p = pipeline()
+    p = export_queue()
     mon = _monitor()
 
     @mon.instrument
@@ -135,14 +137,15 @@ def test_decorated_calls_group_with_log_prediction_calls() -> None:
     for i in range(8):
         f = _features(rng)
         if i % 2:
-            run.append((K_CALL, call, 1_700_000_000_000_000_000 + i, f"c-{i}", (f,), {}, ("yes", 0.75), None, 1000 * i))
+            run.append(CallRecord(call, 1_700_000_000_000_000_000 + i, f"c-{i}", (f,), {}, ("yes", 0.75), None,
+                                  1000 * i))
         else:
             run.append(_pred(mon._spec, i, features=f, duration_ns=500))
     assert len(_same(p, run)) == 8
 
 
 def test_a_failing_extractor_drops_and_counts_only_its_call() -> None:
-    p = pipeline()
+    p = export_queue()
     mon = _monitor()
 
     def boom(args: Any, kwargs: Any, result: Any) -> Any:
@@ -153,7 +156,7 @@ def test_a_failing_extractor_drops_and_counts_only_its_call() -> None:
         return ("yes", 0.75)
 
     call = predict.__otel_ml_call__  # type: ignore[attr-defined]
-    run = [_pred(mon._spec, 0), (K_CALL, call, 5, "c", (1,), {}, ("yes", 0.75), None, 10), _pred(mon._spec, 2)]
+    run = [_pred(mon._spec, 0), CallRecord(call, 5, "c", (1,), {}, ("yes", 0.75), None, 10), _pred(mon._spec, 2)]
     assert len(_same(p, run)) == 2
     assert sum(p.metrics.dropped.values()) == 1
 
@@ -183,16 +186,16 @@ FALLBACK_CASES: dict[str, Make] = {
 
 @pytest.mark.parametrize("name", sorted(FALLBACK_CASES))
 def test_odd_runs_take_the_per_record_path(name: str) -> None:
-    p = pipeline()
+    p = export_queue()
     _same(p, FALLBACK_CASES[name](_monitor()._spec), grouped=False)
 
 
 def test_regression_and_sampled_monitors_take_the_per_record_path() -> None:
-    p = pipeline()
+    p = export_queue()
     reg = otel_ml.ModelMonitor("r", version="1", task="regression")._spec
     _same(p, [_pred(reg, i, prediction=1.5, score=None) for i in range(3)], grouped=False)
     sampled = _monitor(feature_sample_rate=0.5)._spec
-    p.normalizer._random.seed(1)
+    p.converter.normalizer._random.seed(1)
     fast_items, _ = _run(p, True, [_pred(sampled, i, features={"a": 1.0}) for i in range(4)])
     assert len(fast_items) == 4
 
@@ -204,10 +207,10 @@ def test_drain_groups_runs_of_one_model_and_keeps_the_queue_order() -> None:
     for fast in (True, False):
         otel_ml.configure(endpoint="http://127.0.0.1:9", transport=(t := InMemoryTransport()), schedule_delay=3600,
                           metric_interval=3600, batch_size=7)
-        p = STATE.pipeline
-        assert isinstance(p, WorkerPipeline)
+        p = STATE.queue
+        assert isinstance(p, ExportQueue)
         if not fast:
-            p._batch_encoder = None
+            p.converter.batch_encoder = None
         a, b = _monitor(), otel_ml.ModelMonitor("other", version="1", task="multiclass", classes=["x", "y", "z"])
         for i in range(30):
             mon = a if i % 10 < 6 else b

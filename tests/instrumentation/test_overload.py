@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 import otel_ml
-from otel_ml.instrumentation.pipeline import STATE, WorkerPipeline
+from otel_ml.instrumentation.export_queue import ExportQueue
+from otel_ml.instrumentation.state import STATE
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from tests.support.otlp_sink import OtlpSink
@@ -45,8 +46,8 @@ def test_stalled_receiver_bounded_memory_counted_drops(sink: OtlpSink, protocol:
     assert otel_ml.force_flush(30)
 
     sink.stall()
-    pipeline = STATE.pipeline
-    assert isinstance(pipeline, WorkerPipeline)
+    export_queue = STATE.queue
+    assert isinstance(export_queue, ExportQueue)
     deadline = time.monotonic() + 10
     probes = 0
     while sink.stalled_requests == 0 and time.monotonic() < deadline:  # until the worker is stuck in an export
@@ -60,7 +61,7 @@ def test_stalled_receiver_bounded_memory_counted_drops(sink: OtlpSink, protocol:
         mon.log_prediction("p", scores=0.7, features=feats)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(pipeline.queue) <= queue_size
+    assert len(export_queue.queue) <= queue_size
     assert peak < 2_000_000, f"caller-side allocations grew to {peak} bytes"
     assert stalled < 3 * healthy + 2_000, (stalled, healthy)  # median ns per call: the caller is not slowed
     sink.release()

@@ -43,13 +43,14 @@ def test_missing_certificate_file_is_a_configuration_error(tmp_path: Path) -> No
 
 
 def test_untrusted_server_certificate_drops_and_counts(cert: tuple[str, str]) -> None:
-    from otel_ml.instrumentation.pipeline import STATE, WorkerPipeline
+    from otel_ml.instrumentation.export_queue import ExportQueue
+    from otel_ml.instrumentation.state import STATE
 
     with OtlpSink(tls=cert, grpc_enabled=False) as sink:
         otel_ml.configure(endpoint=sink.http_endpoint, schedule_delay=0.05, max_retry=0.3)
         otel_ml.ModelMonitor("m", task="regression").log_prediction(1.5)
         assert otel_ml.force_flush(10)
-        pipeline = STATE.pipeline
-        assert isinstance(pipeline, WorkerPipeline)
-        assert dict(pipeline.metrics.dropped) == {("m", "export_failed"): 1}
+        export_queue = STATE.queue
+        assert isinstance(export_queue, ExportQueue)
+        assert dict(export_queue.metrics.dropped) == {("m", "export_failed"): 1}
         assert sink.log_records() == []
