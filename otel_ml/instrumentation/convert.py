@@ -119,14 +119,14 @@ class RecordConverter:
             if isinstance(rec, PredictionRecord):
                 preds.append(rec)
                 continue
-            call, time_ns, pid, args, kwargs, result, span, duration_ns = rec
+            call, time_ns, pid, args, kwargs, result, context, duration_ns = rec
             try:
                 prediction, scores, features, segments = call.extract(args, kwargs, result)
             except Exception:
                 self.invalid(rec)
                 continue
             preds.append(new_record(PredictionRecord, (call.spec, time_ns, pid, prediction, scores, features,
-                                                       segments, MISSING, span, duration_ns)))
+                                                       segments, MISSING, context, duration_ns)))
         if len(preds) > 1 and self.batch_encoder is not None:
             try:
                 rows = self.batch_encoder.encode_singles(preds[0].spec, preds)
@@ -149,7 +149,7 @@ class RecordConverter:
 
     def prediction(
         self, spec: ModelSpec, time_ns: int, pid: Any, prediction: Any, scores: Any, features: Any, segments: Any,
-        label: Any, span: Any, duration_ns: int | None,
+        label: Any, context: Any, duration_ns: int | None,
     ) -> Any:
         """The event of one prediction (the fields of a :class:`PredictionRecord`); ``None`` if invalid (counted)."""
         norm = self.normalizer
@@ -181,31 +181,31 @@ class RecordConverter:
         if label is not MISSING:
             norm.label(spec, label, pairs)
         metrics.record_prediction(spec.key, cls, score)
-        return self.sink.event(spec, False, time_ns, pid, pairs, span, encoded)
+        return self.sink.event(spec, False, time_ns, pid, pairs, context, encoded)
 
     def call_single(
         self, call: Any, time_ns: int, pid: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
-        span: Any, duration_ns: int,
+        context: Any, duration_ns: int,
     ) -> Any:
         """The event of an instrumented call that returned one prediction (the fields of a :class:`CallRecord`)."""
         prediction, scores, features, segments = call.extract(args, kwargs, result)
-        return self.prediction(call.spec, time_ns, pid, prediction, scores, features, segments, MISSING, span,
+        return self.prediction(call.spec, time_ns, pid, prediction, scores, features, segments, MISSING, context,
                                duration_ns)
 
     # --- batches -------------------------------------------------------------------------------------------------
     def call(
         self, call: Any, time_ns: int, ids: Any, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
-        span: Any, duration_ns: int,
+        context: Any, duration_ns: int,
     ) -> Iterator[Any]:
         """The events of an instrumented call (one, or one per row of a batch result)."""
         if isinstance(ids, str):
-            return _one(self.call_single(call, time_ns, ids, args, kwargs, result, span, duration_ns))
+            return _one(self.call_single(call, time_ns, ids, args, kwargs, result, context, duration_ns))
         prediction, scores, features, segments = call.extract(args, kwargs, result)
-        return self.batch(call.spec, time_ns, ids, prediction, scores, features, segments, None, span, duration_ns)
+        return self.batch(call.spec, time_ns, ids, prediction, scores, features, segments, None, context, duration_ns)
 
     def batch(
         self, spec: ModelSpec, time_ns: int, ids: Any, predictions: Any, scores: Any, features: Any, segments: Any,
-        labels: Any, span: Any, duration_ns: int | None,
+        labels: Any, context: Any, duration_ns: int | None,
     ) -> Iterator[Any]:
         """The events of a batch (the fields of a :class:`PredictionBatchRecord`), converted as consumed."""
         n = len(ids)
@@ -213,7 +213,7 @@ class RecordConverter:
         if duration_ns is not None:
             self.metrics.record_duration(spec.key, duration_ns / 1e9)
         if self.batch_encoder is not None:
-            records = self._fast_batch(spec, time_ns, ids, predictions, scores, features, segments, labels, span)
+            records = self._fast_batch(spec, time_ns, ids, predictions, scores, features, segments, labels, context)
             if records is not None:
                 yield from zip(repeat(spec.name), records)
                 return
@@ -229,7 +229,7 @@ class RecordConverter:
             return
         for pid, p, sc, f, sg, lab in zip(ids, preds, row_scores, feats, segs, labs, strict=False):
             try:
-                event = self.prediction(spec, time_ns, pid, p, sc, f, sg, lab, span, None)
+                event = self.prediction(spec, time_ns, pid, p, sc, f, sg, lab, context, None)
             except Exception:
                 self._invalid_rows(spec, 1)
                 continue
@@ -238,14 +238,14 @@ class RecordConverter:
 
     def _fast_batch(
         self, spec: ModelSpec, time_ns: int, ids: Any, predictions: Any, scores: Any, features: Any, segments: Any,
-        labels: Any, span: Any,
+        labels: Any, context: Any,
     ) -> list[bytes] | None:
         """The batch's records through the column-wise encoder, or ``None`` for the generic path (also when the
         encoder fails unexpectedly: the generic path then handles, validates and counts the batch)."""
         assert self.batch_encoder is not None
         try:
             return self.batch_encoder.encode(spec, time_ns, ids, predictions, scores, features, segments,
-                                             labels is MISSING or labels is None, span)
+                                             labels is MISSING or labels is None, context)
         except Exception:
             _logger.debug("otel-ml: column-wise batch encoding failed; using the generic path", exc_info=True)
             return None

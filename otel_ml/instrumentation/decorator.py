@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from otel_ml.compat import context_getter
 from otel_ml.instrumentation.context import set_current
 from otel_ml.instrumentation.errors import ConfigurationError
 from otel_ml.instrumentation.ids import IDS
 from otel_ml.instrumentation.interpret import interpret_single, is_batch_result
 from otel_ml.instrumentation.records import CallErrorRecord, CallRecord, new_record
-from otel_ml.instrumentation.span import current_span
 from otel_ml.instrumentation.spec import ModelSpec
 from otel_ml.instrumentation.state import STATE
 
@@ -38,6 +38,8 @@ _logger = logging.getLogger(__name__)
 
 _SINGLE_TYPES = frozenset({str, int, float, bool, np.float64, np.float32, np.int64, np.int32, np.bool_, np.str_})
 """Result types that are one prediction under the default interpretation (checked first, cheaply)."""
+
+current_context = context_getter()
 
 Extractor = Callable[[tuple[Any, ...], dict[str, Any], Any], Any]
 _EXAMPLE = ("example: @monitor.instrument(features='x', prediction=lambda args, kwargs, result: result[0], "
@@ -190,7 +192,8 @@ def _record(call: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any], resul
         set_current(ids)
         p = STATE.queue or STATE.resolve()
         if p.active:
-            p.submit(new_record(CallRecord, (call, time_ns(), ids, args, kwargs, result, current_span(), duration_ns)))
+            p.submit(new_record(CallRecord, (call, time_ns(), ids, args, kwargs, result, current_context(),
+                                             duration_ns)))
     except Exception:
         _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
 

@@ -130,7 +130,7 @@ class BatchEncoder:
 
     def encode(
         self, spec: Any, time_ns: int, ids: Any, predictions: Any, scores: Any, features: Any, segments: Any,
-        labels_missing: bool, span: Any,
+        labels_missing: bool, context: Any,
     ) -> list[bytes] | None:
         """Encoded ``LogRecord`` bodies of every row, or ``None`` when the batch needs the generic path.
 
@@ -143,7 +143,7 @@ class BatchEncoder:
             features: As handed over.
             segments: As handed over.
             labels_missing: No labels were given.
-            span: The span to link the events to, or ``None``.
+            context: The OpenTelemetry ``Context`` whose span the events link to (or ``None``).
         """
         n = len(ids)
         if (not labels_missing or n == 0 or spec.task not in (Task.BINARY, Task.MULTICLASS)
@@ -162,7 +162,7 @@ class BatchEncoder:
         id_list = ids if type(ids) is list else list(ids)
         if set(map(type, id_list)) != {str} or max(map(len, id_list)) > 256:
             return None
-        link = span_fields(span) or b""
+        link = span_fields(context) or b""
         # From here on the batch is encoded: no more bail-outs (counts are updated below).
         return self._encode(spec, time_ns, id_list, predictions, scores, cols, segments, link)
 
@@ -250,7 +250,7 @@ class BatchEncoder:
                                                        for k in keys)):
             return None
         n = len(recs)
-        _, times, pids, preds, scores, feats, segments, labels, spans, durations = zip(*recs, strict=True)
+        _, times, pids, preds, scores, feats, segments, labels, contexts, durations = zip(*recs, strict=True)
         max_str = lim.MAX_STRING_LENGTH
         none = type(None)
         if (set(map(type, pids)) != {str} or max(map(len, pids)) > 256 or set(map(type, preds)) != {str}
@@ -302,18 +302,18 @@ class BatchEncoder:
         for name, kind, values in columns_in:
             columns.append(self._single_feature_column(spec, a.ML_FEATURE_PREFIX + name, kind, values))
         pred_name = sink._pred_name
-        if len(set(map(id, spans))) == 1:  # all in the same span (or none): one tail
-            columns.append([(span_fields(spans[0]) or b"" if spans[0] is not None else b"") + pred_name] * n)
+        if len(set(map(id, contexts))) == 1:  # all in the same context (a request's, or none): one tail
+            columns.append([(span_fields(contexts[0]) or b"") + pred_name] * n)
         else:
             tail: list[bytes] = []
-            last_span: Any = None
+            last_context: Any = None
             link = b""
-            for span in spans:
-                if span is None:
+            for context in contexts:
+                if not context:
                     tail.append(pred_name)
                     continue
-                if span is not last_span:
-                    last_span, link = span, span_fields(span) or b""
+                if context is not last_context:
+                    last_context, link = context, span_fields(context) or b""
                 tail.append(link + pred_name)
             columns.append(tail)
         rows = self._rows(columns, n)

@@ -31,6 +31,7 @@ from datetime import datetime
 from time import time_ns
 from typing import Any, overload
 
+from otel_ml.compat import context_getter
 from otel_ml.instrumentation import limits as lim
 from otel_ml.instrumentation.context import set_current
 from otel_ml.instrumentation.decorator import CallSpec, check_extractors, wrap
@@ -44,12 +45,14 @@ from otel_ml.instrumentation.records import (
     PredictionRecord,
     new_record,
 )
-from otel_ml.instrumentation.span import current_span
 from otel_ml.instrumentation.spec import ModelSpec
 from otel_ml.instrumentation.state import STATE
 from otel_ml.semconv.attributes import Task
 
 _logger = logging.getLogger(__name__)
+
+current_context = context_getter()
+"""The current OpenTelemetry ``Context`` (its span is linked to the event by the worker)."""
 
 _EXAMPLE = ('example: otel_ml.ModelMonitor("fraud", version="1.2.0", task="binary", classes=["legit", "fraud"], '
             'features=["amount", "country"])')
@@ -205,7 +208,7 @@ class ModelMonitor:
             if p.active:
                 p.submit(new_record(PredictionRecord, (
                     self._spec, time_ns() if timestamp is None else _timestamp(timestamp), pid, prediction, scores,
-                    features.copy() if type(features) is dict else features, segments, label, current_span(),
+                    features.copy() if type(features) is dict else features, segments, label, current_context(),
                     None if duration is None else int(duration * 1e9))))
         except Exception:
             _logger.debug("otel-ml: failed to record a prediction", exc_info=True)
@@ -265,7 +268,7 @@ class ModelMonitor:
             if p.active:
                 p.submit(PredictionBatchRecord(
                     self._spec, time_ns() if timestamp is None else _timestamp(timestamp), ids, predictions, scores,
-                    features, segments, labels, current_span(), None if duration is None else int(duration * 1e9)))
+                    features, segments, labels, current_context(), None if duration is None else int(duration * 1e9)))
         except Exception:
             _logger.debug("otel-ml: failed to record a batch of predictions", exc_info=True)
             return PredictionIds(IDS.prefix + "x.", 0) if prediction_ids is None else [str(x) for x in prediction_ids]

@@ -45,8 +45,8 @@ class PredictionRecord(NamedTuple):
     segments: Any
     label: Any
     """The ground truth of a pair, or :data:`MISSING`."""
-    span: Any
-    """The span active at the call (``None`` outside any span)."""
+    context: Any
+    """The OpenTelemetry ``Context`` at the call (its span, if any, is linked to the event on the worker)."""
     duration_ns: int | None
 
 
@@ -61,7 +61,7 @@ class PredictionBatchRecord(NamedTuple):
     features: Any
     segments: Any
     labels: Any
-    span: Any
+    context: Any
     duration_ns: int | None
 
 
@@ -75,7 +75,7 @@ class CallRecord(NamedTuple):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     result: Any
-    span: Any
+    context: Any
     duration_ns: int
 
 

@@ -18,6 +18,7 @@ from operator import itemgetter
 from typing import Any
 
 from opentelemetry.trace import SpanContext as _SpanContext
+from opentelemetry.trace import get_current_span
 
 from otel_ml.instrumentation import wire
 from otel_ml.instrumentation.aggregate import Aggregator
@@ -74,12 +75,12 @@ _FLAGS = [b"\x45" + wire._pack_i(f) for f in range(256)]
 """``LogRecord.flags`` (field 8, fixed32) for every W3C trace-flags byte."""
 
 
-def span_fields(span: Any) -> bytes | None:
-    """The encoded ``flags``, ``trace_id`` and ``span_id`` fields (8, 9, 10) linking an event to ``span``, or
-    ``None`` when the span's context is not valid."""
-    if span is None:
+def span_fields(context: Any) -> bytes | None:
+    """The encoded ``flags``, ``trace_id`` and ``span_id`` fields (8, 9, 10) linking an event to the span of
+    ``context`` (an OpenTelemetry ``Context``), or ``None`` when it has no valid span."""
+    if not context:  # None, or the empty Context outside any span: the common case, without a call
         return None
-    ctx = span.get_span_context()
+    ctx = get_current_span(context).get_span_context()
     if type(ctx) is _SpanContext and len(ctx) == 6:  # the API's tuple: fields read without the properties
         trace_id, span_id, _, flags, _, valid = ctx
     else:
@@ -106,6 +107,9 @@ class OtlpSink:
         self._label_name = wire.event_name_field(ML_LABEL_EVENT)
         self._consts: tuple[dict[ModelSpec, bytes], dict[ModelSpec, bytes]] = ({}, {})
         self._id_heads: dict[int, bytes] = {}
+        self._last_context: Any = None
+        self._last_link: bytes | None = None
+        """The span link of the last event's context (a request's events share one context object)."""
         self.set_resource(settings.resource)
         self._scope = wire.scope_header(INSTRUMENTATION_SCOPE, _scope_version(),
                                         {SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
@@ -125,7 +129,7 @@ class OtlpSink:
         return data
 
     def event(
-        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any,
+        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], context: Any,
         encoded: Sequence[bytes] = (),
     ) -> Item:
         """Encode one event (``encoded``: attribute entries already encoded with :attr:`feature_encoder`)."""
@@ -141,10 +145,11 @@ class OtlpSink:
         self._enc.encode_pairs(pairs, parts)
         if encoded:
             parts += encoded
-        if span is not None:
-            fields = span_fields(span)
-            if fields is not None:
-                parts.append(fields)
+        if context:
+            if context is not self._last_context:
+                self._last_context, self._last_link = context, span_fields(context)
+            if self._last_link is not None:
+                parts.append(self._last_link)
         parts.append(self._label_name if label else self._pred_name)
         return spec.name, b"".join(parts)
 
@@ -268,29 +273,26 @@ class SdkSink:
     def __init__(self, settings: Settings, queue_len: Any) -> None:
         from opentelemetry import metrics
         from opentelemetry._logs import get_logger_provider
-        from opentelemetry.trace import set_span_in_context
 
         self.settings = settings
         lp = settings.logger_provider or get_logger_provider()
         self._logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version(),
                                      attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
         self.metrics = SdkMetrics(settings.meter_provider or metrics.get_meter_provider(), queue_len)
-        self._set_span = set_span_in_context
 
     def set_resource(self, resource: dict[str, Any]) -> None:
         """The SDK providers own the resource."""
 
     def event(
-        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], span: Any,
+        self, spec: ModelSpec, label: bool, time_ns: int, pid: str, pairs: Sequence[tuple[str, Any]], context: Any,
         encoded: Sequence[Any] = (),
     ) -> Item:
         """Emit one event now (the SDK's processor batches and exports it)."""
         attrs = dict(spec.label_constants if label else spec.prediction_constants)
         attrs[ML_PREDICTION_ID] = pid
         attrs.update(pairs)
-        ctx = self._set_span(span) if span is not None else None
         self._logger.emit(event_name=ML_LABEL_EVENT if label else ML_PREDICTION_EVENT, attributes=attrs,
-                          timestamp=time_ns, observed_timestamp=time_ns, context=ctx)
+                          timestamp=time_ns, observed_timestamp=time_ns, context=context or None)
         return spec.name, None
 
     def send(self, items: list[Item], stop: threading.Event, deadline: float | None) -> None:

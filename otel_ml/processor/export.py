@@ -39,6 +39,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_ml.processor.aggregates import Aggregates, Attrs
 from otel_ml.processor.config import ProcessorConfig
+from otel_ml.processor.prometheus_exposition import prometheus_reader
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.events import INSTRUMENTATION_SCOPE
 from otel_ml.semconv.metrics import METRICS, MetricSpec
@@ -104,11 +105,15 @@ class HistogramInjector:
 
 
 class _InjectingExporter(MetricExporter):
-    """Wraps the OTLP exporter: injects histograms and counts failed exports."""
+    """Wraps the OTLP exporter: injects histograms and counts failed exports.
+
+    Temporality is cumulative for every instrument (the ``MetricExporter`` default), whatever
+    ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says: the processor's counters continue across restarts
+    and replicas are summed in PromQL, which needs cumulative series.
+    """
 
     def __init__(self, inner: MetricExporter, inject: HistogramInjector, on_failure: Callable[[], None]) -> None:
-        super().__init__(preferred_temporality=inner._preferred_temporality,
-                         preferred_aggregation=inner._preferred_aggregation)
+        super().__init__()
         self._inner = inner
         self._inject = inject
         self._on_failure = on_failure
@@ -139,37 +144,6 @@ def _otlp_exporter(endpoint: str, protocol: str) -> MetricExporter:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
     return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics")
-
-
-_RATIO_GAUGES = frozenset(s.name for s in METRICS.values() if s.instrument == "gauge" and s.unit == "1")
-
-
-def prometheus_names(data: MetricsData) -> MetricsData:
-    """Align the Python Prometheus exporter's names with the collector's (``otel_ml.semconv.prometheus.prom_name``).
-
-    The only difference (checked by ``tests/processor/test_export.py`` for every metric): opentelemetry-exporter-
-    prometheus 0.66b2 does not add ``_ratio`` to gauges with unit ``1``, the collector does. Those gauges are renamed
-    ``<name>_ratio`` on the way into the Prometheus collector (OTLP output keeps the semconv names).
-    """
-    return replace(data, resource_metrics=[
-        replace(rm, scope_metrics=[
-            replace(sm, metrics=[replace(x, name=f"{x.name}_ratio") if x.name in _RATIO_GAUGES else x
-                                 for x in sm.metrics])
-            for sm in rm.scope_metrics])
-        for rm in data.resource_metrics])
-
-
-def prometheus_reader(inject: HistogramInjector, registry: Any = None) -> MetricReader:
-    """A PrometheusMetricReader whose collections include the injected histograms, with the collector's names."""
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-    class _Reader(PrometheusMetricReader):
-        def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-            if metrics_data is None:
-                return
-            super()._receive_metrics(prometheus_names(inject(metrics_data)), timeout_millis, **kwargs)
-
-    return _Reader() if registry is None else _Reader(registry=registry)
 
 
 class MetricsOutput:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from opentelemetry.context import get_current
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -27,13 +28,13 @@ ROWS = 64
 
 
 def _run(p: ExportQueue, fast: bool, spec: Any, ids: Any, predictions: Any, scores: Any, features: Any,
-         segments: Any = None, labels: Any = MISSING, span: Any = None) -> tuple[list[bytes], tuple[Any, ...]]:
+         segments: Any = None, labels: Any = MISSING, context: Any = None) -> tuple[list[bytes], tuple[Any, ...]]:
     reset_counts(p)
     encoder = p.converter.batch_encoder
     if not fast:
         p.converter.batch_encoder = None
     try:
-        items = list(p.converter.batch(spec, 123_456_789, ids, predictions, scores, features, segments, labels, span,
+        items = list(p.converter.batch(spec, 123_456_789, ids, predictions, scores, features, segments, labels, context,
                                        None))
     finally:
         p.converter.batch_encoder = encoder
@@ -123,7 +124,7 @@ def test_events_link_the_span_like_the_generic_path() -> None:
     p = export_queue()
     with TracerProvider().get_tracer("t").start_as_current_span("s") as span:
         records = _same(p, _spec(), IDS.new_batch(5), None, np.random.default_rng(1).random((5, 2)), None,
-                        span=span)
+                        context=get_current())
     ctx = span.get_span_context()
     rec = LogRecord.FromString(records[0])
     assert (rec.trace_id, rec.span_id, rec.flags) == (ctx.trace_id.to_bytes(16, "big"),

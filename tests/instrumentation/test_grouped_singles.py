@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from opentelemetry.context import get_current
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import set_span_in_context
 
 import otel_ml
 from otel_ml.instrumentation.export_queue import ExportQueue
@@ -69,10 +71,10 @@ def _monitor(task: str = "binary", classes: list[str] | None = None, **kw: Any) 
 
 
 def _pred(spec: Any, i: int, prediction: Any = "yes", score: Any = 0.5, features: Any = None, segments: Any = None,
-          label: Any = MISSING, span: Any = None, duration_ns: Any = None, pid: Any = None,
+          label: Any = MISSING, context: Any = None, duration_ns: Any = None, pid: Any = None,
           time_ns: Any = None) -> Rec:
     return PredictionRecord(spec, 1_700_000_000_000_000_000 + i * 1000 if time_ns is None else time_ns,
-                            f"id-{i}" if pid is None else pid, prediction, score, features, segments, label, span,
+                            f"id-{i}" if pid is None else pid, prediction, score, features, segments, label, context,
                             duration_ns)
 
 
@@ -114,12 +116,13 @@ def test_events_link_their_own_spans_like_the_per_record_path() -> None:
     p = export_queue()
     spec = _monitor()._spec
     tracer = TracerProvider().get_tracer("t")
-    spans = [tracer.start_span(f"s{i}") for i in range(3)]
-    run = [_pred(spec, i, span=spans[i // 2] if i != 3 else None) for i in range(6)]
+    contexts = [set_span_in_context(tracer.start_span(f"s{i}")) for i in range(3)]
+    # events of one request share its Context object; outside any span the context is the empty one
+    run = [_pred(spec, i, context=contexts[i // 2] if i != 3 else get_current()) for i in range(6)]
     records = _same(p, run)
     ids = [LogRecord.FromString(r).span_id for r in records]
     assert ids[0] == ids[1] != ids[2] and ids[3] == b""
-    same = _same(p, [_pred(spec, i, span=spans[0]) for i in range(4)])  # one span for the whole run
+    same = _same(p, [_pred(spec, i, context=contexts[0]) for i in range(4)])  # one span for the whole run
     assert {LogRecord.FromString(r).span_id for r in same} == {ids[0]}
 
 

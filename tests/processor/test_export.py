@@ -7,10 +7,14 @@ import re
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from otel_ml.processor import config as cfg
 from otel_ml.processor.aggregates import Aggregates, Capper, Step
-from otel_ml.processor.export import HistogramInjector, MetricsOutput, processor_metrics, prometheus_reader
+from otel_ml.processor.export import HistogramInjector, MetricsOutput, processor_metrics
+from otel_ml.processor.prometheus_exposition import prometheus_reader
+from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import label_name, prom_name
 
 
@@ -59,3 +63,55 @@ def test_failed_otlp_exports_are_counted(monkeypatch: pytest.MonkeyPatch) -> Non
         wait_until(lambda: agg.value("ml.processor.export.failures") >= 1, timeout=30, what="an export failure")
     finally:
         out.provider.shutdown(timeout_millis=1000)
+
+
+def _label_delay_aggregates() -> Aggregates:
+    agg = Aggregates({("ml.processor.joins", ()): 3.0})
+    step = Step(Capper(100))
+    spec = m.LABEL_DELAY
+    step.record_many(spec, np.array([0.5, 2.0, 1e9]), step.attrs({k: "x" for k in spec.attributes}))
+    agg.apply(agg.totals_for(step.deltas), step.gauges)
+    return agg
+
+
+def test_prometheus_histograms_are_cumulative_and_unexposed_after_shutdown() -> None:
+    agg = _label_delay_aggregates()
+    registry = CollectorRegistry()
+    out = MetricsOutput(cfg.from_mapping({"metrics": {"otlp": None}}), agg,
+                        extra_readers=[prometheus_reader(HistogramInjector(agg, 0), registry)])
+    try:
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    finally:
+        out.shutdown()
+    base = prom_name(m.LABEL_DELAY)
+    samples = {(s.name, s.labels.get("le")): s.value for s in families[base].samples}
+    bounds = m.LABEL_DELAY.buckets
+    assert samples[(f"{base}_bucket", "1.0")] == 1                     # 0.5
+    assert samples[(f"{base}_bucket", floatToGoString(bounds[1]))] == 2  # 0.5, 2.0 (cumulative)
+    assert samples[(f"{base}_bucket", floatToGoString(bounds[-1]))] == 2
+    assert samples[(f"{base}_bucket", "+Inf")] == 3 == samples[(f"{base}_count", None)]
+    assert samples[(f"{base}_sum", None)] == 0.5 + 2.0 + 1e9
+    assert "target_info" in families
+    assert generate_latest(registry) == b""  # the reader unregistered itself at shutdown
+
+
+def test_otlp_metrics_are_cumulative_whatever_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.otlp_sink import OtlpSink
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    agg = Aggregates({("ml.processor.joins", ()): 3.0})
+    with OtlpSink(http_enabled=False) as sink:
+        out = MetricsOutput(cfg.from_mapping({"metrics": {"otlp": {"endpoint": sink.grpc_endpoint,
+                                                                   "interval": "1h"}}}), agg)
+        try:
+            assert out.force_flush(10_000)
+            assert out.force_flush(10_000)  # a second collection: delta would export 0 here
+        finally:
+            out.shutdown()
+        points = sink.metric_points(m.PROCESSOR_JOINS.name)
+    assert points and points[0][1].as_double == 3.0
+    cumulative = 2  # AGGREGATION_TEMPORALITY_CUMULATIVE
+    for req in sink.messages("metrics"):
+        for metric in (x for rm in req.resource_metrics for sm in rm.scope_metrics for x in sm.metrics):
+            if metric.WhichOneof("data") in ("sum", "histogram"):
+                assert getattr(metric, metric.WhichOneof("data")).aggregation_temporality == cumulative, metric.name
