@@ -5,11 +5,11 @@ its worst version minus that version's evaluation baseline; estimated quality ne
 feature drift distance. Values come from the recording rules of alerts/otel-ml.rules.yaml.
 """
 
+from otel_ml import promql as q
 from otel_ml.alerting import rules as r
-from otel_ml.dashboarding import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.dashboarding import panels as p
-from otel_ml.dashboarding import promql as q
 from otel_ml.dashboarding.panels import Query
+from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import QualityMetric as QM
 

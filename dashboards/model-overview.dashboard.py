@@ -7,10 +7,10 @@ then traffic, latency, errors, CPU and memory of the serving process and host on
 changes are annotations.
 """
 
-from otel_ml.dashboarding import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
+from otel_ml import promql as q
 from otel_ml.dashboarding import panels as p
-from otel_ml.dashboarding import promql as q
 from otel_ml.dashboarding.panels import Query
+from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import QualityMetric as QM
 

@@ -5,10 +5,10 @@ refusals, the join store (pending records, oldest pending label, evictions), met
 cardinality overflow. Processor metrics are per replica (instance).
 """
 
-from otel_ml.dashboarding import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
+from otel_ml import promql as q
 from otel_ml.dashboarding import panels as p
-from otel_ml.dashboarding import promql as q
 from otel_ml.dashboarding.panels import Query
+from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
 
 R = "$__rate_interval"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_ml.alerting.rules import AlertSpec
-from otel_ml.dashboarding import DATASOURCE_UID
+from otel_ml.grafana_uids import DATASOURCE_UID
 
 FOLDER = "otel-ml"
 """Grafana folder of the provisioned rules (and of the dashboards)."""

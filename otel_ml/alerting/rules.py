@@ -3,7 +3,7 @@
 Recording rules are named ``level:metric:operations`` (Prometheus naming practice): the level lists the labels kept
 (``model_version`` = ``ml_model_name`` + ``ml_model_version``), the metric is the otel-ml quantity, the operations
 say how it was computed (``ratio_rate1h``: a ratio of sums of ``increase`` over 1h). The same builders
-(:mod:`otel_ml.dashboarding.promql`) feed the dashboards, so a panel and its alert compute the same number.
+(:mod:`otel_ml.promql`) feed the dashboards, so a panel and its alert compute the same number.
 
 Every alert carries ``severity`` (``critical`` pages, ``warning`` opens a ticket or posts to chat), a ``summary``, a
 ``description`` with the value, a ``runbook_url`` pointing at its section of ``alerts/README.md`` and a ``dashboard``
@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_ml import promql as q
 from otel_ml.alerting.thresholds import LATENCY_SLO_SECONDS, THRESHOLDS, ThresholdConfig, format_number
 from otel_ml.alerting.thresholds import promql_regex_escape as _escape
-from otel_ml.dashboarding import MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
-from otel_ml.dashboarding import promql as q
+from otel_ml.grafana_uids import MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import QualityMetric
 

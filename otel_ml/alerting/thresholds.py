@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_ml.dashboarding import promql as q
+from otel_ml import promql as q
 from otel_ml.errors import ConfigurationError
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.metrics import DURATION_BUCKETS_S

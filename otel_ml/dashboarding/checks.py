@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from otel_ml.dashboarding import DATASOURCE_UID
-from otel_ml.dashboarding.promql import metric_names
+from otel_ml.grafana_uids import DATASOURCE_UID
+from otel_ml.promql import metric_names
 
 GRAFANA_BUILTINS = frozenset({"__rate_interval", "__range", "__interval", "__data", "__url_time_range", "__all",
                               "__range_s", "__interval_ms", "__name", "__field", "__series", "__value"})

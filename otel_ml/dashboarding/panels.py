@@ -22,7 +22,7 @@ from typing import Any
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
-from otel_ml.dashboarding import DATASOURCE_UID
+from otel_ml.grafana_uids import DATASOURCE_UID
 
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": DATASOURCE_UID}
 """Datasource reference put on every panel, target, variable and annotation."""

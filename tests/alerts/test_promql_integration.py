@@ -44,9 +44,9 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
+from otel_ml import promql as q
 from otel_ml.alerting import generate
 from otel_ml.dashboarding import checks
-from otel_ml.dashboarding import promql as q
 from otel_ml.processor import events as ev
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import all_series_names, prom_name

@@ -7,10 +7,10 @@ import subprocess
 import pytest
 import yaml
 
+from otel_ml import promql as q
 from otel_ml.alerting import generate, thresholds
 from otel_ml.alerting.rules import alert_specs
 from otel_ml.alerting.thresholds import load_thresholds
-from otel_ml.dashboarding import promql as q
 from otel_ml.errors import ConfigurationError
 from otel_ml.semconv.prometheus import all_series_names
 from tests.support.procs import ROOT, require_binary

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from otel_ml.dashboarding import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID, checks, generate
-from otel_ml.dashboarding import promql as q
+from otel_ml import promql as q
+from otel_ml.dashboarding import checks, generate
+from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv.prometheus import all_series_names
 from tests.support.procs import ROOT
 

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from otel_ml.dashboarding import DATASOURCE_UID
+from otel_ml.grafana_uids import DATASOURCE_UID
 from tests.support.procs import ROOT
 
 PROVISIONING = ROOT / "grafana" / "provisioning"

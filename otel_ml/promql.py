@@ -15,7 +15,7 @@ Conventions:
 
 Usage::
 
-    >>> from otel_ml.dashboarding import promql as q
+    >>> from otel_ml import promql as q
     >>> from otel_ml.semconv import metrics as m
     >>> q.summed_increase(m.LABELED_PREDICTIONS, "1h", q.MV, {q.MODEL: "$model", q.CLASS: "x"})
     'sum by (ml_model_name, ml_model_version) (increase(ml_labeled_predictions_total{ml_model_name=~"$model"}[1h]))'
