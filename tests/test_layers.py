@@ -26,8 +26,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "errors": frozenset(),
     "semconv": frozenset(),
     "otlp_values": frozenset(),  # the wire's AnyValue helpers: neutral ground of the SDK and the processor
+    "compat": frozenset(),  # the one place that touches a private OpenTelemetry name (with public fallbacks)
     # SDK: runs inside inference code; knows the wire, never the processor.
-    "instrumentation": FLOOR | {"otlp_values"},
+    "instrumentation": FLOOR | {"otlp_values", "compat"},
     # compute packages the processor and the reference tooling use
     "quality": FLOOR,
     "drift": FLOOR,
