@@ -43,12 +43,14 @@ CONFIG_DIR = ROOT / "collector-config"
 GATEWAY = CONFIG_DIR / "gateway.yaml"
 SCALEOUT_STATIC = CONFIG_DIR / "scaleout-static.yaml"
 SCALEOUT_DNS = CONFIG_DIR / "scaleout-dns.yaml"
+SCALEOUT_ROUNDROBIN = CONFIG_DIR / "scaleout-roundrobin.yaml"
 ADD_OTEL_ML = CONFIG_DIR / "add-otel-ml.yaml"
 EXISTING = CONFIG_DIR / "examples" / "existing-collector.yaml"
 SHIPPED_CONFIGS: dict[str, tuple[Path, ...]] = {
     "gateway": (GATEWAY,),
     "gateway+scaleout-static": (GATEWAY, SCALEOUT_STATIC),
     "gateway+scaleout-dns": (GATEWAY, SCALEOUT_DNS),
+    "gateway+scaleout-roundrobin": (GATEWAY, SCALEOUT_ROUNDROBIN),
     "existing": (EXISTING,),
     "existing+add-otel-ml": (EXISTING, ADD_OTEL_ML),
 }
