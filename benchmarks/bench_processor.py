@@ -46,10 +46,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from otel_ml.processor import _native  # noqa: E402
-from otel_ml.processor import events as ev  # noqa: E402
 from otel_ml.processor.decode import decode_body, decode_request  # noqa: E402
 from otel_ml.processor.records import join_key  # noqa: E402
 from otel_ml.processor.store import SqliteJoinStore  # noqa: E402
+from tests.support import otlp_events as ev  # noqa: E402
 from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
 from tests.support.workload import PER_REQUEST, benchmark_requests, label, prediction  # noqa: E402
 

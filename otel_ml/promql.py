@@ -23,7 +23,6 @@ Usage::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 from otel_ml.semconv import attributes as a
@@ -338,26 +337,3 @@ def process_cpu(window: str, filters: Filters = {}) -> str:  # noqa: B006
 def process_memory(filters: Filters = {}) -> str:  # noqa: B006
     """Resident memory of the serving processes, per service (``job``) and instance."""
     return f"sum by ({JOB}, {INSTANCE}) ({PROCESS_MEMORY_USAGE}{matchers(None, filters)})"
-
-
-# --- parsing (for the structural checks) -----------------------------------------------------------------------------
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGE = re.compile(r"\[[^\]]*\]")
-_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_IDENT = re.compile(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
-_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
-                       "group_right", "inf", "nan", "Inf", "NaN"})
-
-
-def metric_names(expr: str) -> set[str]:
-    """Series names an expression selects (strings, matchers, ranges, label lists and functions removed).
-
-    >>> sorted(metric_names('sum by (a) (rate(x_total{a=~"$m"}[5m])) / ignoring (b) y:z:w > bool 0.5'))
-    ['x_total', 'y:z:w']
-    """
-    text = _STRING.sub('""', expr)
-    text = _MATCHERS.sub("", text)
-    text = _RANGE.sub("", text)
-    text = _LABEL_LIST.sub("", text)
-    return {m.group(1) for m in _IDENT.finditer(text)} - _KEYWORDS

@@ -46,14 +46,14 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from otel_ml import promql as q
 from otel_ml.alerting import generate
-from otel_ml.dashboarding import checks
-from otel_ml.processor import events as ev
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import all_series_names, prom_name
 from tests.alerts import scenario
 from tests.alerts.synthetic import Mode, SyntheticExporter, host_samples, samples
 from tests.integration.collector_stack import GATEWAY, Collector, Processor
 from tests.processor.conftest import prediction_event
+from tests.support import otlp_events as ev
+from tests.support import promql_checks as checks
 from tests.support.procs import ROOT, Alertmanager, ManagedProcess, Prometheus, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -7,13 +7,13 @@ import subprocess
 import pytest
 import yaml
 
-from otel_ml import promql as q
 from otel_ml.alerting import generate, thresholds
 from otel_ml.alerting.rules import alert_specs
 from otel_ml.alerting.thresholds import load_thresholds
 from otel_ml.errors import ConfigurationError
 from otel_ml.semconv.prometheus import all_series_names
 from tests.support.procs import ROOT, require_binary
+from tests.support.promql_checks import metric_names
 
 RULES = ROOT / "alerts" / "otel-ml.rules.yaml"
 TESTS = sorted((ROOT / "alerts" / "tests").glob("*.test.yaml"))
@@ -66,7 +66,7 @@ def test_rules_reference_only_semconv_series_and_recorded_names() -> None:
     recorded = {r["record"] for r in rules if "record" in r}
     known = all_series_names() | recorded
     for rule in rules:
-        for name in q.metric_names(rule["expr"]):
+        for name in metric_names(rule["expr"]):
             assert name in known, f"{name} in {rule.get('record') or rule.get('alert')} is not an otel-ml series"
 
 

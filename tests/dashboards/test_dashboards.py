@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from otel_ml import promql as q
-from otel_ml.dashboarding import checks, generate
+from otel_ml.dashboarding import generate
 from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv.prometheus import all_series_names
+from tests.support import promql_checks as checks
 from tests.support.procs import ROOT
 
 GENERATED = sorted((ROOT / "dashboards" / "generated").glob("*.json"))

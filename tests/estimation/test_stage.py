@@ -235,12 +235,12 @@ def test_models_without_reference_and_task_mismatch_are_ignored(refs, tmp_path):
 def test_through_the_real_pipeline_counters_equal_offline(refs, tmp_path):
     """OTLP events -> decode -> the processor's pipeline with the stage loaded from config -> persisted counters."""
     from otel_ml.processor import config as cfg
-    from otel_ml.processor import events as ev
     from otel_ml.processor.decode import decode_request
     from otel_ml.processor.stage import load_stages
     from otel_ml.processor.step import Processor
     from otel_ml.processor.store import MemoryJoinStore
     from tests.processor.conftest import prediction_event
+    from tests.support import otlp_events as ev
 
     clock = Clock()
     config = cfg.from_mapping({"reference": {"directory": str(refs)},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_ml.processor import events as ev
 from otel_ml.processor.records import Row, join_key
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
+from tests.support import otlp_events as ev
 
 
 def pred_row(pid: str, now: float, model: str = "m", cls: str = "1", task: str = "binary", segment: str = "",

@@ -10,11 +10,11 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
-from otel_ml.processor import events as ev
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import prom_name
 from tests.processor.conftest import label_event, prediction_event
 from tests.processor.procs_helpers import ProcessorProcess
+from tests.support import otlp_events as ev
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from otel_ml.processor import events as ev
 from otel_ml.processor.decode import decode_request
 from otel_ml.processor.records import L_NUM, L_STR, P_NUM, P_STR, SEGMENT
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import RejectReason
 from tests.processor.conftest import label_event, prediction_event
+from tests.support import otlp_events as ev
 
 BAD_RECORDS: list[tuple[str, Any]] = [
     (RejectReason.MISSING_ATTRIBUTE, ev.log_record("ml.prediction", {a.ML_MODEL_NAME: "m", a.ML_TASK: "binary",

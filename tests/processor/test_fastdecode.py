@@ -22,11 +22,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from otel_ml.processor import _native
-from otel_ml.processor import events as ev
 from otel_ml.processor.decode import Decoded, decode_body, decode_request
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.attributes import Task
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
+from tests.support import otlp_events as ev
 
 NOW = 1_700_000_000.5
 fast = pytest.mark.skipif(_native.decoder is None, reason=_native.status)

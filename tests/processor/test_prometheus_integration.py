@@ -11,12 +11,12 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from sklearn import metrics as skm
 
-from otel_ml.processor import events as ev
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.prometheus import label_name, prom_name
 from tests.processor.conftest import label_event, prediction_event
 from tests.processor.procs_helpers import ProcessorProcess
+from tests.support import otlp_events as ev
 from tests.support.procs import Prometheus, wait_until
 
 pytestmark = pytest.mark.integration

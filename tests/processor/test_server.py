@@ -22,13 +22,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from otel_ml.processor import config as cfg
-from otel_ml.processor import events as ev
 from otel_ml.processor.aggregates import Key
 from otel_ml.processor.server import ProcessorApp
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch
 from otel_ml.processor.store import MemoryJoinStore
 from otel_ml.semconv import metrics as m
 from tests.processor.conftest import label_event, prediction_event
+from tests.support import otlp_events as ev
 
 LOOPBACK = {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}
 

@@ -12,7 +12,6 @@ import pytest
 from sklearn import metrics as skm
 
 from otel_ml.processor import config as cfg
-from otel_ml.processor import events as ev
 from otel_ml.processor.decode import decode_request
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch
 from otel_ml.processor.step import Processor
@@ -20,6 +19,7 @@ from otel_ml.processor.store import MemoryJoinStore, SqliteJoinStore
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from tests.processor.conftest import label_event, prediction_event
+from tests.support import otlp_events as ev
 
 RNG = np.random.default_rng(3)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from otel_ml.processor import events as ev
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
+from tests.support import otlp_events as ev
 
 PER_REQUEST = 1000
 

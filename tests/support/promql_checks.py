@@ -1,4 +1,4 @@
-"""Structural checks of generated dashboard JSON (used by the tests and the integration run).
+"""Structural checks of generated PromQL: dashboard JSON and rule expressions (tests and the integration run).
 
 Grafana cannot run on the build machines, so the JSON is checked offline: unique panel ids, grid positions inside
 the 24 columns and not overlapping, a datasource on every panel and target, every ``$variable`` defined, and every
@@ -13,13 +13,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_ml.grafana_uids import DATASOURCE_UID
-from otel_ml.promql import metric_names
 
 GRAFANA_BUILTINS = frozenset({"__rate_interval", "__range", "__interval", "__data", "__url_time_range", "__all",
                               "__range_s", "__interval_ms", "__name", "__field", "__series", "__value"})
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:[.:][^}]*)?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _LABEL_VALUES = re.compile(r"^\s*label_values\((?:(.*),\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$", re.S)
 _NAME_MATCHER = re.compile(r'__name__\s*=~?\s*"([^"]*)"')
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENT = re.compile(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()")
+_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
+                       "group_right", "inf", "nan", "Inf", "NaN"})
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names an expression selects (strings, matchers, ranges, label lists and functions removed).
+
+    >>> sorted(metric_names('sum by (a) (rate(x_total{a=~"$m"}[5m])) / ignoring (b) y:z:w > bool 0.5'))
+    ['x_total', 'y:z:w']
+    """
+    text = _STRING.sub('""', expr)
+    text = _MATCHERS.sub("", text)
+    text = _RANGE.sub("", text)
+    text = _LABEL_LIST.sub("", text)
+    return {m.group(1) for m in _IDENT.finditer(text)} - _KEYWORDS
 
 
 @dataclass(frozen=True)
