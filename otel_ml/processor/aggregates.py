@@ -162,13 +162,20 @@ class Step:
 
 
 class Aggregates:
-    """The committed mirror: totals by metric, read by the exporters (thread-safe)."""
+    """The committed mirror: totals by metric, read by the exporters (thread-safe).
+
+    Self-telemetry bumped outside a step (:meth:`add_uncommitted`, from any thread) is in the mirror at once and
+    persisted by the next commit: :meth:`prepare` takes the unpersisted bumps and computes the totals to persist in
+    one locked section, :meth:`apply` publishes them keeping bumps that arrived meanwhile, :meth:`restore` gives the
+    taken bumps back when the commit failed, and :meth:`resync` rebuilds the mirror from the store's totals (after a
+    storage failure whose commit outcome was unknown) without losing unpersisted bumps.
+    """
 
     def __init__(self, totals: Mapping[Key, float] | None = None) -> None:
         self._lock = threading.Lock()
         self._by_metric: dict[str, dict[Attrs, float]] = defaultdict(dict)
         self._gauges: dict[str, dict[Attrs, float]] = defaultdict(dict)
-        self._dirty: set[Key] = set()
+        self._unpersisted: dict[Key, float] = {}
         for (name, attrs), value in (totals or {}).items():
             self._by_metric[name][attrs] = value
 
@@ -177,29 +184,55 @@ class Aggregates:
         with self._lock:
             return {k: self._by_metric.get(k[0], {}).get(k[1], 0.0) + v for k, v in deltas.items()}
 
-    def apply(self, totals: Mapping[Key, float], gauges: Mapping[Key, float]) -> None:
-        """Publish committed totals and gauges."""
+    def prepare(self, deltas: Mapping[Key, float]) -> tuple[dict[Key, float], dict[Key, float]]:
+        """``(totals to persist, bumps taken)``: a step's new totals plus those of the unpersisted bumps, atomically.
+
+        Pass the bumps to :meth:`restore` if the commit fails.
+        """
         with self._lock:
-            for (name, attrs), value in totals.items():
-                self._by_metric[name][attrs] = value
+            taken, self._unpersisted = self._unpersisted, {}
+            mirror = self._by_metric
+            totals = {k: mirror.get(k[0], {}).get(k[1], 0.0) + v for k, v in deltas.items()}
+            for k in taken:
+                if k not in totals:
+                    totals[k] = mirror.get(k[0], {}).get(k[1], 0.0)
+            return totals, taken
+
+    def apply(self, totals: Mapping[Key, float], gauges: Mapping[Key, float]) -> None:
+        """Publish committed totals and gauges (bumps made since :meth:`prepare` stay on top of them)."""
+        with self._lock:
+            since = self._unpersisted
+            for key, value in totals.items():
+                self._by_metric[key[0]][key[1]] = value + since.get(key, 0.0) if since else value
             for (name, attrs), value in gauges.items():
                 if value != value:
                     self._gauges[name].pop(attrs, None)
                 else:
                     self._gauges[name][attrs] = value
 
+    def restore(self, taken: Mapping[Key, float]) -> None:
+        """Give back the bumps :meth:`prepare` took for a commit that failed (the next commit persists them)."""
+        with self._lock:
+            for key, value in taken.items():
+                self._unpersisted[key] = self._unpersisted.get(key, 0.0) + value
+
+    def resync(self, persisted: Mapping[Key, float]) -> None:
+        """Rebuild the mirror from the store's ``persisted`` totals plus the bumps not persisted yet."""
+        with self._lock:
+            self._by_metric = defaultdict(dict)
+            for (name, attrs), value in persisted.items():
+                self._by_metric[name][attrs] = value
+            for (name, attrs), value in self._unpersisted.items():
+                d = self._by_metric[name]
+                d[attrs] = d.get(attrs, 0.0) + value
+
     def add_uncommitted(self, name: str, attrs: Attrs, value: float) -> None:
         """Bump a self-telemetry counter that is not tied to a transaction (persisted at the next commit)."""
         with self._lock:
             d = self._by_metric[name]
             d[attrs] = d.get(attrs, 0.0) + value
-            self._dirty.add((name, attrs))
-
-    def take_dirty(self) -> set[Key]:
-        """Keys bumped by :meth:`add_uncommitted` since the last call (the next step persists them)."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, set()
-            return dirty
+            key = (name, attrs)
+            self._unpersisted[key] = self._unpersisted.get(key, 0.0) + value
 
     def snapshot(self, name: str) -> list[tuple[Attrs, float]]:
         """Points of one counter (or pseudo-metric)."""

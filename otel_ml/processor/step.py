@@ -30,7 +30,7 @@ from otel_ml.processor.realized import RealizedQuality, segment_attrs
 from otel_ml.processor.records import MODEL, P_STR, SEGMENT, VERSION, Row, is_prediction
 from otel_ml.processor.stage import Stage
 from otel_ml.processor.stage_runner import StageRunner
-from otel_ml.processor.store.base import BaseJoinStore, IngestResult
+from otel_ml.processor.store.base import BaseJoinStore, IngestResult, Quarantined, StorageError
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 
@@ -63,6 +63,8 @@ class Processor:
         self.auc = AucWindows(config.metrics.auc_window, self.clock())
         self.auc.restore(store.load_state())
         self._last_expire = 0.0
+        self._resync = False
+        """A storage failure happened: the store's totals are re-read before the next step (see :meth:`_failed`)."""
         self.wants_extras = bool(self.stage_runner.stages)
         """Whether decoding should collect features, scores and classes (only stages use them)."""
 
@@ -78,13 +80,16 @@ class Processor:
         results: list[StepResult] = []
         auc_updates: list[AucUpdate] = []
         try:
+            self._resync_if_needed()
             ingested = self.store.ingest_many([(d.predictions, d.labels) for d in items], now)
             for d, res in zip(items, ingested, strict=True):
                 results.append(self._one(d, res, step, auc_updates))
             self._commit(step)
-        except BaseException:
-            self.store.rollback()
+        except BaseException as exc:
+            self._failed(exc)
             raise
+        finally:
+            self._count_store_errors()
         self.auc.extend(auc_updates)
         return results
 
@@ -94,6 +99,7 @@ class Processor:
         now = self.clock()
         step = Step(self.capper)
         try:
+            self._resync_if_needed()
             if now - self._last_expire >= self.config.store.expire_interval:
                 self._last_expire = now
                 self._expired(self.store.expire(now), step)
@@ -101,9 +107,11 @@ class Processor:
             self._gauges(step, now)
             saving = self.auc.save_due(now, self.store.put_state)
             self._commit(step)
-        except BaseException:
-            self.store.rollback()
+        except BaseException as exc:
+            self._failed(exc)
             raise
+        finally:
+            self._count_store_errors()
         if saving:
             self.auc.saved(now)
 
@@ -111,13 +119,14 @@ class Processor:
         """Save the ROC-AUC windows, close the stages and the store."""
         try:
             if self.auc.save(self.store.put_state):
-                self.store.commit({})
+                self._commit(Step(self.capper))
                 self.auc.saved()
-        except Exception:
-            self.store.rollback()
+        except Exception as exc:
+            self._failed(exc)
             _logger.exception("could not save the ROC-AUC windows (they refill from new traffic)")
         self.stage_runner.close()
         self.store.close()
+        self._count_store_errors()
 
     def _resync(self) -> None:
         """After a commit whose outcome is unknown (connection lost during COMMIT), reload the committed totals.
@@ -131,11 +140,41 @@ class Processor:
             _logger.warning("reloaded the committed totals after a commit with an unknown outcome")
 
     def _commit(self, step: Step) -> None:
-        for key in self.aggregates.take_dirty():
-            step.deltas[key] += 0.0
-        totals = self.aggregates.totals_for(step.deltas)
-        self.store.commit(totals)
+        """Commit the step (records, joins, quarantined rows, totals); publish the totals only once committed."""
+        quarantined = self.store.take_quarantined()
+        if quarantined:
+            step.add_raw(m.PROCESSOR_STORE_QUARANTINED.name, (), len(quarantined))
+        totals, bumps = self.aggregates.prepare(step.deltas)
+        try:
+            self.store.commit(totals)
+        except BaseException:
+            self.aggregates.restore(bumps)
+            raise
         self.aggregates.apply(totals, step.gauges)
+        for q in quarantined:
+            _log_quarantined(q)
+
+    def _failed(self, exc: BaseException) -> None:
+        """After a failed step: the store rolled back (it never raises doing so); resync after storage failures.
+
+        A storage failure may have hit a ``COMMIT`` whose outcome is unknown (it may have been durable after all),
+        so the committed totals are re-read from the store before the next step rather than trusted from memory.
+        """
+        self.store.rollback()
+        if isinstance(exc, StorageError):
+            self._resync = True
+
+    def _resync_if_needed(self) -> None:
+        if self._resync:
+            totals = self.store.load_aggregates()
+            self.capper.restore(totals)
+            self.aggregates.resync(totals)
+            self._resync = False
+
+    def _count_store_errors(self) -> None:
+        """Count the store's failures by kind (persisted with the next commit: the failed one had nothing)."""
+        for kind, n in self.store.take_errors().items():
+            self.aggregates.add_uncommitted(m.PROCESSOR_STORE_ERRORS.name, ((a.ML_REASON, kind),), float(n))
 
     def _one(self, d: Decoded, res: IngestResult, step: Step, auc_updates: list[AucUpdate]) -> StepResult:
         step.add_raw(m.PROCESSOR_RECORDS_RECEIVED.name, (), d.received)
@@ -156,6 +195,8 @@ class Processor:
         if res.evicted:
             step.add_raw(m.PROCESSOR_STORE_EVICTED.name, (), len(res.evicted))
             self._expired(res.evicted, step)
+        if res.late:  # new, but their counterpart already left unjoined: expired / orphaned at once
+            self._expired(res.late, step)
         for reason, n in rejected.items():
             step.add_raw(m.PROCESSOR_RECORDS_REJECTED.name, step.attrs({a.ML_REASON: reason}), n)
         if self.stage_runner.stages and (preds or res.joined):
@@ -186,3 +227,9 @@ class Processor:
         oldest = self.store.oldest_pending_arrival()
         step.set_gauge(m.PROCESSOR_STORE_OLDEST_PENDING_AGE, max(now - oldest, 0.0) if oldest else 0.0, {})
         self.auc.set_gauges(step)
+
+
+def _log_quarantined(q: Quarantined) -> None:
+    """Once per quarantined row (after the commit that moved it aside): its key and why."""
+    _logger.error("join store: a stored record could not be decoded and was moved to the quarantine (it will never "
+                  "join; counted in %s): key %r: %s", m.PROCESSOR_STORE_QUARANTINED.name, q.key, q.reason)

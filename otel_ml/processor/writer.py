@@ -3,7 +3,10 @@
 Receiver threads decode requests (protobuf parsing runs outside the writer) and :meth:`Writer.submit` them; the writer
 takes every request waiting, processes them in one :meth:`~otel_ml.processor.step.Processor.process` call (one
 transaction, one commit) and resolves their futures only after the commit, so an acknowledgement always means
-"committed". If a group fails, each request is retried alone, so one bad request cannot fail the others.
+"committed". If a group fails because the store failed (:class:`~otel_ml.processor.store.base.StorageError`: full
+disk, I/O error, lock, ...), every request of the group is answered :class:`StoreUnavailable` (retryable) at once:
+the store is back in a known state and the next group starts a fresh transaction. If a group fails for another
+reason, each request is retried alone, so one bad request cannot fail the others.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from concurrent.futures import Future
 from otel_ml.errors import StoreError
 from otel_ml.processor.decode import Decoded
 from otel_ml.processor.step import Processor, StepResult
+from otel_ml.processor.store.base import StorageError
 
 _logger = logging.getLogger(__name__)
 MAX_GROUP_RECORDS = 20_000
@@ -117,6 +121,10 @@ class Writer:
                 next_tick = time.monotonic() + self.tick_interval
                 try:
                     self.processor.tick()
+                except StorageError as exc:  # logged by the store once per failure episode, counted by kind
+                    _logger.debug("periodic tick failed (retried next tick): %s", exc)
+                    if self._on_error:
+                        self._on_error(exc)
                 except Exception as exc:
                     _logger.exception("periodic tick failed (retried next tick)")
                     if self._on_error:
@@ -133,6 +141,12 @@ class Writer:
     def _process(self, group: list[tuple[Decoded, Future[StepResult]]], attempt: int = 1) -> None:
         try:
             results = self.processor.process([d for d, _ in group])
+        except StorageError as exc:  # not the requests' fault: all of them are retryable, none was committed
+            for _, fut in group:
+                unavailable = StoreUnavailable(str(exc))
+                unavailable.__cause__ = exc
+                fut.set_exception(unavailable)
+            return
         except Exception as exc:
             if getattr(exc, "retryable", False) and attempt < TRANSIENT_RETRIES:
                 _logger.warning("transient store conflict, running the step again: %s", exc)

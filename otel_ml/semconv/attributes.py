@@ -176,6 +176,31 @@ class Outcome:
     FN: Final = "fn"
 
 
+class StoreErrorReason:
+    """Values of ``ml.reason`` on ``ml.processor.store.errors``: why a join store operation failed.
+
+    Every such failure is retryable: the step's transaction is rolled back, its requests are answered with a
+    retryable code, and the store recovers by itself when the cause goes away.
+    """
+
+    FULL: Final = "full"
+    """The disk (or the database's size limit) is full."""
+    IO: Final = "io"
+    """An I/O error from the operating system (failing disk, filesystem shut down, lost device)."""
+    NOMEM: Final = "nomem"
+    """The database library could not allocate memory."""
+    LOCKED: Final = "locked"
+    """Another process held the database lock longer than ``store.lock_timeout``."""
+    READONLY: Final = "readonly"
+    """The store's filesystem or files are read-only (remounted read-only after an error, wrong permissions)."""
+    CORRUPT: Final = "corrupt"
+    """The database file is damaged (page-level corruption the database library detected)."""
+    UNAVAILABLE: Final = "unavailable"
+    """The backend cannot be reached (a database server down or refusing connections)."""
+    OTHER: Final = "other"
+    """Any other storage failure (see the processor log)."""
+
+
 class DropReason:
     """Values of ``ml.reason`` on ``ml.client.events.dropped`` (client-side drops)."""
 

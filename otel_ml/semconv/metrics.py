@@ -243,6 +243,15 @@ PROCESSOR_STORE_OLDEST_PENDING_AGE: Final = _metric(
 PROCESSOR_STORE_EVICTED: Final = _metric(
     "ml.processor.store.evicted", "counter", "{record}", (), "processor",
     "Pending records evicted because the store reached its size bound.")
+PROCESSOR_STORE_ERRORS: Final = _metric(
+    "ml.processor.store.errors", "counter", "{error}", (a.ML_REASON,), "processor",
+    "Join store operations that failed (a step's transaction, an expiry sweep, a reconnection attempt), by kind "
+    "(`ml.reason`: full, io, nomem, locked, readonly, corrupt, unavailable, other). Nothing of a failed step is "
+    "acknowledged: its requests are answered with a retryable code and the store recovers by itself.")
+PROCESSOR_STORE_QUARANTINED: Final = _metric(
+    "ml.processor.store.quarantined", "counter", "{record}", (), "processor",
+    "Stored records that could not be decoded (a corrupted row), moved to the store's quarantine table: each is a "
+    "pending prediction or label lost (it will never join); the processor log names its key.")
 PROCESSOR_EXPORT_FAILURES: Final = _metric(
     "ml.processor.export.failures", "counter", "{export}", (), "processor",
     "Failed metric exports from the processor to its OTLP endpoint.")

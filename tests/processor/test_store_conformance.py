@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from otel_ml.processor.records import L_STR, P_STR, is_prediction
-from otel_ml.processor.store import BaseJoinStore, MemoryJoinStore, SqliteJoinStore
+from otel_ml.processor.store import BaseJoinStore, SqliteJoinStore
 from tests.processor.conftest import label_row, pred_row
+from tests.processor.store_backends import BACKENDS, CORRUPTIBLE, COUNTED_ONCE, StoreBackend
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -18,34 +18,16 @@ T0 = 1_700_000_000.0
 Factory = Callable[..., BaseJoinStore]
 
 
-_schemas = itertools.count()
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    b = BACKENDS[request.param](tmp_path, request)
+    yield b
+    b.close_all()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    opened: list[BaseJoinStore] = []
-    schema = f"conformance_{next(_schemas)}"  # a fresh, empty store per test in the session's PostgreSQL
-
-    def make(label_window: float = 7 * DAY, max_pending: int = 1000) -> BaseJoinStore:
-        store: BaseJoinStore
-        if request.param == "memory":
-            store = MemoryJoinStore(label_window, max_pending)
-        elif request.param == "postgres":
-            from otel_ml.processor.store.postgres import PostgresJoinStore
-
-            server = request.getfixturevalue("postgres_server")
-            store = PostgresJoinStore(server.dsn(), label_window, max_pending, "test", schema=schema)
-        else:
-            store = SqliteJoinStore(tmp_path / "store.db", label_window, max_pending)
-        opened.append(store)
-        return store
-
-    yield make
-    for s in opened:
-        try:
-            s.close()
-        except Exception:
-            pass
+@pytest.fixture
+def make_store(backend: StoreBackend) -> Factory:
+    return backend.open
 
 
 def test_prediction_then_label_joins(make_store: Factory) -> None:
@@ -153,21 +135,6 @@ def test_aggregates_round_trip(make_store: Factory) -> None:
     assert store.load_aggregates() == totals
 
 
-def test_sqlite_restart_durability(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    store = SqliteJoinStore(path, 7 * DAY, 100)
-    store.ingest([pred_row("a", T0), pred_row("b", T0, label="1")], [label_row("c", T0)], T0)
-    store.commit({("k", ()): 7.0})
-    store.ingest([pred_row("uncommitted", T0)], [], T0)
-    store._db.close()  # no commit: the open transaction is lost, as in a crash (kill -9: test_crash_restart.py)
-    again = SqliteJoinStore(path, 7 * DAY, 100)
-    assert again.pending() == 2
-    assert again.load_aggregates() == {("k", ()): 7.0}
-    r = again.ingest([pred_row("c", T0), pred_row("b", T0)], [label_row("a", T0)], T0)
-    assert len(r.joined) == 2 and r.duplicates == 1
-    again.close()
-
-
 def test_oldest_pending_skips_joined_and_survives_rollback(make_store: Factory) -> None:
     store = make_store()
     store.ingest([pred_row(f"p{i}", T0 + i) for i in range(5)], [], T0 + 5)
@@ -212,3 +179,244 @@ def test_state_blobs_commit_and_rollback(make_store: Factory) -> None:
     s.put_state("a", b"\x02")
     s.commit({})
     assert s.load_state() == {"a": b"\x02", "b": b"x"}
+
+
+# --- counted once, also after a record left the store (gone tombstones) --------------------------------------------
+@pytest.fixture(params=COUNTED_ONCE)
+def counted_once(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    b = BACKENDS[request.param](tmp_path, request)
+    yield b.open
+    b.close_all()
+
+
+@pytest.fixture(params=[n for n in COUNTED_ONCE if BACKENDS[n].durable])
+def durable_counted_once(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    b = BACKENDS[request.param](tmp_path, request)
+    yield b
+    b.close_all()
+
+
+def _pid(row: tuple[object, ...]) -> str:
+    return str(row[0]).split("\x1f")[1]
+
+
+def test_resent_records_after_eviction_are_duplicates(counted_once: Factory) -> None:
+    store = counted_once(max_pending=2)
+    store.ingest([pred_row("p0", T0), pred_row("p1", T0 + 1), pred_row("p2", T0 + 2)], [], T0 + 2)
+    store.commit({})
+    assert store.pending() == 2
+    # the evicted prediction re-sent (a sender's retry): a duplicate, not a second prediction
+    r = store.ingest([pred_row("p0", T0)], [], T0 + 3)
+    assert (r.new_predictions, r.duplicates, store.pending()) == ([], 1, 2)
+    # its label, first time: new but late (it can never join: counted orphaned at once), not left pending
+    r = store.ingest([], [label_row("p0", T0 + 4)], T0 + 4)
+    assert r.new_labels == [0] and not r.joined and [_pid(x) for x in r.late] == ["p0"] and store.pending() == 2
+    # the same label re-sent: a duplicate (before: a second pending label, a second orphan)
+    r = store.ingest([], [label_row("p0", T0 + 5)], T0 + 5)
+    assert (r.new_labels, r.late, r.duplicates) == ([], [], 1)
+    store.commit({})
+
+
+def test_label_after_its_prediction_expired_is_late_once(counted_once: Factory) -> None:
+    store = counted_once(label_window=DAY)
+    store.ingest([pred_row("a", T0)], [], T0)
+    assert [_pid(x) for x in store.expire(T0 + 2 * DAY)] == ["a"]
+    r = store.ingest([], [label_row("a", T0 + 2 * DAY)], T0 + 2 * DAY)
+    assert r.new_labels == [0] and [_pid(x) for x in r.late] == ["a"] and store.pending() == 0
+    for again in ([], [label_row("a", T0)]), ([pred_row("a", T0)], []):  # label or prediction re-sent
+        r = store.ingest(*again, T0 + 2.5 * DAY)
+        assert (r.new_predictions, r.new_labels, r.late, r.duplicates) == ([], [], [], 1)
+    assert store.expire(T0 + 2.9 * DAY) == []
+
+
+def test_prediction_after_its_label_expired_is_late_once(counted_once: Factory) -> None:
+    store = counted_once(label_window=DAY)
+    store.ingest([], [label_row("a", T0)], T0)
+    expired = store.expire(T0 + 2 * DAY)
+    assert [(_pid(x), is_prediction(x)) for x in expired] == [("a", False)]
+    r = store.ingest([pred_row("a", T0 + 2 * DAY)], [], T0 + 2 * DAY)
+    assert r.new_predictions == [0] and not r.joined and [_pid(x) for x in r.late] == ["a"]
+    assert store.pending() == 0
+    r = store.ingest([pred_row("a", T0 + 2 * DAY)], [label_row("a", T0)], T0 + 2 * DAY)
+    assert r.duplicates == 2 and not r.late
+
+
+def test_pair_after_its_label_left_joins_with_its_own_label(counted_once: Factory) -> None:
+    store = counted_once(label_window=DAY)
+    store.ingest([], [label_row("a", T0, value="y")], T0)
+    store.expire(T0 + 2 * DAY)
+    r = store.ingest([pred_row("a", T0, cls="x", label="z")], [], T0 + 2 * DAY)
+    assert [(x[P_STR], x[L_STR]) for x in r.joined] == [("x", "z")] and not r.late
+    assert store.ingest([pred_row("a", T0, label="z")], [], T0 + 2 * DAY).duplicates == 1
+
+
+def test_gone_tombstones_expire_a_window_after_leaving(counted_once: Factory) -> None:
+    store = counted_once(label_window=DAY)
+    store.ingest([pred_row("a", T0)], [], T0)
+    store.expire(T0 + 1.5 * DAY)  # "a" leaves at 1.5 days: its tombstone lives until 2.5 days
+    assert store.ingest([pred_row("a", T0)], [], T0 + 2.4 * DAY).duplicates == 1
+    store.expire(T0 + 2.6 * DAY)
+    r = store.ingest([pred_row("a", T0)], [], T0 + 2.6 * DAY)
+    assert r.new_predictions == [0] and not r.late
+
+
+def test_tombstones_are_bounded_oldest_first(counted_once: Factory) -> None:
+    store = counted_once(max_pending=3, label_window=100 * DAY)
+    for i in range(10):  # each new prediction evicts the oldest: 7 gone tombstones
+        store.ingest([pred_row(f"p{i}", T0 + i)], [], T0 + i)
+    store.ingest([pred_row("pair", T0 + 10, label="1")], [], T0 + 10)  # and a join tombstone
+    store.commit({})
+    assert store.expire(T0 + 11) == []  # nothing expired, but the tombstones are cut to max_pending
+    store.commit({})
+    assert store.ingest([pred_row("p0", T0)], [], T0 + 12).new_predictions == [0]  # forgotten: oldest first
+    assert store.ingest([], [], T0 + 12).duplicates == 0
+    r = store.ingest([pred_row("p6", T0), pred_row("pair", T0, label="1")], [], T0 + 12)
+    assert r.duplicates == 2  # the newest tombstones are kept
+
+
+def test_eviction_rolled_back_leaves_no_tombstone(counted_once: Factory) -> None:
+    store = counted_once(max_pending=1)
+    store.ingest([pred_row("a", T0)], [], T0)
+    store.commit({})
+    assert [_pid(x) for x in store.ingest([pred_row("b", T0 + 1)], [], T0 + 1).evicted] == ["a"]
+    store.rollback()
+    assert store.pending() == 1
+    r = store.ingest([], [label_row("a", T0 + 2)], T0 + 2)
+    assert len(r.joined) == 1 and not r.late  # "a" is pending again, not gone
+
+
+@pytest.fixture(params=[n for n in BACKENDS if BACKENDS[n].durable])
+def durable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    b = BACKENDS[request.param](tmp_path, request)
+    yield b
+    b.close_all()
+
+
+def test_durable_backends_survive_a_restart(durable: StoreBackend) -> None:
+    backend = durable
+    store = backend.open(max_pending=100)
+    store.ingest([pred_row("p0", T0), pred_row("p1", T0 + 1), pred_row("pair", T0, label="1")], [label_row("x", T0)],
+                 T0 + 2)
+    store.commit({("k", ()): 3.0})
+    store.ingest([pred_row("uncommitted", T0)], [], T0 + 3)
+    again = backend.reopen(store)
+    assert again.pending() == 3 and again.load_aggregates() == {("k", ()): 3.0}
+    r = again.ingest([pred_row("p0", T0), pred_row("uncommitted", T0), pred_row("pair", T0, label="1")],
+                     [label_row("p1", T0)], T0 + 4)
+    assert (r.duplicates, r.new_predictions, r.new_labels) == (2, [1], [0])
+    assert [_pid(x) for x in r.joined] == ["p1"] and again.pending() == 3
+
+
+def test_gone_tombstones_survive_a_restart(durable_counted_once: StoreBackend) -> None:
+    backend = durable_counted_once
+    store = backend.open(max_pending=2)
+    store.ingest([pred_row("p0", T0), pred_row("p1", T0 + 1), pred_row("p2", T0 + 2)], [label_row("x", T0)], T0 + 2)
+    store.commit({})
+    again = backend.reopen(store)  # p0 and the label "x" (the oldest) were evicted
+    r = again.ingest([pred_row("p0", T0)], [label_row("x", T0), label_row("p1", T0)], T0 + 4)
+    assert (r.duplicates, r.new_labels, r.late) == (2, [1], [])
+    assert [_pid(x) for x in r.joined] == ["p1"]
+
+
+def test_rollback_never_raises_and_is_idempotent(make_store: Factory) -> None:
+    store = make_store()
+    store.rollback()
+    store.ingest([pred_row("a", T0)], [], T0)
+    store.rollback()
+    store.rollback()
+    store.commit({})
+    assert store.pending() == 0 and store.take_errors() == {} and store.take_quarantined() == []
+
+
+def test_no_write_outside_a_transaction(backend: StoreBackend) -> None:
+    store = backend.open(max_pending=5, label_window=DAY)
+    for i in range(20):
+        store.ingest([pred_row(f"p{i}", T0 + i, label="1" if i % 3 == 0 else None)], [label_row(f"p{i - 1}", T0 + i)],
+                     T0 + i)
+        store.put_state("s", b"x")
+        store.commit({("n", ()): float(i)})
+    store.expire(T0 + 3 * DAY)
+    store.commit({})
+    store.oldest_pending_arrival()
+    assert backend.writes_outside_transactions(store) == []
+
+
+# --- quarantine of records that cannot be decoded ------------------------------------------------------------------
+@pytest.fixture(params=CORRUPTIBLE)
+def corruptible(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    b = BACKENDS[request.param](tmp_path, request)
+    yield b
+    b.close_all()
+
+
+def _key(pid: str, model: str = "m") -> str:
+    return f"{model}\x1f{pid}"
+
+
+def test_corrupted_row_is_quarantined_and_its_key_accepts_records(corruptible: StoreBackend) -> None:
+    store = corruptible.open()
+    store.ingest([pred_row("bad", T0), pred_row("good", T0)], [], T0)
+    store.commit({})
+    corruptible.corrupt(store, _key("bad"))
+    r = store.ingest([], [label_row("bad", T0 + 1), label_row("good", T0 + 1)], T0 + 1)
+    assert [_pid(x) for x in r.joined] == ["good"] and r.new_labels == [0, 1]  # the label waits (its prediction lost)
+    quarantined = store.take_quarantined()
+    assert [q.key for q in quarantined] == [_key("bad")] and quarantined[0].reason
+    store.commit({})
+    assert store.take_quarantined() == [] and store.pending() == 1
+    r = store.ingest([pred_row("bad", T0 + 2)], [], T0 + 2)  # the key is not blocked: the new record joins
+    assert len(r.joined) == 1 and store.pending() == 0
+    store.commit({})
+    assert corruptible.writes_outside_transactions(store) == []
+
+
+def test_corrupted_row_does_not_stop_the_expiry_sweep(corruptible: StoreBackend) -> None:
+    store = corruptible.open(label_window=DAY)
+    store.ingest([pred_row(f"p{i}", T0 + i) for i in range(8)], [], T0 + 8)
+    store.commit({})
+    corruptible.corrupt(store, _key("p3"))
+    expired = store.expire(T0 + 2 * DAY)
+    assert sorted(_pid(x) for x in expired) == [f"p{i}" for i in range(8) if i != 3]
+    assert [q.key for q in store.take_quarantined()] == [_key("p3")]
+    store.commit({})
+    assert store.pending() == 0 and store.oldest_pending_arrival() is None
+
+
+def test_corrupted_row_met_by_eviction_is_quarantined(corruptible: StoreBackend) -> None:
+    store = corruptible.open(max_pending=3)
+    store.ingest([pred_row(f"p{i}", T0 + i) for i in range(3)], [], T0 + 3)
+    store.commit({})
+    corruptible.corrupt(store, _key("p0"))
+    r = store.ingest([pred_row("p3", T0 + 4), pred_row("p4", T0 + 4)], [], T0 + 4)
+    assert [_pid(x) for x in r.evicted] in (["p1"], ["p1", "p2"])
+    assert [q.key for q in store.take_quarantined()] == [_key("p0")]
+    store.commit({})
+    assert store.pending() <= 3
+
+
+def test_quarantine_rolls_back_with_the_step(corruptible: StoreBackend) -> None:
+    store = corruptible.open()
+    store.ingest([pred_row("bad", T0)], [], T0)
+    store.commit({})
+    corruptible.corrupt(store, _key("bad"))
+    store.ingest([], [label_row("bad", T0)], T0)
+    assert len(store.take_quarantined()) == 1
+    store.rollback()  # the step failed: the row is back in place, found (and reported) again next time
+    store.ingest([], [label_row("bad", T0)], T0)
+    assert len(store.take_quarantined()) == 1
+    store.commit({})
+
+
+def test_sqlite_restart_durability(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SqliteJoinStore(path, 7 * DAY, 100)
+    store.ingest([pred_row("a", T0), pred_row("b", T0, label="1")], [label_row("c", T0)], T0)
+    store.commit({("k", ()): 7.0})
+    store.ingest([pred_row("uncommitted", T0)], [], T0)
+    store._db.close()  # no commit: the open transaction is lost, as in a crash (kill -9: test_crash_restart.py)
+    again = SqliteJoinStore(path, 7 * DAY, 100)
+    assert again.pending() == 2
+    assert again.load_aggregates() == {("k", ()): 7.0}
+    r = again.ingest([pred_row("c", T0), pred_row("b", T0)], [label_row("a", T0)], T0)
+    assert len(r.joined) == 2 and r.duplicates == 1
+    again.close()

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from otel_ml.processor.records import L_STR, P_STR, Row
-from otel_ml.processor.store import BaseJoinStore, IngestResult, MemoryJoinStore, SqliteJoinStore
+from otel_ml.processor.store import BaseJoinStore, IngestResult, SqliteJoinStore
 from otel_ml.processor.store.sqlite import _CHUNK, _insert_sizes
 from tests.processor.conftest import label_row, pred_row
+from tests.processor.store_backends import BACKENDS
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -19,19 +20,15 @@ Batch = tuple[list[Row], list[Row]]
 Factory = Callable[..., BaseJoinStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=sorted(BACKENDS))
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    opened: list[BaseJoinStore] = []
+    backend = BACKENDS[request.param](tmp_path, request)
 
     def make(name: str = "store", max_pending: int = 100_000) -> BaseJoinStore:
-        store: BaseJoinStore = (MemoryJoinStore(7 * DAY, max_pending) if request.param == "memory"
-                                else SqliteJoinStore(tmp_path / f"{name}.db", 7 * DAY, max_pending))
-        opened.append(store)
-        return store
+        return backend.open(7 * DAY, max_pending, name=name)
 
     yield make
-    for s in opened:
-        s.close()
+    backend.close_all()
 
 
 def _view(r: IngestResult) -> tuple[object, ...]:

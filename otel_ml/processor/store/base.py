@@ -1,12 +1,18 @@
 """The join store contract (:class:`JoinStore`) and the join logic every backend shares (:class:`BaseJoinStore`).
 
-Contract (checked by ``tests/processor/test_store_conformance.py`` for every backend):
+Contract (checked by ``tests/processor/test_store_conformance.py`` for every backend, and by
+``tests/processor/test_store_faults.py`` under real storage faults):
 
 * ``ingest(predictions, labels, now)`` inside the current transaction: a prediction meets a pending label (labels can
   overtake predictions) or waits; a label meets a pending prediction or waits; a *pair* (a prediction carrying its
   label) joins at once. Duplicates are idempotent: a prediction id (per model) or label seen before, pending or
   already joined, changes nothing and is reported as a duplicate. Joined keys are remembered (as *tombstones*) for
   the label window, so a re-sent request never joins or counts twice within it.
+* Counted once, also after a record left: a pending record that expires or is evicted leaves a *gone* tombstone of
+  its half for a label window (from the time it left). The same record again is a duplicate; its counterpart
+  arriving later is new but can never join: it is reported in :attr:`IngestResult.late` (the pipeline counts a late
+  prediction as expired and a late label as orphaned at once) and the key becomes a join tombstone. Every tombstone
+  kind shares one bound: at most ``max(max_pending, 1)`` tombstones are kept (the oldest dropped first).
 * ``ingest_many(batches, now)``: the ``ingest`` of several batches (the requests of one group commit) in order, each
   with its own result, with one lookup and one write for the group; eviction runs once, after the last batch.
 * ``expire(now)``: pending records older than the label window (by arrival time) leave the store: predictions are
@@ -16,20 +22,70 @@ Contract (checked by ``tests/processor/test_store_conformance.py`` for every bac
 * ``commit(totals)`` persists the changed cumulative metric aggregates and commits everything since the last commit
   atomically; ``rollback()`` discards it. ``load_aggregates()`` returns the persisted totals (restart).
 * Time comes from the caller (injectable clock); single writer: not thread-safe.
+
+Transactions and storage errors (the state machine every backend implements)::
+
+    IDLE --first read/write of a step--> ACTIVE --commit()--> IDLE
+                                         ACTIVE --rollback()--> IDLE
+    any state --storage failure--> (rolled back, counters restored) IDLE, or BROKEN for failures that need a new
+                                   connection (I/O, read-only, corruption, lost server)
+    BROKEN --next step, at most once per reopen interval--> reopen --> IDLE (or still BROKEN: fails again)
+
+* Every storage failure surfaces as :class:`StorageError` with its :attr:`~StorageError.kind` (a
+  :class:`~otel_ml.semconv.attributes.StoreErrorReason` value), raised only after the store is back in a known
+  state: the transaction is rolled back (a rollback the database already did itself, as SQLite does on a full
+  disk, an I/O error or an allocation failure, is tolerated), in-memory counters are restored, and a connection
+  that cannot be trusted is closed. The failure is counted once (:meth:`BaseJoinStore.take_errors`).
+* ``rollback()`` never raises and does nothing outside a transaction; the next step begins a fresh transaction.
+* Nothing is written outside a transaction: a backend checks, before each write, that its transaction is open
+  (SQLite: ``Connection.in_transaction``) and raises :class:`StorageError` otherwise; a write is never
+  autocommitted piece by piece. A request is acknowledged only after ``commit()`` returned.
+* A lock held by another process is waited for up to the backend's lock timeout, then fails with kind ``locked``.
+
+Quarantine: a stored record that cannot be decoded (a corrupted row) is moved aside in the current transaction (the
+backend's quarantine: key, raw bytes, reason, time), omitted from lookups, expiry and eviction, and reported once by
+:meth:`BaseJoinStore.take_quarantined`; its key accepts new records and nothing else is blocked.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from otel_ml.errors import StoreError
 from otel_ml.processor.aggregates import Key
 from otel_ml.processor.records import ARRIVED, L_TS, LABEL_START, TASK, K, Row, join_rows
 
 DONE = object()
 """Lookup result of a key that was already joined (a tombstone)."""
+GONE_PREDICTION = object()
+"""Lookup result of a key whose prediction expired or was evicted unjoined (a *gone* tombstone)."""
+GONE_LABEL = object()
+"""Lookup result of a key whose label expired or was evicted unjoined (a *gone* tombstone)."""
+
+
+class StorageError(StoreError):
+    """A store operation failed; the store is back in a known state (no transaction open) and the step may be retried.
+
+    Attributes:
+        kind: Why, as a :class:`~otel_ml.semconv.attributes.StoreErrorReason` value (``full``, ``io``, ``nomem``,
+            ``locked``, ``readonly``, ``corrupt``, ``unavailable``, ``other``).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"join store unavailable ({kind}): {message}")
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A stored record moved to the quarantine because it could not be decoded."""
+
+    key: str
+    reason: str
 
 
 @dataclass(slots=True)
@@ -42,6 +98,9 @@ class IngestResult:
         joined: Joined rows (prediction half + label half), in this step.
         duplicates: Records ignored as already seen.
         evicted: Pending rows evicted to respect ``max_pending``.
+        late: New records (also in ``new_predictions`` / ``new_labels``) whose counterpart already left the store
+            unjoined (expired or evicted): they can never join; a late prediction counts as expired, a late label
+            as orphaned.
     """
 
     new_predictions: list[int] = field(default_factory=list)
@@ -49,6 +108,7 @@ class IngestResult:
     joined: list[Row] = field(default_factory=list)
     duplicates: int = 0
     evicted: list[Row] = field(default_factory=list)
+    late: list[Row] = field(default_factory=list)
 
 
 class JoinStore(Protocol):
@@ -70,7 +130,7 @@ class JoinStore(Protocol):
         """Persist ``totals`` and commit the transaction."""
 
     def rollback(self) -> None:
-        """Discard everything since the last commit."""
+        """Discard everything since the last commit (never raises)."""
 
     def load_aggregates(self) -> dict[Key, float]:
         """Persisted aggregate totals."""
@@ -87,6 +147,12 @@ class JoinStore(Protocol):
     def oldest_pending_arrival(self) -> float | None:
         """Arrival time of the oldest pending record."""
 
+    def take_errors(self) -> dict[str, int]:
+        """Storage failures by kind since the last call."""
+
+    def take_quarantined(self) -> list[Quarantined]:
+        """Records quarantined in the current transaction since the last call."""
+
     def close(self) -> None:
         """Release resources (uncommitted work is discarded)."""
 
@@ -97,18 +163,23 @@ class BaseJoinStore(ABC):
     def __init__(self, label_window: float, max_pending: int) -> None:
         self.label_window = label_window
         self.max_pending = max_pending
+        self._errors: Counter[str] = Counter()
+        self._quarantined: list[Quarantined] = []
 
     # --- primitives ------------------------------------------------------------------------------------------------
     @abstractmethod
     def _lookup(self, keys: Sequence[str]) -> dict[str, object]:
-        """Pending rows (as rows) and tombstones (as :data:`DONE`) for ``keys``; absent keys are omitted."""
+        """Pending rows (as rows) and tombstones (:data:`DONE`, :data:`GONE_PREDICTION`, :data:`GONE_LABEL`) for
+        ``keys``; absent keys are omitted. A stored row that cannot be decoded is quarantined and omitted.
+        """
 
     @abstractmethod
     def _write(self, inserts: Sequence[Row], deletes: Sequence[str], tombstones: Sequence[str], now: float) -> None:
-        """Insert pending rows; turn the ``deletes`` into tombstones; add new ``tombstones`` (all joined at ``now``).
+        """Insert pending rows; turn the ``deletes`` into join tombstones; add join ``tombstones`` (joined at ``now``).
 
-        ``deletes`` are keys the preceding :meth:`_lookup` found pending (joined now); ``tombstones`` are keys joined
-        now that have no stored row (pairs, and records that arrived and joined in this call).
+        ``deletes`` are keys the preceding :meth:`_lookup` found pending (joined now) or as a gone tombstone (their
+        counterpart arrived late); ``tombstones`` are keys joined now that have no stored row (pairs, and records
+        that arrived and joined in this call).
         """
 
     @abstractmethod
@@ -117,11 +188,17 @@ class BaseJoinStore(ABC):
 
         Returns the removed pending rows and how many entries were removed (a backend that keeps tombstones in the
         same order may remove more entries than it returns rows; the caller continues while that equals ``limit``).
+        Rows that cannot be decoded are quarantined and not returned.
         """
 
     @abstractmethod
+    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:
+        """Leave a gone tombstone (:data:`GONE_PREDICTION` or :data:`GONE_LABEL`, by the row's half) for each of
+        ``rows``, just removed by :meth:`_pop_oldest`, dated ``now`` (they expire a label window later)."""
+
+    @abstractmethod
     def _drop_done(self, before: float, keep_at_most: int) -> None:
-        """Drop tombstones older than ``before`` and the oldest beyond ``keep_at_most``."""
+        """Drop tombstones (of every kind) older than ``before`` and the oldest beyond ``keep_at_most``."""
 
     @abstractmethod
     def pending(self) -> int:
@@ -137,7 +214,7 @@ class BaseJoinStore(ABC):
 
     @abstractmethod
     def rollback(self) -> None:
-        """Discard everything since the last commit."""
+        """Discard everything since the last commit (never raises; nothing to do outside a transaction)."""
 
     @abstractmethod
     def load_aggregates(self) -> dict[Key, float]:
@@ -154,6 +231,21 @@ class BaseJoinStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release resources (uncommitted work is discarded)."""
+
+    # --- errors and quarantine -------------------------------------------------------------------------------------
+    def take_errors(self) -> dict[str, int]:
+        """Storage failures by kind since the last call (the pipeline counts them in ``ml.processor.store.errors``)."""
+        errors, self._errors = dict(self._errors), Counter()
+        return errors
+
+    def take_quarantined(self) -> list[Quarantined]:
+        """Records quarantined in the current transaction since the last call (counted and logged once committed)."""
+        out, self._quarantined = self._quarantined, []
+        return out
+
+    def _count_error(self, kind: str) -> None:
+        """Count one storage failure of ``kind`` (backends call it once per failure they raise)."""
+        self._errors[kind] += 1
 
     # --- logic -----------------------------------------------------------------------------------------------------
     def ingest(self, predictions: Sequence[Row], labels: Sequence[Row], now: float) -> IngestResult:
@@ -172,7 +264,9 @@ class BaseJoinStore(ABC):
         self._write(list(joins.inserts.values()), joins.deletes, joins.tombstones, now)
         over = self.pending() - self.max_pending
         if over > 0 and results:
-            results[-1].evicted = self._pop_oldest(over, None)[0]
+            evicted = self._pop_oldest(over, None)[0]
+            self._mark_gone(evicted, now)
+            results[-1].evicted = evicted
         return results
 
     def expire(self, now: float) -> list[Row]:
@@ -184,6 +278,7 @@ class BaseJoinStore(ABC):
             expired.extend(chunk)
             if removed < 1000:
                 break
+        self._mark_gone(expired, now)
         self._drop_done(cutoff, max(self.max_pending, 1))
         return expired
 
@@ -196,6 +291,11 @@ def label_half(row: Row) -> Row:
 def arrival(row: Row) -> float:
     """Arrival time of a row."""
     return float(row[ARRIVED])
+
+
+def gone_marker(row: Row) -> object:
+    """The gone tombstone a pending ``row`` leaves: :data:`GONE_PREDICTION` or :data:`GONE_LABEL`."""
+    return GONE_LABEL if row[TASK] is None else GONE_PREDICTION
 
 
 class _Joins:
@@ -238,7 +338,17 @@ class _Joins:
                     joined.append(row)
                     state[key] = DONE
                     tombstones.append(key)
-            elif current is DONE or current[TASK] is not None:  # type: ignore[index]
+            elif current is DONE or current is GONE_PREDICTION:  # seen before
+                result.duplicates += 1
+            elif current is GONE_LABEL:  # its label left unjoined: new, but it can never join
+                new.append(i)
+                if row[L_TS] is None:
+                    result.late.append(row)
+                else:  # a pair carries its own label
+                    joined.append(row)
+                self.deletes.append(key)
+                state[key] = DONE
+            elif current[TASK] is not None:  # type: ignore[index]  # a pending prediction: seen before
                 result.duplicates += 1
             else:  # a pending label overtook this prediction (a pair keeps its own label)
                 new.append(i)
@@ -254,7 +364,14 @@ class _Joins:
             if current is None:
                 new.append(i)
                 inserts[key] = state[key] = row
-            elif current is DONE or current[TASK] is None:  # type: ignore[index]
+            elif current is DONE or current is GONE_LABEL:  # seen before
+                result.duplicates += 1
+            elif current is GONE_PREDICTION:  # its prediction left unjoined: new, but it can never join
+                new.append(i)
+                result.late.append(row)
+                deletes.append(key)
+                state[key] = DONE
+            elif current[TASK] is None:  # type: ignore[index]  # a pending label: seen before
                 result.duplicates += 1
             else:
                 new.append(i)

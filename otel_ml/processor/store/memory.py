@@ -1,16 +1,19 @@
 """In-memory join store (not durable): tests, benchmarks, and setups that accept losing pending joins on restart.
 
-Transactions are emulated with an undo log so ``rollback`` behaves like the SQLite backend's.
+Transactions are emulated with an undo log so ``rollback`` behaves like the SQLite backend's. Nothing here can fail
+the way storage fails (no disk, no lock, no encoding), so the storage-fault cases of the conformance suite have no
+fault to inject into this backend; its transaction semantics are checked by the rest of the suite.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from otel_ml.processor.aggregates import Key
 from otel_ml.processor.records import ARRIVED, Row
-from otel_ml.processor.store.base import DONE, BaseJoinStore
+from otel_ml.processor.store.base import DONE, BaseJoinStore, gone_marker
 
 
 class MemoryJoinStore(BaseJoinStore):
@@ -19,7 +22,8 @@ class MemoryJoinStore(BaseJoinStore):
     def __init__(self, label_window: float, max_pending: int) -> None:
         super().__init__(label_window, max_pending)
         self._pending: OrderedDict[str, Row] = OrderedDict()
-        self._done: OrderedDict[str, float] = OrderedDict()
+        self._done: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        """Tombstones: key -> (time, DONE / GONE_PREDICTION / GONE_LABEL), oldest first."""
         self._aggregates: dict[Key, float] = {}
         self._state: dict[str, bytes] = {}
         self._state_txn: dict[str, bytes] = {}
@@ -31,23 +35,37 @@ class MemoryJoinStore(BaseJoinStore):
             row = self._pending.get(k)
             if row is not None:
                 out[k] = row
-            elif k in self._done:
-                out[k] = DONE
+            else:
+                tomb = self._done.get(k)
+                if tomb is not None:
+                    out[k] = tomb[1]
         return out
 
     def _write(self, inserts: Sequence[Row], deletes: Sequence[str], tombstones: Sequence[str], now: float) -> None:
         pending, done_map = self._pending, self._done
         for row in inserts:
             pending[row[0]] = row
-        removed = [pending.pop(k) for k in deletes]
-        dkeys = [*deletes, *tombstones]
-        for k in dkeys:
-            done_map[k] = now
+        removed: list[Row] = []
+        added: list[str] = []
+        settled: list[tuple[str, tuple[float, object]]] = []
+        for k in deletes:
+            if k in pending:
+                removed.append(pending.pop(k))
+                added.append(k)
+                done_map[k] = (now, DONE)
+            else:  # a gone tombstone whose counterpart arrived late: keeps its place and time
+                settled.append((k, done_map[k]))
+                done_map[k] = (done_map[k][0], DONE)
+        for k in tombstones:
+            done_map[k] = (now, DONE)
+        added.extend(tombstones)
         keys = [r[0] for r in inserts]
 
         def undo() -> None:
-            for k in dkeys:
+            for k in added:
                 done_map.pop(k, None)
+            for k, tomb in settled:
+                done_map[k] = tomb
             for k in keys:
                 pending.pop(k, None)
             if removed:  # put the joined rows back in arrival order (rollbacks are rare: O(n) is fine)
@@ -76,19 +94,35 @@ class MemoryJoinStore(BaseJoinStore):
             self._undo.append(undo)
         return out, len(out)
 
-    def _drop_done(self, before: float, keep_at_most: int) -> None:
+    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:
         done = self._done
-        dropped: list[tuple[str, float]] = []
-        while done:
-            k, at = next(iter(done.items()))
-            if at >= before and len(done) <= keep_at_most:
-                break
-            done.popitem(last=False)
-            dropped.append((k, at))
+        previous: list[tuple[str, Any]] = []
+        for row in rows:
+            k = row[0]
+            previous.append((k, done.pop(k, None)))
+            done[k] = (now, gone_marker(row))
 
         def undo() -> None:
-            for k, at in reversed(dropped):
-                done[k] = at
+            for k, tomb in reversed(previous):
+                done.pop(k, None)
+                if tomb is not None:
+                    done[k] = tomb
+        if rows:
+            self._undo.append(undo)
+
+    def _drop_done(self, before: float, keep_at_most: int) -> None:
+        done = self._done
+        dropped: list[tuple[str, tuple[float, object]]] = []
+        while done:
+            k, tomb = next(iter(done.items()))
+            if tomb[0] >= before and len(done) <= keep_at_most:
+                break
+            done.popitem(last=False)
+            dropped.append((k, tomb))
+
+        def undo() -> None:
+            for k, tomb in reversed(dropped):
+                done[k] = tomb
                 done.move_to_end(k, last=False)
         if dropped:
             self._undo.append(undo)
@@ -116,6 +150,7 @@ class MemoryJoinStore(BaseJoinStore):
             undo()
         self._undo.clear()
         self._state_txn.clear()
+        self._quarantined.clear()
 
     def put_state(self, key: str, value: bytes) -> None:
         """Kept at the next commit."""

@@ -26,7 +26,7 @@ def to_json(path: str | Path) -> int:
         db.execute("BEGIN IMMEDIATE")
         done, last = 0, -1
         while True:
-            rows = db.execute("SELECT rowid, row FROM pending WHERE rowid > ? AND row IS NOT NULL ORDER BY rowid "
+            rows = db.execute("SELECT rowid, row FROM pending WHERE rowid > ? AND length(row) > 1 ORDER BY rowid "
                               "LIMIT ?", (last, _BATCH)).fetchall()
             if not rows:
                 break
