@@ -30,7 +30,7 @@ from otel_ml.processor.realized import RealizedQuality, segment_attrs
 from otel_ml.processor.records import MODEL, P_STR, SEGMENT, VERSION, Row, is_prediction
 from otel_ml.processor.stage import Stage
 from otel_ml.processor.stage_runner import StageRunner
-from otel_ml.processor.store.base import BaseJoinStore, IngestResult, Quarantined, StorageError
+from otel_ml.processor.store.base import BaseJoinStore, IngestResult, Quarantined
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 
@@ -63,8 +63,6 @@ class Processor:
         self.auc = AucWindows(config.metrics.auc_window, self.clock())
         self.auc.restore(store.load_state())
         self._last_expire = 0.0
-        self._resync = False
-        """A storage failure happened: the store's totals are re-read before the next step (see :meth:`_failed`)."""
         self.wants_extras = bool(self.stage_runner.stages)
         """Whether decoding should collect features, scores and classes (only stages use them)."""
 
@@ -74,7 +72,6 @@ class Processor:
         Raises:
             Exception: Whatever the store raised; the transaction is rolled back and nothing was published.
         """
-        self._resync()
         now = self.clock()
         step = Step(self.capper)
         results: list[StepResult] = []
@@ -95,7 +92,6 @@ class Processor:
 
     def tick(self) -> None:
         """Periodic work in its own transaction: expiry sweep, stage ticks, gauges, saving the ROC-AUC windows."""
-        self._resync()
         now = self.clock()
         step = Step(self.capper)
         try:
@@ -128,17 +124,6 @@ class Processor:
         self.store.close()
         self._count_store_errors()
 
-    def _resync(self) -> None:
-        """After a commit whose outcome is unknown (connection lost during COMMIT), reload the committed totals.
-
-        The mirror must equal what the store holds before the next step computes totals from it: if that commit did
-        happen, its records are duplicates when re-sent and only the reloaded totals carry their counts.
-        """
-        needs = getattr(self.store, "needs_resync", None)
-        if needs is not None and needs():
-            self.aggregates.apply(self.store.load_aggregates(), {})
-            _logger.warning("reloaded the committed totals after a commit with an unknown outcome")
-
     def _commit(self, step: Step) -> None:
         """Commit the step (records, joins, quarantined rows, totals); publish the totals only once committed."""
         quarantined = self.store.take_quarantined()
@@ -155,21 +140,21 @@ class Processor:
             _log_quarantined(q)
 
     def _failed(self, exc: BaseException) -> None:
-        """After a failed step: the store rolled back (it never raises doing so); resync after storage failures.
-
-        A storage failure may have hit a ``COMMIT`` whose outcome is unknown (it may have been durable after all),
-        so the committed totals are re-read from the store before the next step rather than trusted from memory.
-        """
+        """After a failed step: roll back (a store's rollback never raises and tolerates one already done)."""
         self.store.rollback()
-        if isinstance(exc, StorageError):
-            self._resync = True
 
     def _resync_if_needed(self) -> None:
-        if self._resync:
+        """After a commit whose outcome is unknown (``store.needs_resync()``), reload the committed totals.
+
+        The mirror must equal what the store holds before the next step computes totals from it: if that commit did
+        happen, its records are duplicates when re-sent and only the reloaded totals carry their counts. Counters
+        bumped outside steps and not persisted yet are kept on top (:meth:`Aggregates.resync`).
+        """
+        if self.store.needs_resync():
             totals = self.store.load_aggregates()
             self.capper.restore(totals)
             self.aggregates.resync(totals)
-            self._resync = False
+            _logger.warning("reloaded the committed totals after a commit with an unknown outcome")
 
     def _count_store_errors(self) -> None:
         """Count the store's failures by kind (persisted with the next commit: the failed one had nothing)."""

@@ -3,10 +3,12 @@
 Receiver threads decode requests (protobuf parsing runs outside the writer) and :meth:`Writer.submit` them; the writer
 takes every request waiting, processes them in one :meth:`~otel_ml.processor.step.Processor.process` call (one
 transaction, one commit) and resolves their futures only after the commit, so an acknowledgement always means
-"committed". If a group fails because the store failed (:class:`~otel_ml.processor.store.base.StorageError`: full
-disk, I/O error, lock, ...), every request of the group is answered :class:`StoreUnavailable` (retryable) at once:
-the store is back in a known state and the next group starts a fresh transaction. If a group fails for another
-reason, each request is retried alone, so one bad request cannot fail the others.
+"committed". If a group fails because the store failed (a :class:`~otel_ml.errors.StoreError`, e.g.
+:class:`~otel_ml.processor.store.base.StorageError`: full disk, I/O error, lock, lost server), every request of the
+group is answered :class:`StoreUnavailable` (retryable) at once: the store is back in a known state and the next group
+starts a fresh transaction (a conflict marked ``retryable`` is run again first, up to :data:`TRANSIENT_RETRIES`
+attempts). If a group fails for another reason, each request is retried alone, so one bad request cannot fail the
+others.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from concurrent.futures import Future
 from otel_ml.errors import StoreError
 from otel_ml.processor.decode import Decoded
 from otel_ml.processor.step import Processor, StepResult
-from otel_ml.processor.store.base import StorageError
 
 _logger = logging.getLogger(__name__)
 MAX_GROUP_RECORDS = 20_000
@@ -121,7 +122,7 @@ class Writer:
                 next_tick = time.monotonic() + self.tick_interval
                 try:
                     self.processor.tick()
-                except StorageError as exc:  # logged by the store once per failure episode, counted by kind
+                except StoreError as exc:  # logged by the store once per failure episode, counted by kind
                     _logger.debug("periodic tick failed (retried next tick): %s", exc)
                     if self._on_error:
                         self._on_error(exc)
@@ -141,17 +142,19 @@ class Writer:
     def _process(self, group: list[tuple[Decoded, Future[StepResult]]], attempt: int = 1) -> None:
         try:
             results = self.processor.process([d for d, _ in group])
-        except StorageError as exc:  # not the requests' fault: all of them are retryable, none was committed
-            for _, fut in group:
-                unavailable = StoreUnavailable(str(exc))
-                unavailable.__cause__ = exc
-                fut.set_exception(unavailable)
-            return
         except Exception as exc:
             if getattr(exc, "retryable", False) and attempt < TRANSIENT_RETRIES:
                 _logger.warning("transient store conflict, running the step again: %s", exc)
                 time.sleep(0.01 * attempt)
                 self._process(group, attempt + 1)
+                return
+            if isinstance(exc, StoreError) and not getattr(exc, "retryable", False):
+                # the store failed (full disk, I/O, lock, lost server...), not the requests: all of them are
+                # answered retryable at once, none was committed (no per-request retries against a broken store)
+                for _, fut in group:
+                    unavailable = StoreUnavailable(str(exc))
+                    unavailable.__cause__ = exc
+                    fut.set_exception(unavailable)
                 return
             if len(group) == 1:
                 _logger.exception("a request could not be committed")

@@ -35,7 +35,9 @@ Transactions and storage errors (the state machine every backend implements)::
   :class:`~otel_ml.semconv.attributes.StoreErrorReason` value), raised only after the store is back in a known
   state: the transaction is rolled back (a rollback the database already did itself, as SQLite does on a full
   disk, an I/O error or an allocation failure, is tolerated), in-memory counters are restored, and a connection
-  that cannot be trusted is closed. The failure is counted once (:meth:`BaseJoinStore.take_errors`).
+  that cannot be trusted is closed. The failure is counted once (:meth:`BaseJoinStore.take_errors`). After a
+  failed ``COMMIT`` (whose outcome an fsync failure or a lost connection leaves unknown),
+  :meth:`BaseJoinStore.needs_resync` is true until :meth:`~JoinStore.load_aggregates` re-reads the totals.
 * ``rollback()`` never raises and does nothing outside a transaction; the next step begins a fresh transaction.
 * Nothing is written outside a transaction: a backend checks, before each write, that its transaction is open
   (SQLite: ``Connection.in_transaction``) and raises :class:`StorageError` otherwise; a write is never
@@ -150,6 +152,9 @@ class JoinStore(Protocol):
     def take_errors(self) -> dict[str, int]:
         """Storage failures by kind since the last call."""
 
+    def needs_resync(self) -> bool:
+        """Whether a ``COMMIT`` failed with an unknown outcome: reload the totals before the next step."""
+
     def take_quarantined(self) -> list[Quarantined]:
         """Records quarantined in the current transaction since the last call."""
 
@@ -165,6 +170,7 @@ class BaseJoinStore(ABC):
         self.max_pending = max_pending
         self._errors: Counter[str] = Counter()
         self._quarantined: list[Quarantined] = []
+        self._needs_resync = False
 
     # --- primitives ------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -191,10 +197,14 @@ class BaseJoinStore(ABC):
         Rows that cannot be decoded are quarantined and not returned.
         """
 
-    @abstractmethod
-    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:
+    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:  # noqa: B027 - optional primitive
         """Leave a gone tombstone (:data:`GONE_PREDICTION` or :data:`GONE_LABEL`, by the row's half) for each of
-        ``rows``, just removed by :meth:`_pop_oldest`, dated ``now`` (they expire a label window later)."""
+        ``rows``, just removed by :meth:`_pop_oldest`, dated ``now`` (they expire a label window later).
+
+        Every backend should implement it (the memory and SQLite ones do); without it (this default keeps nothing) a
+        record re-sent after its counterpart left counts again, and the backend is listed with
+        ``gone_tombstones = False`` in ``tests/processor/store_backends.py``.
+        """
 
     @abstractmethod
     def _drop_done(self, before: float, keep_at_most: int) -> None:
@@ -242,6 +252,11 @@ class BaseJoinStore(ABC):
         """Records quarantined in the current transaction since the last call (counted and logged once committed)."""
         out, self._quarantined = self._quarantined, []
         return out
+
+    def needs_resync(self) -> bool:
+        """Whether a ``COMMIT`` failed with an unknown outcome (it may have been durable after all): the pipeline
+        reloads the committed totals (:meth:`load_aggregates`, which clears this) before its next step."""
+        return self._needs_resync
 
     def _count_error(self, kind: str) -> None:
         """Count one storage failure of ``kind`` (backends call it once per failure they raise)."""

@@ -705,6 +705,7 @@ class SqliteJoinStore(BaseJoinStore):
         try:
             self._db.execute("COMMIT")
         except _STORAGE_ERRORS as exc:  # the outcome may be unknown (fsync): a new connection recounts
+            self._needs_resync = True
             raise self._fail(exc, "committing", close=True) from exc
         self._state = _State.IDLE
         self._rowids = {}
@@ -715,12 +716,14 @@ class SqliteJoinStore(BaseJoinStore):
         self._reset(close=False)
 
     def load_aggregates(self) -> dict[Key, float]:
-        """Persisted totals; an undecodable row is quarantined (its total restarts from zero) and counted."""
+        """Persisted totals (clears :meth:`needs_resync`); an undecodable row is quarantined (its total restarts from
+        zero) and counted."""
         self._ensure_open()
         try:
             rows = self._db.execute("SELECT metric, attrs, value FROM aggregates").fetchall()
         except _STORAGE_ERRORS as exc:
             raise self._fail(exc, "reading the aggregates") from exc
+        self._needs_resync = False
         out: dict[Key, float] = {}
         bad: list[tuple[str, str, str]] = []
         for name, attrs, value in rows:
