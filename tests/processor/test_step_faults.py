@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from otel_ml.processor import config as cfg
-from otel_ml.processor import events as ev
 from otel_ml.processor.aggregates import Aggregates
 from otel_ml.processor.decode import Decoded, decode_request
 from otel_ml.processor.step import Processor, StepResult
@@ -24,6 +23,7 @@ from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import StoreErrorReason
 from tests.processor.conftest import label_event, prediction_event
+from tests.support import otlp_events as ev
 from tests.support.faultfs import Tmpfs
 
 T = 1_700_000_000.0
