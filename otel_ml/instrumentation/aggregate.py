@@ -10,12 +10,12 @@ import bisect
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from otel_ml.instrumentation import limits as lim
+from otel_ml.instrumentation import wire_metrics as wm
 from otel_ml.instrumentation.limits import TruncationReason
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
@@ -158,44 +158,27 @@ class Aggregator:
             self.truncated[k] += v
         counts.clear()
 
-    def export_request(self, resource: dict[str, Any], scope_version: str, queue_size: int) -> Any:
-        """Build an ``ExportMetricsServiceRequest`` of the current cumulative state."""
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-        from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
-        from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
-        from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-
+    def export_request(self, resource: dict[str, Any], scope_version: str, queue_size: int) -> bytes:
+        """An encoded ``ExportMetricsServiceRequest`` of the current cumulative state."""
         from otel_ml.semconv.events import EVENT_SCHEMA_VERSION, INSTRUMENTATION_SCOPE, SCHEMA_VERSION_ATTRIBUTE
 
         self.fold_scores()
         now = time.time_ns()
         start = self.start_ns
-        cumulative = pb.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
-        out: list[Any] = []
-
-        def kv(attrs: Iterable[tuple[str, Any]]) -> list[Any]:
-            return [_kv(k, v) for k, v in attrs if v is not None]
+        out: list[bytes] = []
 
         def model_attrs(model: ModelKey) -> list[tuple[str, Any]]:
             return [(a.ML_MODEL_NAME, model[0]), (a.ML_MODEL_VERSION, model[1])]
 
         def sum_metric(spec: m.MetricSpec, points: list[tuple[list[tuple[str, Any]], int]]) -> None:
-            if not points:
-                return
-            dps = [pb.NumberDataPoint(attributes=kv(attrs), start_time_unix_nano=start, time_unix_nano=now,
-                                      as_int=value) for attrs, value in points]
-            out.append(pb.Metric(name=spec.name, unit=spec.unit, description=spec.doc, sum=pb.Sum(
-                data_points=dps, aggregation_temporality=cumulative, is_monotonic=True)))
+            if points:
+                out.append(wm.sum_metric(spec.name, spec.unit, spec.doc, points, start, now))
 
         def hist_metric(spec: m.MetricSpec, points: list[tuple[list[tuple[str, Any]], _Histogram]]) -> None:
-            if not points:
-                return
-            dps = [pb.HistogramDataPoint(
-                attributes=kv(attrs), start_time_unix_nano=start, time_unix_nano=now, count=h.count, sum=h.sum,
-                bucket_counts=h.counts, explicit_bounds=list(h.bounds), min=h.min, max=h.max)
-                for attrs, h in points]
-            out.append(pb.Metric(name=spec.name, unit=spec.unit, description=spec.doc, histogram=pb.Histogram(
-                data_points=dps, aggregation_temporality=cumulative)))
+            if points:
+                out.append(wm.histogram_metric(spec.name, spec.unit, spec.doc, [
+                    wm.histogram_point(attrs, start, now, h.count, h.sum, h.counts, h.bounds, h.min, h.max)
+                    for attrs, h in points]))
 
         hist_metric(m.CLIENT_INFERENCE_DURATION,
                     [([*model_attrs(k), (a.ERROR_TYPE, e)], h) for (k, e), h in self.duration.items()])
@@ -211,17 +194,7 @@ class Aggregator:
                    [([(a.ML_MODEL_NAME, n), (a.ML_REASON, r)], v) for (n, r), v in dropped])
         sum_metric(m.CLIENT_VALUES_TRUNCATED,
                    [([(a.ML_MODEL_NAME, n), (a.ML_REASON, r)], v) for (n, r), v in self.truncated.items()])
-        out.append(pb.Metric(name=m.CLIENT_QUEUE_SIZE.name, unit=m.CLIENT_QUEUE_SIZE.unit,
-                             description=m.CLIENT_QUEUE_SIZE.doc, gauge=pb.Gauge(data_points=[
-                                 pb.NumberDataPoint(time_unix_nano=now, as_int=queue_size)])))
-        scope = InstrumentationScope(name=INSTRUMENTATION_SCOPE, version=scope_version,
-                                     attributes=[_kv(SCHEMA_VERSION_ATTRIBUTE, EVENT_SCHEMA_VERSION)])
-        return ExportMetricsServiceRequest(resource_metrics=[pb.ResourceMetrics(
-            resource=Resource(attributes=[_kv(k, v) for k, v in resource.items()]),
-            scope_metrics=[pb.ScopeMetrics(scope=scope, metrics=out)])])
-
-
-def _kv(key: str, value: Any) -> Any:
-    from otel_ml.otlp_values import key_value  # protobuf messages: only when metrics are exported
-
-    return key_value(key, value, strict=False)
+        out.append(wm.gauge_metric(m.CLIENT_QUEUE_SIZE.name, m.CLIENT_QUEUE_SIZE.unit, m.CLIENT_QUEUE_SIZE.doc,
+                                   [((), queue_size)], now))
+        return wm.metrics_request(resource, INSTRUMENTATION_SCOPE, scope_version,
+                                  {SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION}, out)

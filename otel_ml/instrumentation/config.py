@@ -195,35 +195,54 @@ def resolve_endpoints(settings: Settings, endpoint: str | None) -> None:
 
 
 def global_resource() -> dict[str, Any] | None:
-    """Attributes of the resource the application configured on a global SDK provider, if any."""
-    try:
-        from opentelemetry import metrics, trace
-        from opentelemetry._logs import get_logger_provider
-    except ImportError:  # pragma: no cover - the API is a dependency
-        return None
-    for getter in (get_logger_provider, trace.get_tracer_provider, metrics.get_meter_provider):
+    """Attributes of the resource the application configured on its global SDK logger or tracer provider, if any.
+
+    Read through the providers' public ``resource`` property (the SDK's ``LoggerProvider`` and ``TracerProvider``
+    have one; its ``MeterProvider`` has none: an app that configured only metrics passes ``resource=`` or the
+    ``OTEL_*`` variables).
+    """
+    from opentelemetry import trace
+
+    from otel_ml.compat import logs_api
+
+    logs = logs_api()
+    getters = [trace.get_tracer_provider]
+    if logs is not None:
+        getters.insert(0, logs.get_logger_provider)
+    for getter in getters:
         try:
-            provider = getter()
-        except Exception:  # a broken provider getter must not break configuration
+            res = getattr(getter(), "resource", None)
+            attrs = getattr(res, "attributes", None)
+        except Exception:  # a broken provider must not break configuration
             continue
-        res = getattr(provider, "resource", None) or getattr(provider, "_resource", None)
-        if res is None:
-            sdk_config = getattr(provider, "_sdk_config", None)
-            res = getattr(sdk_config, "resource", None)
-        attrs = getattr(res, "attributes", None)
         if attrs:
             return dict(attrs)
     return None
 
 
-def default_resource() -> dict[str, Any]:
-    """The SDK's default resource (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``telemetry.sdk.*``)."""
-    try:
-        from opentelemetry.sdk.resources import Resource
+def parse_resource_attributes(raw: str | None) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,k2=v2``, percent-encoded values); malformed items warned about, skipped."""
+    out: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _logger.warning("otel-ml: ignoring malformed item %r in OTEL_RESOURCE_ATTRIBUTES", item)
+            continue
+        out[key.strip()] = urllib.parse.unquote(value.strip())
+    return out
 
-        return dict(Resource.create().attributes)
-    except Exception:  # SDK missing or a detector failed: fall back to the bare minimum
-        return {"service.name": _env("OTEL_SERVICE_NAME") or "unknown_service"}
+
+def default_resource() -> dict[str, Any]:
+    """The resource from the environment, as the OpenTelemetry SDK builds it: ``OTEL_RESOURCE_ATTRIBUTES``, then
+    ``OTEL_SERVICE_NAME`` (which wins for ``service.name``), default ``service.name=unknown_service``."""
+    attrs: dict[str, Any] = {"telemetry.sdk.language": "python", "service.name": "unknown_service"}
+    attrs.update(parse_resource_attributes(_env("OTEL_RESOURCE_ATTRIBUTES")))
+    service = _env("OTEL_SERVICE_NAME")
+    if service:
+        attrs["service.name"] = service
+    return attrs
 
 
 def normalize_resource(resource: Any) -> dict[str, Any]:
@@ -233,7 +252,7 @@ def normalize_resource(resource: Any) -> dict[str, Any]:
     attrs = getattr(resource, "attributes", resource)
     if not isinstance(attrs, Mapping):
         raise ConfigurationError(
-            f"resource must be a mapping or an opentelemetry.sdk.resources.Resource, got {type(resource).__name__}; "
+            f"resource must be a mapping or an SDK Resource, got {type(resource).__name__}; "
             "example: otel_ml.configure(resource={'service.name': 'fraud-api'})")
     return dict(attrs)
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
+from otel_ml.compat import suppress_instrumentation_in_this_thread
 from otel_ml.instrumentation import fork
 from otel_ml.instrumentation.config import Settings
 from otel_ml.instrumentation.convert import RecordConverter
@@ -170,6 +171,10 @@ class ExportQueue:
 
     # --- worker ------------------------------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:  # otel-ml's own exports are never traced by the app's instrumentations (gRPC, urllib3, requests...)
+            suppress_instrumentation_in_this_thread()
+        except Exception:
+            _logger.debug("otel-ml: could not suppress instrumentation on the worker", exc_info=True)
         s = self.settings
         next_metrics = time.monotonic() + s.metric_interval_s
         cpu0 = time.thread_time_ns()

@@ -23,6 +23,7 @@ from opentelemetry.trace import get_current_span
 from otel_ml.instrumentation import wire
 from otel_ml.instrumentation.aggregate import Aggregator
 from otel_ml.instrumentation.config import Settings
+from otel_ml.instrumentation.errors import ConfigurationError
 from otel_ml.instrumentation.spec import ModelSpec
 from otel_ml.instrumentation.transport import LOGS, METRICS, Transport, send_with_retry
 from otel_ml.semconv import metrics as m
@@ -181,9 +182,9 @@ class OtlpSink:
 
     def export_metrics(self, queue_size: int, stop: threading.Event, deadline: float | None) -> None:
         """Export the cumulative client metrics."""
-        req = self.metrics.export_request(self.settings.resource, _scope_version(), queue_size)
+        body = self.metrics.export_request(self.settings.resource, _scope_version(), queue_size)
         s = self.settings
-        outcome = send_with_retry(self.transport, METRICS, req.SerializeToString(), s.timeout_s,
+        outcome = send_with_retry(self.transport, METRICS, body, s.timeout_s,
                                   min(s.max_retry_s, s.metric_interval_s), stop, deadline)
         if not outcome.ok:
             _logger.debug("otel-ml: metrics export failed (%s)", outcome.detail)
@@ -268,16 +269,35 @@ class SdkMetrics:
 
 
 class SdkSink:
-    """Emits events through an SDK LoggerProvider (``Logger.emit(event_name=...)``) and metrics through its meters."""
+    """Emits events through an SDK LoggerProvider (log records with ``event_name``) and metrics through its meters.
+
+    Raises:
+        ConfigurationError: The installed OpenTelemetry API cannot emit events (it needs ``opentelemetry-api>=1.35``;
+            the default ``otlp`` mode works with any supported version).
+    """
 
     def __init__(self, settings: Settings, queue_len: Any) -> None:
         from opentelemetry import metrics
-        from opentelemetry._logs import get_logger_provider
+
+        from otel_ml.compat import event_emitter, logs_api
 
         self.settings = settings
-        lp = settings.logger_provider or get_logger_provider()
-        self._logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version(),
-                                     attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
+        logs = logs_api()
+        lp = settings.logger_provider or (logs.get_logger_provider() if logs is not None else None)
+        emit = None
+        if lp is not None:
+            try:
+                logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version(),
+                                       attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
+            except TypeError:  # an API without scope attributes
+                logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version())
+            emit = event_emitter(logger)
+        if emit is None:
+            raise ConfigurationError(
+                "mode='sdk' emits events as log records with an event_name, which this opentelemetry-api cannot do "
+                "(it needs opentelemetry-api>=1.35); upgrade it, or use the default mode: "
+                "otel_ml.configure(endpoint='http://collector:4318')")
+        self._emit = emit
         self.metrics = SdkMetrics(settings.meter_provider or metrics.get_meter_provider(), queue_len)
 
     def set_resource(self, resource: dict[str, Any]) -> None:
@@ -291,8 +311,7 @@ class SdkSink:
         attrs = dict(spec.label_constants if label else spec.prediction_constants)
         attrs[ML_PREDICTION_ID] = pid
         attrs.update(pairs)
-        self._logger.emit(event_name=ML_LABEL_EVENT if label else ML_PREDICTION_EVENT, attributes=attrs,
-                          timestamp=time_ns, observed_timestamp=time_ns, context=context or None)
+        self._emit(ML_LABEL_EVENT if label else ML_PREDICTION_EVENT, attrs, time_ns, context or None)
         return spec.name, None
 
     def send(self, items: list[Item], stop: threading.Event, deadline: float | None) -> None:

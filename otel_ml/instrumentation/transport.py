@@ -22,6 +22,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from otel_ml.instrumentation import wire_read
+
 _logger = logging.getLogger(__name__)
 
 LOGS = "logs"
@@ -69,16 +71,8 @@ def _partial_rejected(signal: str, payload: bytes) -> int:
     if not payload:
         return 0
     try:
-        if signal == LOGS:
-            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-
-            logs = ExportLogsServiceResponse.FromString(payload)
-            return int(logs.partial_success.rejected_log_records)
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
-
-        metrics = ExportMetricsServiceResponse.FromString(payload)
-        return int(metrics.partial_success.rejected_data_points)
-    except Exception:  # a response we cannot parse still means success
+        return wire_read.partial_rejected(payload)
+    except ValueError:  # a response we cannot parse still means success
         return 0
 
 
@@ -206,13 +200,15 @@ class GrpcTransport:
 
 
 def _grpc_retry_delay(exc: Any) -> float | None:
+    """The delay of a ``google.rpc.RetryInfo`` in the trailing metadata (``retry_delay = 1``: a ``Duration`` of
+    ``seconds = 1``, ``nanos = 2``), or ``None``."""
     try:
         for key, value in exc.trailing_metadata() or ():
             if key == "google.rpc.retryinfo-bin":
-                from google.rpc.error_details_pb2 import RetryInfo
-
-                info = RetryInfo.FromString(value)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+                for number, wire_type, duration in wire_read.fields(value):
+                    if number == 1 and wire_type == 2:
+                        parts = {n: v for n, t, v in wire_read.fields(duration) if t == 0}
+                        return float(parts.get(1, 0)) + float(parts.get(2, 0)) / 1e9
     except Exception:  # no or malformed RetryInfo: use our own backoff
         return None
     return None
@@ -232,14 +228,14 @@ class InMemoryTransport:
         return Outcome(True)
 
     def logs(self) -> list[Any]:
-        """Decoded ``ExportLogsServiceRequest`` messages received so far."""
+        """Decoded ``ExportLogsServiceRequest`` messages received so far (needs ``opentelemetry-proto``)."""
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
         with self._lock:
             return [ExportLogsServiceRequest.FromString(b) for s, b in self.requests if s == LOGS]
 
     def metrics(self) -> list[Any]:
-        """Decoded ``ExportMetricsServiceRequest`` messages received so far."""
+        """Decoded ``ExportMetricsServiceRequest`` messages received so far (needs ``opentelemetry-proto``)."""
         from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
         with self._lock:
@@ -260,43 +256,17 @@ class ConsoleTransport(InMemoryTransport):
     def send(self, signal: str, body: bytes, timeout: float) -> Outcome:
         """Store and print."""
         super().send(signal, body, timeout)
-        from google.protobuf.json_format import MessageToDict
-
         stream = self._stream or sys.stdout
-        if signal == LOGS:
-            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-            req = ExportLogsServiceRequest.FromString(body)
-            for rl in req.resource_logs:
-                for sl in rl.scope_logs:
-                    for rec in sl.log_records:
-                        attrs = {kv.key: _plain(MessageToDict(kv.value)) for kv in rec.attributes}
-                        print(rec.event_name, attrs, file=stream)
-        elif self._print_metrics:
-            from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-
-            mreq = ExportMetricsServiceRequest.FromString(body)
-            for rm in mreq.resource_metrics:
-                for sm in rm.scope_metrics:
-                    for metric in sm.metrics:
-                        kind = str(metric.WhichOneof("data"))
-                        for dp in getattr(metric, kind).data_points:
-                            attrs = {kv.key: _plain(MessageToDict(kv.value)) for kv in dp.attributes}
-                            value = (f"count={dp.count} sum={dp.sum:.6g}" if kind == "histogram"
-                                     else f"value={dp.as_int if dp.HasField('as_int') else dp.as_double}")
-                            print("metric", metric.name, attrs, value, file=stream)
+        try:
+            if signal == LOGS:
+                for event_name, attrs in wire_read.log_records(body):
+                    print(event_name, attrs, file=stream)
+            elif self._print_metrics:
+                for name, attrs, value in wire_read.metric_points(body):
+                    print("metric", name, attrs, value, file=stream)
+        except ValueError:
+            print(f"otel-ml: could not decode a {signal} request", file=stream)
         return Outcome(True)
-
-
-def _plain(value: dict[str, Any]) -> Any:
-    if "arrayValue" in value:
-        return [_plain(v) for v in value["arrayValue"].get("values", [])]
-    for key in ("stringValue", "doubleValue", "boolValue"):
-        if key in value:
-            return value[key]
-    if "intValue" in value:
-        return int(value["intValue"])
-    return value
 
 
 def send_with_retry(

@@ -6,11 +6,10 @@ import logging
 import threading
 
 import pytest
-from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.resources import Resource
 
 import otel_ml
-from otel_ml.instrumentation.config import build_settings, global_resource, parse_headers
+from otel_ml.instrumentation.config import build_settings, default_resource, global_resource, parse_headers
 from otel_ml.instrumentation.export_queue import ExportQueue
 from otel_ml.instrumentation.state import STATE
 from tests.support.otlp_sink import OtlpSink
@@ -83,15 +82,28 @@ def test_bad_environment_values_warn_and_fall_back(monkeypatch: pytest.MonkeyPat
         assert name in text
 
 
+def test_resource_from_the_environment_without_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored,team=r%C3%A9sk, k8s.pod.name = p-1 ,bad")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "scorer")
+    res = default_resource()
+    assert res["service.name"] == "scorer" and res["team"] == "résk" and res["k8s.pod.name"] == "p-1"
+    assert "bad" not in res
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    assert default_resource()["service.name"] == "unknown_service"
+
+
 def test_parse_headers() -> None:
     assert parse_headers("A=1, b = two%3D2 ,,") == {"a": "1", "b": "two=2"}
 
 
 def test_global_sdk_resource_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
-    import opentelemetry._logs._internal as logs_internal
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
 
-    provider = LoggerProvider(resource=Resource.create({"service.name": "app-svc", "team": "risk"}))
-    monkeypatch.setattr(logs_internal, "_LOGGER_PROVIDER", provider)
+    assert global_resource() is None  # nothing configured: proxies have no resource
+    provider = TracerProvider(resource=Resource.create({"service.name": "app-svc", "team": "risk"}))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)  # what trace.set_tracer_provider sets, undone after
     assert global_resource() is not None
     s = build_settings(endpoint="http://127.0.0.1:4318")
     assert s.resource["service.name"] == "app-svc" and s.resource["team"] == "risk"
