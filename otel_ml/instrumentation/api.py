@@ -50,6 +50,8 @@ def configure(**options: Unpack[Options]) -> None:
         logger_provider: ``sdk`` mode: the LoggerProvider (implies ``mode="sdk"``); default the global one.
         meter_provider: ``sdk`` mode: the MeterProvider; default the global one.
         certificate_file: PEM CA bundle trusted for ``https`` endpoints (default: the system CAs).
+        client_metrics: ``False`` stops exporting the ``ml.client.*`` metrics (default: on unless
+            ``OTEL_METRICS_EXPORTER=none``); events are not affected.
 
     Raises:
         TypeError: An unknown option name.

@@ -13,6 +13,7 @@ Environment variables read (OpenTelemetry specification names):
 | ``OTEL_EXPORTER_OTLP_TIMEOUT`` | export timeout in ms | ``10000`` |
 | ``OTEL_EXPORTER_OTLP_CERTIFICATE`` (``..._LOGS_CERTIFICATE`` wins) | CA bundle for ``https`` endpoints | system CAs |
 | ``OTEL_METRIC_EXPORT_INTERVAL`` | metric export interval in ms | ``60000`` |
+| ``OTEL_METRICS_EXPORTER`` | ``none`` turns the ``ml.client.*`` metrics off (events still flow) | on |
 | ``OTEL_BLRP_SCHEDULE_DELAY`` | longest wait before queued events are exported, ms | ``1000`` |
 | ``OTEL_BLRP_MAX_QUEUE_SIZE`` | bound of the event queue | ``8192`` |
 | ``OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`` | most events per export request | ``512`` |
@@ -69,6 +70,8 @@ class Settings:
         batch_size: Most events per export request.
         schedule_delay_s: Longest time an event waits in the queue before export.
         metric_interval_s: Interval of the in-process metrics export (cumulative temporality).
+        client_metrics: Export the ``ml.client.*`` metrics (``otlp`` mode; ``sdk`` mode records them on the app's
+            MeterProvider, whose readers decide).
         shutdown_timeout_s: Longest time :func:`otel_ml.shutdown` (and the ``atexit`` hook) waits.
         resource: Resource attributes of every export.
         transport: A transport object replacing the OTLP exporter (tests, examples).
@@ -90,6 +93,7 @@ class Settings:
     batch_size: int = DEFAULT_BATCH_SIZE
     schedule_delay_s: float = DEFAULT_SCHEDULE_DELAY_S
     metric_interval_s: float = DEFAULT_METRIC_INTERVAL_S
+    client_metrics: bool = True
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
     resource: dict[str, Any] = field(default_factory=dict)
     transport: Any = None
@@ -284,6 +288,7 @@ class Options(TypedDict, total=False):
     logger_provider: Any
     meter_provider: Any
     certificate_file: str | None
+    client_metrics: bool | None
 
 
 OPTION_NAMES: Final = frozenset(Options.__optional_keys__)
@@ -353,6 +358,12 @@ def build_settings(*, explicit: bool = True, **options: Unpack[Options]) -> Sett
         "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_INTERVAL_S * 1000, minimum=1) / 1000.0
     s.shutdown_timeout_s = DEFAULT_SHUTDOWN_TIMEOUT_S if shutdown_timeout is None else float(shutdown_timeout)
     s.max_retry_s = DEFAULT_MAX_RETRY_S if max_retry is None else float(max_retry)
+    client_metrics = o.get("client_metrics")
+    if client_metrics is not None and not isinstance(client_metrics, bool):
+        raise ConfigurationError(f"client_metrics must be True or False, got {client_metrics!r}; "
+                                 "example: otel_ml.configure(client_metrics=False)")
+    s.client_metrics = client_metrics if client_metrics is not None else (
+        (_env("OTEL_METRICS_EXPORTER") or "").lower() != "none")
     s.transport = transport
     s.logger_provider = logger_provider
     s.meter_provider = o.get("meter_provider")

@@ -189,7 +189,8 @@ class ExportQueue:
                 if stopping or flush_target > self._flush_done or time.monotonic() >= next_metrics:
                     next_metrics = time.monotonic() + s.metric_interval_s
                     self._merge_truncated()
-                    self.sink.export_metrics(len(self.queue), self._stop, self._deadline)
+                    if s.client_metrics:
+                        self.sink.export_metrics(len(self.queue), self._stop, self._deadline)
             except Exception:  # the worker must survive anything a record or exporter throws
                 _logger.warning("otel-ml: worker error", exc_info=True)
             self.cpu_ns = time.thread_time_ns() - cpu0

@@ -108,6 +108,7 @@ class OtlpSink:
         self._label_name = wire.event_name_field(ML_LABEL_EVENT)
         self._consts: tuple[dict[ModelSpec, bytes], dict[ModelSpec, bytes]] = ({}, {})
         self._id_heads: dict[int, bytes] = {}
+        self._metrics_warned = False
         self._last_context: Any = None
         self._last_link: bytes | None = None
         """The span link of the last event's context (a request's events share one context object)."""
@@ -186,8 +187,22 @@ class OtlpSink:
         s = self.settings
         outcome = send_with_retry(self.transport, METRICS, body, s.timeout_s,
                                   min(s.max_retry_s, s.metric_interval_s), stop, deadline)
-        if not outcome.ok:
+        if outcome.ok:
+            return
+        if self._metrics_warned:
             _logger.debug("otel-ml: metrics export failed (%s)", outcome.detail)
+            return
+        self._metrics_warned = True  # loudly once; the events are not affected
+        detail = outcome.detail
+        if "UNIMPLEMENTED" in detail or detail in ("HTTP 404", "HTTP 405"):
+            why = ("the endpoint does not accept OTLP metrics (is it the otel-ml processor? it takes logs only): "
+                   "send the metrics to a collector with OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        else:
+            why = "check that the endpoint is up and accepts OTLP metrics (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)"
+        _logger.warning("otel-ml: exporting the ml.client.* metrics to %s failed (%s); %s, or turn the client "
+                        "metrics off with OTEL_METRICS_EXPORTER=none or otel_ml.configure(client_metrics=False). "
+                        "Events are not affected; later failures are logged at DEBUG.",
+                        s.metrics_endpoint, detail, why)
 
     def close(self) -> None:
         """Close the transport."""

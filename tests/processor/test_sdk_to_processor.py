@@ -58,3 +58,29 @@ def test_sdk_events_become_quality_metrics(tmp_path: Path) -> None:
         reset()
         proc.process.stop()
         sink.stop()
+
+
+def test_sdk_pointed_straight_at_the_processor_warns_once_about_its_metrics(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The processor takes logs only: the client metrics fail with UNIMPLEMENTED, said once at WARNING with the
+    fix; the events still arrive."""
+    import logging
+
+    proc = ProcessorProcess(tmp_path, metrics={"otlp": None}).start()
+    try:
+        otel_ml.configure(endpoint=f"http://127.0.0.1:{proc.grpc_port}", protocol="grpc", schedule_delay=0.01)
+        with caplog.at_level(logging.WARNING, logger="otel_ml"):
+            monitor = otel_ml.ModelMonitor("direct", task="regression")
+            for i in range(5):
+                monitor.log_prediction(float(i))
+            assert otel_ml.force_flush(30)
+            monitor.log_prediction(9.0)
+            assert otel_ml.force_flush(30)
+        wait_until(lambda: proc.total("ml_predictions_total") >= 6, timeout=30, what="the events reached the processor")
+        warnings = [r.getMessage() for r in caplog.records if "ml.client.* metrics" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        assert "UNIMPLEMENTED" in warnings[0] and "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" in warnings[0]
+        assert "client_metrics=False" in warnings[0]
+    finally:
+        reset()
+        proc.process.stop()
