@@ -1,9 +1,16 @@
-"""SDK-integrated mode: events through the application's LoggerProvider, metrics through its MeterProvider."""
+"""SDK-integrated mode: events through the application's LoggerProvider, metrics through its MeterProvider.
+
+Events are log records with an ``event_name``, which the OpenTelemetry API has since 1.35: with an older API (the
+oldest of scripts/test-otel-matrix.sh) ``mode="sdk"`` is refused at ``configure`` with a clear message instead.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+
+import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs import export as log_export
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,20 +20,29 @@ from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
 
+API_VERSION = tuple(int(x) for x in importlib.metadata.version("opentelemetry-api").split(".")[:2])
+# renamed in 1.39 (the old name stays as a deprecated alias there)
+InMemoryExporter = getattr(log_export, "InMemoryLogRecordExporter", None) or log_export.InMemoryLogExporter
 
-def test_events_and_metrics_through_the_app_providers() -> None:
-    exporter = InMemoryLogRecordExporter()
+
+def _providers() -> tuple[object, LoggerProvider, InMemoryMetricReader, MeterProvider]:
+    exporter = InMemoryExporter()
     lp = LoggerProvider()
-    lp.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    lp.add_log_record_processor(log_export.SimpleLogRecordProcessor(exporter))
     reader = InMemoryMetricReader()
-    mp = MeterProvider(metric_readers=[reader])
+    return exporter, lp, reader, MeterProvider(metric_readers=[reader])
+
+
+@pytest.mark.skipif(API_VERSION < (1, 35), reason="events need opentelemetry-api>=1.35 (the refusal is tested below)")
+def test_events_and_metrics_through_the_app_providers() -> None:
+    exporter, lp, reader, mp = _providers()
     otel_ml.configure(logger_provider=lp, meter_provider=mp, schedule_delay=0.01)
     mon = otel_ml.ModelMonitor("fraud", version="1", task="binary", classes=["legit", "fraud"])
     with TracerProvider().get_tracer("t").start_as_current_span("infer") as span:
         pid = mon.log_prediction("fraud", scores=0.9, features={"amount": 3.0})
     mon.log_label(pid, "legit")
     assert otel_ml.force_flush(10)
-    records = [d.log_record for d in exporter.get_finished_logs()]
+    records = [d.log_record for d in exporter.get_finished_logs()]  # type: ignore[attr-defined]
     assert [r.event_name for r in records] == [ML_PREDICTION_EVENT, ML_LABEL_EVENT]
     assert dict(records[0].attributes or {}) == {
         a.ML_MODEL_NAME: "fraud", a.ML_MODEL_VERSION: "1", a.ML_TASK: "binary",
@@ -42,3 +58,14 @@ def test_events_and_metrics_through_the_app_providers() -> None:
     (point,) = names[m.CLIENT_PREDICTIONS.name].data.data_points
     assert getattr(point, "value", None) == 1 and dict(point.attributes or {})[a.ML_CLASS] == "fraud"
     assert m.CLIENT_PREDICTION_SCORE.name in names
+
+
+@pytest.mark.skipif(API_VERSION >= (1, 35), reason="this API emits events (tested above)")
+def test_sdk_mode_is_refused_clearly_where_the_api_has_no_events() -> None:
+    _, lp, _, mp = _providers()
+    with pytest.raises(otel_ml.ConfigurationError, match=r"opentelemetry-api>=1\.35"):
+        otel_ml.configure(logger_provider=lp, meter_provider=mp)
+    # the default mode works on the same API
+    otel_ml.configure(transport=otel_ml.InMemoryTransport(), schedule_delay=0.01)
+    otel_ml.ModelMonitor("m", task="regression").log_prediction(1.0)
+    assert otel_ml.force_flush(10)
