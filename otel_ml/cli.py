@@ -7,7 +7,11 @@ heavier dependencies.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+EXIT_BROKEN_PIPE = 141
+"""Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell reports for ``yes | head``."""
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "processor": ("otel_ml.processor.cli", "Run the otel-ml processor: OTLP in, joined quality metrics out."),
@@ -40,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"otel-ml: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(entry[0])
-    result: int = module.main(args[1:])
+    try:
+        result: int = module.main(args[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:  # `otel-ml ... | head`: the reader left; stop quietly, like any Unix tool
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not raise again
+        return EXIT_BROKEN_PIPE
     return result
 
 

@@ -101,6 +101,9 @@ class BatchEncoder:
             kind = predictions.dtype.kind
             if kind not in "Uiu" or (kind == "U" and predictions.dtype.itemsize // 4 > lim.MAX_STRING_LENGTH):
                 return None
+            if kind in "iu" and spec.index_classes is not None and n and (
+                    int(predictions.min()) < 0 or int(predictions.max()) >= len(spec.index_classes)):
+                return None  # an unknown class index: the generic path drops and counts that row
         return predictions, scores
 
     @staticmethod
@@ -193,7 +196,7 @@ class BatchEncoder:
         else:
             uniq, inverse = np.unique(predictions, return_inverse=True)
             inverse = inverse.ravel()
-            names = [self.norm.string(spec, v) for v in uniq.tolist()]
+            names = [self.norm.class_name(spec, v) for v in uniq.tolist()]
         value_pieces = [b"" if s is None else enc.scalar(a.ML_PREDICTION_VALUE, s) for s in names]
         pred_col: _Column = [value_pieces[i] for i in inverse.tolist()]
         # classes in the order of their first row: the metric's class cap admits them in that order

@@ -13,7 +13,11 @@ Result:
 * numpy array / pandas Series / list (binary, multiclass, regression): one prediction per row; a 2-D float array is
   ``predict_proba`` output (per-class scores, the predicted class is the argmax, binary uses the threshold);
   multilabel: a 2-D 0/1 array is an indicator matrix, floats are per-label scores (threshold 0.5);
-* ``(predictions, probas)`` of arrays: a batch with scores.
+* ``(predictions, probas)`` of arrays: a batch with scores;
+* a generator or other one-shot iterator: not read (that would consume it): the event is dropped and counted as
+  ``invalid`` (``monitor.instrument`` refuses generator functions when they are decorated);
+* an integer where the monitor's ``classes`` are names: an index into them (``proba.argmax()``), see
+  :meth:`~otel_ml.instrumentation.values.ValueCaps.class_name`.
 
 Features default to the first positional argument (after ``self``): a ``dict`` (one sample), a 1-D sequence (one
 sample, named by the monitor's ``features`` or ``f0``, ``f1``...), a pandas DataFrame (columns) or a 2-D array (a
@@ -22,7 +26,7 @@ batch, columns named likewise).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -77,6 +81,8 @@ def interpret_single(result: Any) -> tuple[Any, Any, Any, Any]:
                 result.get("prediction_id", result.get("id")), result.get("segments"))
     if isinstance(result, np.ndarray) and result.ndim == 0:
         return result.item(), None, None, None
+    if isinstance(result, Iterator):  # generators, map objects, files...: never consumed here
+        return None, None, None, None
     return result, None, None, None
 
 

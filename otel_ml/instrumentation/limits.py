@@ -14,6 +14,7 @@ Values beyond a limit are capped, truncated or replaced, counted in ``ml.client.
 | a value whose ``str()`` raises | - | attribute left out | ``unserializable`` |
 | rows of one ``log_predictions`` batch | :data:`MAX_BATCH_ROWS` | further rows dropped | ``too_many_rows`` |
 | classes on ``ml.client.predictions`` per model | :data:`MAX_METRIC_CLASSES` | ``_other`` | ``class_overflow`` |
+| class index outside ``classes`` | ``len(classes)`` | event dropped (``invalid``) | ``unknown_class_index`` |
 """
 
 from __future__ import annotations
@@ -54,3 +55,4 @@ class TruncationReason:
     UNSERIALIZABLE: Final = "unserializable"
     TOO_MANY_ROWS: Final = "too_many_rows"
     CLASS_OVERFLOW: Final = "class_overflow"
+    UNKNOWN_CLASS_INDEX: Final = "unknown_class_index"

@@ -24,6 +24,7 @@ Every recording method costs about a microsecond on the caller and never raises 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -346,6 +347,12 @@ class ModelMonitor:
                 raise ConfigurationError(
                     f"monitor.instrument needs a function or method, got {type(target).__name__}; "
                     "example: @monitor.instrument\\ndef predict(features): ...")
+            if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+                raise ConfigurationError(
+                    f"monitor.instrument cannot record the predictions of generator function "
+                    f"{getattr(target, '__qualname__', target)!r}: its result is only known as it is consumed; "
+                    "decorate the function that returns the prediction, or call monitor.log_prediction(...) for "
+                    "each item it yields")
             spec = self._spec_for(target)
             call = CallSpec(spec, target, features=features, prediction=prediction, scores=scores,
                             prediction_id=prediction_id, segments=segments, batch=batch)

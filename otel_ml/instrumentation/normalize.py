@@ -192,7 +192,7 @@ class Normalizer(ValueCaps):
             if type(prediction) is str and len(prediction) <= lim.MAX_STRING_LENGTH:
                 value: str | None = prediction
             else:
-                value = self.string(spec, prediction.item() if isinstance(prediction, np.generic) else prediction)
+                value = self.class_name(spec, prediction)
             if value is None:
                 return False, None, None
             pairs.append((a.ML_PREDICTION_VALUE, value))
@@ -261,7 +261,7 @@ class Normalizer(ValueCaps):
             return True
         if label is None:
             return False
-        s = self.string(spec, label)
+        s = self.class_name(spec, label) if task in Task.CLASSIFICATION else self.string(spec, label)
         if s is None:
             return False
         pairs.append((a.ML_LABEL_VALUE, s))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_ml.semconv import attributes as a
+from otel_ml.semconv.attributes import Task
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -23,6 +24,8 @@ class ModelSpec:
         features: Feature names to capture (``None``: all), in order; also names the columns of a 2-D array.
         segments: Segment dimensions to capture (``None``: all given).
         feature_sample_rate: Share of prediction events that carry features.
+        index_classes: ``classes`` when an integer prediction or label is a class *index* (``proba.argmax(1)``):
+            when none of the class names is itself an integer (otherwise integers are class names, as sent).
     """
 
     name: str
@@ -39,6 +42,7 @@ class ModelSpec:
     feature_set: frozenset[str] | None = field(default=None)
     prediction_constants: tuple[tuple[str, Any], ...] = field(default=())
     label_constants: tuple[tuple[str, Any], ...] = field(default=())
+    index_classes: tuple[str, ...] | None = field(default=None)
 
     @staticmethod
     def build(
@@ -59,4 +63,13 @@ class ModelSpec:
         return ModelSpec(
             name, version, task, cls, positive_index, threshold, feats,
             tuple(segments) if segments is not None else None, feature_sample_rate, (name, version),
-            frozenset(feats) if feats is not None else None, tuple(pred), tuple(label))
+            frozenset(feats) if feats is not None else None, tuple(pred), tuple(label),
+            cls if cls is not None and task in Task.CLASSIFICATION and not any(map(_is_int, cls)) else None)
+
+
+def _is_int(name: str) -> bool:
+    try:
+        int(name)
+    except ValueError:
+        return False
+    return True

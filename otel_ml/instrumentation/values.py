@@ -40,6 +40,20 @@ class ValueCaps:
             value = value[: lim.MAX_STRING_LENGTH]
         return value
 
+    def class_name(self, spec: ModelSpec, value: Any) -> str | None:
+        """A predicted class or label as a string: an integer is an index into ``classes`` when the monitor's
+        class names are not integers (``proba.argmax(1)`` with ``classes=["cat", "dog"]``); an index outside them is
+        counted (``unknown_class_index``) and gives ``None``, never a made-up class ``"7"``."""
+        if isinstance(value, np.generic):
+            value = value.item()
+        names = spec.index_classes
+        if names is not None and type(value) is int:
+            if 0 <= value < len(names):
+                return names[value]
+            self.truncated[(spec.name, R.UNKNOWN_CLASS_INDEX)] += 1
+            return None
+        return value if type(value) is str and len(value) <= lim.MAX_STRING_LENGTH else self.string(spec, value)
+
     def double(self, spec: ModelSpec, value: Any) -> float | None:
         """A finite float, or ``None`` (not a number, NaN or infinite)."""
         try:

@@ -104,3 +104,48 @@ def test_more_rows_than_ids_are_cut_and_counted(sink: OtlpSink) -> None:
     assert otel_ml.force_flush(10)
     assert [r.attributes[a.ML_PREDICTION_ID] for r in sink.wait_for_log_records(2)] == ["a", "b"]
     assert _truncated(sink) == {R.TOO_MANY_ROWS: 1}
+
+
+def test_class_indices_become_class_names_or_are_refused_and_counted(sink: OtlpSink) -> None:
+    _configure(sink)
+    names = otel_ml.ModelMonitor("names", task="multiclass", classes=["cat", "dog", "emu"])
+    proba = np.array([[0.1, 0.7, 0.2], [0.8, 0.1, 0.1], [0.2, 0.2, 0.6]])
+    names.log_predictions(proba.argmax(1), scores=proba)                       # batch: the column-wise path
+    names.log_predictions(list(proba.argmax(1)), scores=proba)                 # batch: the generic path
+    names.log_prediction(np.int64(2), scores=proba[2])                         # single numpy int
+    names.log_prediction(1)                                                    # single Python int
+    names.log_predictions(np.array([0, 7, -1]), scores=proba)                  # unknown indices: 2 rows dropped
+    names.log_prediction(3)                                                    # unknown index: dropped
+    names.log_label("some-id", 0)                                              # labels: the same rule
+    numeric = otel_ml.ModelMonitor("numeric", task="multiclass", classes=[10, 20, 30])
+    numeric.log_prediction(1)                                                  # integer names: 1 is a name
+    numeric.log_predictions(np.array([10, 20]))
+    assert otel_ml.force_flush(10)
+    records = sink.wait_for_log_records(3 + 3 + 1 + 1 + 1 + 1 + 1 + 2)
+    values = [(r.attributes[a.ML_MODEL_NAME], r.attributes.get(a.ML_PREDICTION_VALUE, r.attributes.get(
+        a.ML_LABEL_VALUE))) for r in records]
+    assert values == [("names", v) for v in ["dog", "cat", "emu", "dog", "cat", "emu", "emu", "dog", "cat", "cat"]] \
+        + [("numeric", "1"), ("numeric", "10"), ("numeric", "20")]
+    assert _truncated(sink)["unknown_class_index"] == 3
+    assert _dropped(sink)["invalid"] == 3
+
+
+def test_generator_functions_are_refused_and_iterator_results_are_not_consumed(sink: OtlpSink) -> None:
+    _configure(sink)
+    mon = otel_ml.ModelMonitor("gen", task="regression")
+
+    def stream(x: float):  # type: ignore[no-untyped-def]
+        yield x
+
+    async def astream(x: float):  # type: ignore[no-untyped-def]
+        yield x
+
+    for target in (stream, astream):
+        with pytest.raises(otel_ml.ConfigurationError, match="generator function"):
+            mon.instrument(target)
+    lazy = mon.instrument(lambda x: iter([x]))   # a plain function that returns an iterator
+    result = lazy(1.0)
+    assert list(result) == [1.0]                # untouched: the caller still gets every item
+    assert otel_ml.force_flush(10)
+    assert sink.log_records() == []
+    assert _dropped(sink)["invalid"] == 1

@@ -97,7 +97,12 @@ def test_random_multiclass_batches_match_the_generic_path(seed: int) -> None:
     scores = rng.random((ROWS, 3)).astype(np.float32)
     scores[0] = [0.5, 0.5, 0.1]  # a tie: the first maximum wins on both paths
     _same(p, spec, IDS.new_batch(ROWS), None, scores, rng.normal(size=(ROWS, 3)))  # third column not selected
-    _same(p, spec, [f"id-{i}" for i in range(ROWS)], rng.integers(0, 3, ROWS), scores, _frame(rng, ROWS))
+    records = _same(p, spec, [f"id-{i}" for i in range(ROWS)], rng.integers(0, 3, ROWS), scores, _frame(rng, ROWS))
+    values = {kv.value.string_value for r in records for kv in LogRecord.FromString(r).attributes
+              if kv.key == a.ML_PREDICTION_VALUE}
+    assert values == {"a", "b", "c"}  # class indices sent as the class names on both paths
+    unknown = np.r_[rng.integers(0, 3, ROWS - 1), 3]  # an index outside the classes: the generic path drops it
+    assert len(_same(p, spec, IDS.new_batch(ROWS), unknown, scores, None, fast_taken=False)) == ROWS - 1
 
 
 def test_odd_feature_values_are_capped_and_counted_like_the_generic_path() -> None:
