@@ -1,0 +1,272 @@
+"""Scale-out on PostgreSQL: end-to-end events/s with 1, 2, 3 replicas on one database, SQLite side by side; the
+footprint of 10 million pending predictions in PostgreSQL.
+
+One run measures, in alternating rounds (the shared machine's speed drifts; compare figures of one run):
+
+1. ``sqlite``: one processor (``python -m otel_ml.processor``, SQLite WAL store), the reference;
+2. ``postgres xN``: N processor replicas, all on one PostgreSQL database (a throwaway cluster started by this script:
+   ``initdb`` in a temp dir, ``synchronous_commit = on``, ``fsync = on``, non-superuser role, as in the tests).
+
+Traffic: the same pre-serialized 1000-record OTLP requests as ``bench_processor.py`` (500 predictions + 500 labels of
+the predictions sent two requests earlier, so every label joins), sent over OTLP/gRPC with 4 requests in flight in
+total, spread round robin over the replicas (so a prediction and its label usually reach different replicas, the
+case the shared store exists for). Events/s = records acknowledged (committed) / wall time. CPU seconds per event
+are read from /proc for the processors and for every PostgreSQL server process (backends, WAL writer,
+checkpointer...), so the figures also say where the time goes: processor CPU per event bounds what one replica can
+do, PostgreSQL CPU per event bounds what one database can take. The number of joins is checked on every replica's
+scrape endpoint afterwards (sum over replicas = expected).
+
+Nothing is pinned to a core: with 2 cores, the processors and PostgreSQL share them (the sender is cheap: no
+client-side protobuf work). ``--pending`` then writes N pending predictions through ``PostgresJoinStore.ingest`` +
+``commit`` in batches of 20 000, reports the table, index and WAL sizes and the server's memory, starts a processor
+on that store and sends 100 000 events (labels joining random pending predictions + new predictions).
+
+Run: ``.venv/bin/python benchmarks/bench_postgres.py [--requests 150] [--rounds 2] [--replicas 1,2,3]
+[--pending 10000000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from otel_ml.processor import events as ev  # noqa: E402
+from otel_ml.processor.records import join_key  # noqa: E402
+from otel_ml.processor.store.postgres import PostgresJoinStore  # noqa: E402
+from tests.support.postgres import PG_PASSWORD, PG_PASSWORD_ENV, PostgresServer  # noqa: E402
+from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
+from tests.support.workload import PER_REQUEST, benchmark_requests, label, prediction  # noqa: E402
+
+EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def start_processor(tmp: Path, store: dict[str, Any], name: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    grpc_port, prom_port = free_port(), free_port()
+    cfg = {"instance_id": name, "receiver": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}, "http": None},
+           "store": store, "metrics": {"otlp": None, "prometheus": {"endpoint": f"127.0.0.1:{prom_port}"}}}
+    path = tmp / f"processor-{name}-{grpc_port}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    log = open(tmp / f"processor-{name}-{grpc_port}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "otel_ml.processor", "--config", str(path)], stdout=log,
+                            stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, PG_PASSWORD_ENV: PG_PASSWORD})
+    wait_until(lambda: tcp_open(grpc_port) and http_ok(f"http://127.0.0.1:{prom_port}/metrics"), 90,
+               what=f"processor {name}")
+    return proc, grpc_port, prom_port
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def scrape_total(prom_port: int, family: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/metrics", timeout=10) as resp:
+        lines = resp.read().decode().splitlines()
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(family + "{") or ln.startswith(family + " "))
+
+
+def send_round_robin(ports: list[int], bodies: list[bytes], inflight: int = 4) -> tuple[float, int]:
+    """Send every body, request i to ``ports[i % len(ports)]``; returns (seconds, acknowledged requests)."""
+    channels = [grpc.insecure_channel(f"127.0.0.1:{p}", options=[("grpc.max_send_message_length", 64 << 20)])
+                for p in ports]
+    exports = [c.unary_unary(EXPORT, request_serializer=None, response_deserializer=None) for c in channels]
+    sem = threading.Semaphore(inflight)
+    acked = [0]
+    lock = threading.Lock()
+
+    def done(fut: Any) -> None:
+        try:
+            fut.result()
+            with lock:
+                acked[0] += 1
+        except grpc.RpcError as exc:
+            print("  request failed:", exc.code(), exc.details(), file=sys.stderr)
+        sem.release()
+
+    start = time.perf_counter()
+    for i, body in enumerate(bodies):
+        sem.acquire()
+        exports[i % len(exports)].future(body, timeout=120).add_done_callback(done)
+    for _ in range(inflight):
+        sem.acquire()
+    elapsed = time.perf_counter() - start
+    for c in channels:
+        c.close()
+    return elapsed, acked[0]
+
+
+def cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def server_pids(server: PostgresServer) -> list[int]:
+    pid = server.postmaster_pid()
+    assert pid is not None
+    return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+
+
+def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: int,
+             server: PostgresServer | None) -> dict[str, float]:
+    procs, ports, proms = [], [], []
+    try:
+        for r in range(replicas):
+            p, port, prom = start_processor(tmp, store, f"bench-{r}")
+            procs.append(p)
+            ports.append(port)
+            proms.append(prom)
+        warm, rest = bodies[:10], bodies[10:]
+        send_round_robin(ports, warm)
+        pg0 = cpu(server_pids(server)) if server else 0.0
+        cpu0 = cpu([p.pid for p in procs])
+        elapsed, acked = send_round_robin(ports, rest)
+        proc_cpu = cpu([p.pid for p in procs]) - cpu0
+        pg_cpu = (cpu(server_pids(server)) - pg0) if server else 0.0
+        time.sleep(1.5)
+        joins = sum(scrape_total(port, "ml_processor_joins_total") for port in proms)
+        rss = max(psutil.Process(p.pid).memory_info().rss for p in procs)
+    finally:
+        stop(procs)
+    events = acked * PER_REQUEST
+    expected = (len(bodies) - 2) * PER_REQUEST // 2
+    return {"events/s": events / elapsed, "proc us/event": 1e6 * proc_cpu / events,
+            "pg us/event": 1e6 * pg_cpu / events, "joins ok": float(joins == expected), "joins": joins,
+            "rss MB": rss / 2**20, "seconds": elapsed}
+
+
+def throughput(tmp: Path, server: PostgresServer, n_requests: int, rounds: int, replica_counts: list[int]) -> None:
+    configs: list[tuple[str, dict[str, Any], int]] = [("sqlite x1", {}, 1)]
+    configs += [(f"postgres x{n}", {}, n) for n in replica_counts]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in configs}
+    dsn = server.dsn(password=None).replace("otelml@", "otelml:${env:" + PG_PASSWORD_ENV + "}@", 1)
+    for rnd in range(rounds):
+        for name, _, n in configs:
+            bodies = benchmark_requests(n_requests)  # fresh ids per run
+            if name.startswith("sqlite"):
+                store = {"backend": "sqlite", "path": str(tmp / f"bench-{rnd}.db")}
+                r = run_once(tmp, bodies, store, 1, None)
+            else:
+                store = {"backend": "postgres", "dsn": dsn, "schema": f"bench_{rnd}_{n}"}
+                r = run_once(tmp, bodies, store, n, server)
+            results[name].append(r)
+            print(f"  round {rnd + 1} {name:12s}: {r['events/s']:9,.0f} events/s, processors {r['proc us/event']:5.1f} "
+                  f"µs CPU/event, PostgreSQL {r['pg us/event']:5.1f} µs CPU/event, joins "
+                  f"{'ok' if r['joins ok'] else 'MISMATCH %s' % r['joins']}, RSS {r['rss MB']:.0f} MB", flush=True)
+    base = statistics.median(r["events/s"] for r in results["sqlite x1"])
+    print(f"\nmedians over {rounds} rounds ({n_requests} requests of {PER_REQUEST} records each):")
+    print("| store | replicas | events/s | vs SQLite x1 | processor CPU µs/event | PostgreSQL CPU µs/event |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, _, n in configs:
+        rs = results[name]
+        eps = statistics.median(r["events/s"] for r in rs)
+        print(f"| {name.split()[0]} | {n} | {eps:,.0f} | {eps / base:.2f} | "
+              f"{statistics.median(r['proc us/event'] for r in rs):.1f} | "
+              f"{statistics.median(r['pg us/event'] for r in rs):.1f} |")
+
+
+def pending(tmp: Path, server: PostgresServer, n: int, batch: int = 20_000) -> None:
+    schema = "bench_pending"
+    store = PostgresJoinStore(server.dsn(), 7 * 86400.0, 20_000_000, "bench-writer", schema=schema)
+    me = psutil.Process()
+    start = time.perf_counter()
+    now = time.time()
+    for b in range(0, n, batch):
+        rows = [(join_key("fraud", f"id-{i}"), now, "fraud", "2024-06-01", "binary", "channel=web,region=eu",
+                 "1" if i % 3 == 0 else "0", None, random.random(), "1", None, now, None, None, None, None, None)
+                for i in range(b, min(b + batch, n))]
+        store.ingest(rows, [], now)
+        store.commit({})
+        if (b // batch) % 50 == 0:
+            print(f"  {b + len(rows):>10,} pending, {time.perf_counter() - start:7.1f} s, writer RSS "
+                  f"{me.memory_info().rss / 2**20:.0f} MB", flush=True)
+    elapsed = time.perf_counter() - start
+    store.close()
+    server.psql(f"CHECKPOINT; VACUUM ANALYZE {schema}.joins", "otelml")
+    sizes = server.psql(
+        f"SELECT pg_relation_size('{schema}.joins'), pg_indexes_size('{schema}.joins'), "
+        f"pg_total_relation_size('{schema}.joins'), pg_database_size('otelml'), "
+        f"(SELECT count(*) FROM {schema}.joins WHERE joined IS NULL)", "otelml").split("|")
+    heap, idx, total, db, count = (int(x) for x in sizes)
+    wal = sum(f.stat().st_size for f in (server.data / "pg_wal").glob("0*"))
+    pg_rss = sum(psutil.Process(pid).memory_info().rss for pid in server_pids(server))
+    print(f"pending: {n:,} predictions written in {elapsed:.0f} s ({n / elapsed:,.0f}/s); PostgreSQL: rows {count:,}, "
+          f"heap {heap / 2**20:,.0f} MB, indexes {idx / 2**20:,.0f} MB (primary key + arrival), total "
+          f"{total / 2**20:,.0f} MB ({total / n:.0f} bytes per pending prediction), database {db / 2**20:,.0f} MB, "
+          f"pg_wal {wal / 2**20:,.0f} MB; server processes RSS {pg_rss / 2**20:,.0f} MB (shared_buffers 128 MB)",
+          flush=True)
+    recs, bodies = [], []
+    ts = time.time_ns()
+    for i in range(50_000):
+        recs.append(label(i * 97 % n, ts))
+        recs.append(prediction(n + i, ts))
+        if len(recs) == PER_REQUEST:
+            bodies.append(ev.request(recs).SerializeToString())
+            recs = []
+    dsn = server.dsn(password=None).replace("otelml@", "otelml:${env:" + PG_PASSWORD_ENV + "}@", 1)
+    proc, port, prom = start_processor(tmp, {"backend": "postgres", "dsn": dsn, "schema": schema}, "pending")
+    try:
+        seconds, _ = send_round_robin([port], bodies)
+        time.sleep(2)
+        rss = psutil.Process(proc.pid).memory_info().rss
+        pend = scrape_total(prom, "ml_processor_store_pending")
+        joins = scrape_total(prom, "ml_processor_joins_total")
+    finally:
+        stop([proc])
+    print(f"a processor on that store, 100 000 events (50 000 labels joining random pending predictions + 50 000 new "
+          f"predictions): {100_000 / seconds:,.0f} events/s, {joins:,.0f} joins, RSS {rss / 2**20:.0f} MB, pending "
+          f"gauge {pend:,.0f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=150, help="1000-record requests per run")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of every configuration")
+    ap.add_argument("--replicas", default="1,2,3", help="replica counts on PostgreSQL")
+    ap.add_argument("--pending", type=int, default=0, help="pending predictions for the footprint run (0: skip)")
+    args = ap.parse_args()
+    random.seed(1)
+    with tempfile.TemporaryDirectory(prefix="bench-postgres-") as d:
+        tmp = Path(d)
+        server = PostgresServer().start()
+        try:
+            print(f"PostgreSQL {server.psql('SHOW server_version')} at {server.dsn(password=None)}; "
+                  f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
+            if args.requests:
+                throughput(tmp, server, args.requests, args.rounds, [int(x) for x in args.replicas.split(",")])
+            if args.pending:
+                pending(tmp, server, args.pending)
+        finally:
+            server.close()
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
