@@ -146,10 +146,12 @@ def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: in
         warm, rest = bodies[:10], bodies[10:]
         send_round_robin(ports, warm)
         pg0 = cpu(server_pids(server)) if server else 0.0
+        lsn0 = server.psql("SELECT pg_current_wal_lsn()") if server else ""
         cpu0 = cpu([p.pid for p in procs])
         elapsed, acked = send_round_robin(ports, rest)
         proc_cpu = cpu([p.pid for p in procs]) - cpu0
         pg_cpu = (cpu(server_pids(server)) - pg0) if server else 0.0
+        wal = float(server.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}')")) if server else 0.0
         time.sleep(1.5)
         joins = sum(scrape_total(port, "ml_processor_joins_total") for port in proms)
         rss = max(psutil.Process(p.pid).memory_info().rss for p in procs)
@@ -158,7 +160,7 @@ def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: in
     events = acked * PER_REQUEST
     expected = (len(bodies) - 2) * PER_REQUEST // 2
     return {"events/s": events / elapsed, "proc us/event": 1e6 * proc_cpu / events,
-            "pg us/event": 1e6 * pg_cpu / events, "joins ok": float(joins == expected), "joins": joins,
+            "pg us/event": 1e6 * pg_cpu / events, "wal B/event": wal / events, "joins ok": float(joins == expected), "joins": joins,
             "rss MB": rss / 2**20, "seconds": elapsed}
 
 
@@ -178,18 +180,20 @@ def throughput(tmp: Path, server: PostgresServer, n_requests: int, rounds: int, 
                 r = run_once(tmp, bodies, store, n, server)
             results[name].append(r)
             print(f"  round {rnd + 1} {name:12s}: {r['events/s']:9,.0f} events/s, processors {r['proc us/event']:5.1f} "
-                  f"µs CPU/event, PostgreSQL {r['pg us/event']:5.1f} µs CPU/event, joins "
-                  f"{'ok' if r['joins ok'] else 'MISMATCH %s' % r['joins']}, RSS {r['rss MB']:.0f} MB", flush=True)
+                  f"µs CPU/event, PostgreSQL {r['pg us/event']:5.1f} µs CPU/event, WAL {r['wal B/event']:4.0f} B/event, joins "
+                  f"{'ok' if r['joins ok'] else 'MISMATCH ' + str(r['joins'])}, RSS {r['rss MB']:.0f} MB", flush=True)
     base = statistics.median(r["events/s"] for r in results["sqlite x1"])
     print(f"\nmedians over {rounds} rounds ({n_requests} requests of {PER_REQUEST} records each):")
-    print("| store | replicas | events/s | vs SQLite x1 | processor CPU µs/event | PostgreSQL CPU µs/event |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| store | replicas | events/s | vs SQLite x1 | processor CPU µs/event | PostgreSQL CPU µs/event | "
+          "WAL bytes/event |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, _, n in configs:
         rs = results[name]
         eps = statistics.median(r["events/s"] for r in rs)
         print(f"| {name.split()[0]} | {n} | {eps:,.0f} | {eps / base:.2f} | "
               f"{statistics.median(r['proc us/event'] for r in rs):.1f} | "
-              f"{statistics.median(r['pg us/event'] for r in rs):.1f} |")
+              f"{statistics.median(r['pg us/event'] for r in rs):.1f} | "
+              f"{statistics.median(r['wal B/event'] for r in rs):.0f} |")
 
 
 def pending(tmp: Path, server: PostgresServer, n: int, batch: int = 20_000) -> None:

@@ -31,6 +31,7 @@ DEFAULT_STORE_SCHEMA: Final = "otel_ml"
 DEFAULT_LABEL_WINDOW_S: Final = 7 * 86400.0
 DEFAULT_MAX_PENDING: Final = 20_000_000
 DEFAULT_EXPIRE_INTERVAL_S: Final = 10.0
+DEFAULT_REPLICA_TIMEOUT_S: Final = 300.0
 DEFAULT_OTLP_METRICS_ENDPOINT: Final = "http://127.0.0.1:4317"
 DEFAULT_OTLP_METRICS_PROTOCOL: Final = "grpc"
 DEFAULT_EXPORT_INTERVAL_S: Final = 10.0
@@ -97,6 +98,7 @@ class StoreConfig:
     label_window: float = DEFAULT_LABEL_WINDOW_S
     max_pending: int = DEFAULT_MAX_PENDING
     expire_interval: float = DEFAULT_EXPIRE_INTERVAL_S
+    replica_timeout: float = DEFAULT_REPLICA_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,9 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
            "string value may use `${env:NAME}` / `${env:NAME:-default}`; `$$` is a literal `$`)."),
     KeyDoc("store.schema", "identifier", DEFAULT_STORE_SCHEMA,
            "PostgreSQL schema of the join tables (created if missing; migrations run at start-up)."),
+    KeyDoc("store.replica_timeout", "duration", "5m",
+           "`postgres`: a replica silent for this long is gone; the sweep leader publishes its last committed "
+           "totals once under its `instance_id`, so a replica killed before its last export loses no count."),
     KeyDoc("store.label_window", "duration", "7d",
            "TTL of a pending prediction or label; expired predictions count as never labeled."),
     KeyDoc("store.max_pending", "int", str(DEFAULT_MAX_PENDING),
@@ -295,7 +300,7 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
     ex = "store: {backend: sqlite, path: ./otel-ml-data/store.db, label_window: 7d, max_pending: 20000000}"
     pg_ex = 'store: {backend: postgres, dsn: "postgresql://otelml:${env:OTEL_ML_PG_PASSWORD}@db:5432/otelml"}'
     s = _section(raw, "store", {"backend", "path", "dsn", "schema", "label_window", "max_pending",
-                                "expire_interval"}, ex)
+                                "expire_interval", "replica_timeout"}, ex)
     backend = s.get("backend", DEFAULT_STORE_BACKEND)
     if backend not in BACKENDS:
         raise ConfigError("store.backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}", ex)
@@ -319,6 +324,8 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
         max_pending=_int(s.get("max_pending", DEFAULT_MAX_PENDING), "store.max_pending", ex),
         expire_interval=parse_duration(s.get("expire_interval", DEFAULT_EXPIRE_INTERVAL_S), "store.expire_interval",
                                        "store: {expire_interval: 10s}"),
+        replica_timeout=parse_duration(s.get("replica_timeout", DEFAULT_REPLICA_TIMEOUT_S), "store.replica_timeout",
+                                       "store: {backend: postgres, dsn: ..., replica_timeout: 5m}"),
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -37,7 +37,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_ml.processor.aggregates import Aggregates, Attrs
+from otel_ml.processor.aggregates import Aggregates, Attrs, Key
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.prometheus_exposition import prometheus_reader
 from otel_ml.semconv import metrics as m
@@ -207,3 +207,25 @@ class MetricsOutput:
         finally:
             if self._prom_server is not None:
                 self._prom_server.shutdown()
+
+
+def publish_final_totals(config: ProcessorConfig, instance_id: str, totals: Mapping[Key, float],
+                         timeout_millis: float = 10_000) -> bool:
+    """Export ``totals`` once, over OTLP, as the cumulative series of the replica ``instance_id`` (gone replicas).
+
+    Used by the shared store's :class:`~otel_ml.processor.store.postgres.ReplicaAdopter`: the series of a replica
+    that died between a commit and its next export end at their committed values. Returns whether the export
+    succeeded (the caller tries again later otherwise).
+    """
+    if config.metrics.otlp is None:
+        return False
+    aggregates = Aggregates(totals)
+    name = m.PROCESSOR_EXPORT_FAILURES.name
+    failures = aggregates.value(name)
+    output = MetricsOutput(replace(config, instance_id=instance_id,
+                                   metrics=replace(config.metrics, prometheus_endpoint=None)), aggregates)
+    try:
+        flushed = output.force_flush(timeout_millis)
+    finally:
+        output.provider.shutdown(timeout_millis=timeout_millis)
+    return flushed and aggregates.value(name) == failures

@@ -38,7 +38,7 @@ from otel_ml.processor import _native
 from otel_ml.processor.aggregates import Aggregates
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.decode import decode_body
-from otel_ml.processor.export import MetricsOutput
+from otel_ml.processor.export import MetricsOutput, publish_final_totals
 from otel_ml.processor.stage import Stage, load_stages
 from otel_ml.processor.step import Processor, StepResult
 from otel_ml.processor.store import BaseJoinStore, open_store
@@ -243,10 +243,16 @@ class ProcessorApp:
         self.http: ThreadingHTTPServer | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
+        self.adopter: Any = None
 
     def start(self) -> ProcessorApp:
-        """Start the writer and the receivers."""
+        """Start the writer, the receivers and (shared store) the publisher of gone replicas' totals."""
         self.writer.start()
+        make_adopter = getattr(self.store, "adopter", None)
+        if make_adopter is not None and self.config.metrics.otlp is not None:
+            self.adopter = make_adopter(self.config.store.replica_timeout,
+                                        lambda instance, totals: publish_final_totals(self.config, instance, totals))
+            self.adopter.start()
         _logger.info("decoding with the %s", _native.status)
         rc = self.config.receiver
         if rc.grpc_endpoint:
@@ -265,6 +271,8 @@ class ProcessorApp:
             self.http.shutdown()
             self.http.server_close()
         self.writer.stop()
+        if self.adopter is not None:
+            self.adopter.stop()
         try:
             self.output.shutdown()
         except Exception:

@@ -240,3 +240,34 @@ def test_prediction_on_one_replica_label_on_another(tmp_path: Path, postgres_ser
         assert shares(m.PREDICTIONS) == {"replica-0": len(w.ids)}
         assert shares(m.LABELED_PREDICTIONS) == {"replica-1": len(w.ids)}
         assert stack.value(model_sum(m.LABELS, w.model)) == len(w.ids)
+
+
+def test_replica_killed_before_exporting_is_published_by_another(tmp_path: Path, postgres_server: PostgresServer,
+                                                                 schema: str, dns: DnsServer) -> None:
+    """replica-2 exports only every 60 s and is killed -9 right after committing its share: its counts are only in
+    the database, and it never comes back (a Deployment replaces it under another name). After
+    ``store.replica_timeout`` the sweep leader publishes its committed totals under ``replica-2``: the sums over
+    replicas end exactly at the truth."""
+    w = make_workload(900, seed=59)
+    port = free_port()
+    store = postgres_store(postgres_server, schema, replica_timeout="3s")
+    stack = Stack(tmp_path, configs=(GATEWAY, ROUND_ROBIN_OVERLAY), store=store,
+                  collector_env={"OTEL_ML_PROCESSOR_ENDPOINT": dns.target(port)})
+    replicas = [use_postgres(HostProcessor(tmp_path, stack.collector.grpc_endpoint, instance_id=f"replica-{i}",
+                                           port=port, store=store, interval="60s" if i == 2 else "1s"),
+                             f"127.0.0.{i + 1}") for i in range(3)]
+    with started_first(stack, replicas):
+        stack.send(stream(w), batch=50)
+        joins = (f"SELECT coalesce(sum(value), 0)::bigint FROM {schema}.aggregates "
+                 f"WHERE metric = '{m.PROCESSOR_JOINS.name}'")
+        wait_for(lambda: postgres_server.psql(joins, "otelml") == str(len(w.ids)), timeout=60,
+                 what="all joins committed")
+        mine = postgres_server.psql(f"{joins} AND instance = 'replica-2'", "otelml")
+        assert int(mine) > 0, "replica-2 committed a share of the joins"
+        replicas[2].kill9()
+        assert_matches_truth(stack, w, w.truth(), timeout=90)
+        assert per_replica(stack, m.LABELED_PREDICTIONS, w.model).get("replica-2", 0) > 0
+        retired = postgres_server.psql(f"SELECT instance FROM {schema}.instances WHERE retired_at IS NOT NULL",
+                                       "otelml")
+        assert retired == "replica-2"
+        assert any("replica replica-2 is gone" in p.process.log(100_000) for p in replicas[:2])

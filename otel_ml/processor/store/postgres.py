@@ -82,6 +82,7 @@ from __future__ import annotations
 import logging
 import marshal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 STATEMENT_TIMEOUT: Final = "20s"
 LOCK_TIMEOUT: Final = "10s"
 IDLE_TIMEOUT: Final = "60s"
@@ -109,6 +110,7 @@ HEARTBEAT_S: Final = 10.0
 _LOCK_CLASS_MIGRATE: Final = 0x6F6D0001
 _LOCK_CLASS_LEADER: Final = 0x6F6D0002
 _LOCK_CLASS_EVICT: Final = 0x6F6D0003
+_LOCK_CLASS_ADOPT: Final = 0x6F6D0004
 """First key of the advisory locks (the second is ``hashtext(schema)``: one lock set per schema)."""
 _CHUNK: Final = 1000
 _NO_LABEL: Final = (None,) * (len(COLUMNS) - LABEL_START)  # the label columns of a pending prediction
@@ -134,6 +136,9 @@ CREATE TABLE {s}.counts (instance text PRIMARY KEY, pending bigint NOT NULL DEFA
 CREATE TABLE {s}.instances (instance text PRIMARY KEY, host text NOT NULL, first_seen timestamptz NOT NULL,
   last_seen timestamptz NOT NULL);
 CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL);
+"""),
+    (2, "instances.retired_at: replicas gone whose last totals were published by another", """
+ALTER TABLE {s}.instances ADD COLUMN retired_at timestamptz;
 """),
 )
 """Versioned migrations ``(version, description, SQL with {s} = quoted schema)``; append only, never edit."""
@@ -485,9 +490,9 @@ class PostgresJoinStore(BaseJoinStore):
                            "done = counts.done + excluded.done", (self.instance_id, self._dpending, self._ddone))
             wall = time.time()
             if wall - self._last_heartbeat >= HEARTBEAT_S:
-                db.execute(f"INSERT INTO {s}.instances VALUES (%s, %s, now(), now()) ON CONFLICT (instance) "
-                           "DO UPDATE SET last_seen = now(), host = excluded.host",
-                           (self.instance_id, socket.gethostname()))
+                db.execute(f"INSERT INTO {s}.instances (instance, host, first_seen, last_seen) VALUES "
+                           "(%s, %s, now(), now()) ON CONFLICT (instance) DO UPDATE SET last_seen = now(), "
+                           "host = excluded.host, retired_at = NULL", (self.instance_id, socket.gethostname()))
         with self._guard("commit", committing=True):
             db.commit()
         if wall - self._last_heartbeat >= HEARTBEAT_S:
@@ -538,7 +543,84 @@ class PostgresJoinStore(BaseJoinStore):
             self._end_read()
         return {k: bytes(v) for k, v in rows}
 
+    def adopter(self, timeout: float, publish: Publish) -> ReplicaAdopter:
+        """The publisher of gone replicas' totals for this store (see :class:`ReplicaAdopter`; not started)."""
+        return ReplicaAdopter(self.dsn, self.schema, self.instance_id, timeout, publish,
+                              interval=min(10.0, max(timeout / 3, 0.5)))
+
     def close(self) -> None:
         """Roll back uncommitted work and close the connection (releasing the leader lock)."""
         self.rollback()
         self._drop()
+
+
+Publish = Callable[[str, dict[Key, float]], bool]
+"""``publish(instance_id, totals)``: export ``totals`` once as the series of ``instance_id``; True on success."""
+
+
+class ReplicaAdopter:
+    """Publishes the last committed totals of replicas that are gone (the leader's job, on its own connection).
+
+    A replica commits its counters with its joins, but exports them only every ``metrics.otlp.interval``: one
+    killed between a commit and its next export (``kill -9``, OOM, node loss) leaves counts that only the database
+    knows. When it comes back with the same ``instance_id`` it restores and exports them itself; a replica replaced
+    under a new id (a Deployment's pod) never does. So one replica (the holder of an advisory lock) checks every
+    ``interval`` for replicas whose heartbeat (``instances.last_seen``, refreshed with every commit at least every
+    :data:`HEARTBEAT_S`) is older than ``timeout``, exports their totals once under their own ``instance_id``
+    (``publish``) and marks them retired. Their series then end at their true final values, and sums over replicas
+    are exact. A retired replica that comes back clears the mark with its next heartbeat.
+    """
+
+    def __init__(self, dsn: str, schema: str, instance_id: str, timeout: float, publish: Publish,
+                 interval: float = 10.0) -> None:
+        self.dsn, self.schema, self.instance_id = dsn, schema, instance_id
+        self.timeout, self.publish, self.interval = timeout, publish, interval
+        self._s = _quote(schema)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="otel-ml-adopter", daemon=True)
+
+    def start(self) -> ReplicaAdopter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                _logger.exception("publishing the totals of gone replicas failed (retried in %.0f s)", self.interval)
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+    def run_once(self) -> list[str]:
+        """One check; returns the replicas whose totals were published."""
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.dsn, f"otel-ml-adopter {self.instance_id}"[:63])
+            self._conn.autocommit = True
+        conn, s = self._conn, self._s
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS_ADOPT, self.schema)).fetchone()
+        if not row or not row[0]:
+            return []  # another replica does it (the lock is held for the life of its connection)
+        gone = [r[0] for r in conn.execute(
+            f"SELECT instance FROM {s}.instances WHERE retired_at IS NULL AND instance <> %s "
+            "AND last_seen < now() - make_interval(secs => %s) ORDER BY instance", (self.instance_id, self.timeout))]
+        done = []
+        for instance in gone:
+            totals = {(name, decode_attrs(attrs)): value for name, attrs, value in conn.execute(
+                f"SELECT metric, attrs, value FROM {s}.aggregates WHERE instance = %s", (instance,))}
+            if totals and not self.publish(instance, totals):
+                continue  # the collector did not take them: try again next time
+            conn.execute(f"UPDATE {s}.instances SET retired_at = now() WHERE instance = %s AND retired_at IS NULL "
+                         "AND last_seen < now() - make_interval(secs => %s)", (instance, self.timeout))
+            _logger.warning("replica %s is gone (no heartbeat for %.0f s): published its last totals (%d series)",
+                            instance, self.timeout, len(totals))
+            done.append(instance)
+        return done
