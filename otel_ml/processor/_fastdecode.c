@@ -11,6 +11,13 @@
  *     value is a plain case (string class, finite double score, string arrays of classes, ...); any other ml.*
  *     record is handed, as its own serialized bytes, to the Python fallback callable, which decodes it with the
  *     Python path (rejections included) and appends to the same lists, so order is kept.
+ *   - the limits (decode.py's phase 1: lengths and counts, attribute by attribute in wire order, before any other
+ *     check) are applied here on the raw slices, before anything is copied: the first attribute beyond a limit
+ *     rejects the record through the Python ``reject(code, key_prefix, key_bytes, n, limit)`` callable (which
+ *     writes the same message as the Python path), unless the record has an attribute whose value upb would merge
+ *     or override differently (repeated key/value fields, several oneof members): then the Python path decides;
+ *   - the caches are Python's (decode.py, bounded in bytes): this code only looks them up, and inserts through
+ *     Python callables on a miss.
  * tests/processor/test_fastdecode.py compares both paths on generated, fuzzed and mutated requests.
  */
 #define PY_SSIZE_T_CLEAN
@@ -25,8 +32,13 @@
 
 #define MAX_DEPTH 32      /* deeper nesting: bail (upb allows 100; the Python path decides) */
 #define MAX_ATTRS 64      /* more attributes on one ml.* record: Python fallback for that record */
-#define SEGMENT_CACHE_MAX 100000
-#define CLASSES_CACHE_MAX 10000
+#define SHOWN_BYTES 64    /* decode.SHOWN_BYTES: bytes of a key passed to reject() for the message */
+
+/* limits, in the order of decode._c_limits() */
+enum Limit { L_ID, L_MODEL, L_TASK, L_CLASS, L_SEGMENT, L_FEATURE_NAME, L_FEATURE_VALUE, L_SEGMENTS, L_FEATURES,
+             L_ITEMS, L_COUNT };
+/* codes of decode.limit_message() */
+enum LimitCode { LIMIT_VALUE, LIMIT_ITEMS, LIMIT_SEGMENTS, LIMIT_DIMENSION, LIMIT_ITEM };
 
 /* ---- result codes of the wire walkers ---------------------------------------------------------------------- */
 #define OK 0
@@ -47,9 +59,10 @@ static Slice known_keys[K_COUNT];
 static Slice ev_prediction, ev_label, segment_prefix, feature_prefix, namespace_prefix;
 static Slice task_binary, task_multiclass, task_regression;
 static PyObject *o_binary, *o_multiclass, *o_regression, *o_one, *o_empty;
-static PyObject *segment_cache;   /* bytes (raw segment attributes) -> segment string */
-static PyObject *classes_cache;   /* tuple of classes -> the same tuple (interned) */
-static PyObject *segment_of;      /* Python: tuple of (key, value) pairs -> segment string */
+static PyObject *segment_cache;   /* bytes (raw segment attributes) -> segment string (looked up here only) */
+static PyObject *classes_cache;   /* tuple of classes -> the same tuple (interned; looked up here only) */
+static PyObject *segment_of;      /* Python: (raw bytes, tuple of (key, value) pairs) -> segment string, cached */
+static PyObject *intern_classes;  /* Python: tuple of classes -> the interned tuple, cached */
 static int configured = 0;
 static char sep_char = 0x1f;
 
@@ -406,9 +419,14 @@ static PyObject *memo_str(Memo *m, Slice s) {
 typedef struct {
     PyObject *now;
     int extras;
-    PyObject *preds, *extras_list, *labels, *fallback;
+    PyObject *preds, *extras_list, *labels, *fallback, *reject;
+    PyObject *body;              /* memoryview of the request: fallback records are slices of it (no copy) */
+    const uint8_t *base;         /* start of the request buffer */
+    Py_ssize_t lim[L_COUNT];
     Memo model, version, value[4], label[4];
-    Py_ssize_t received, ignored;
+    Py_ssize_t received, ignored, dropped_long, dropped_many;
+    uint64_t last_when;          /* time of the last row and its float: records of a batch share their time */
+    PyObject *last_ts;
 } Ctx;
 
 static PyObject *memo_class(Memo *slots, Slice s) {
@@ -423,6 +441,7 @@ static PyObject *memo_class(Memo *slots, Slice s) {
 }
 
 static void ctx_clear(Ctx *c) {
+    Py_CLEAR(c->last_ts);
     Py_CLEAR(c->model.o);
     Py_CLEAR(c->version.o);
     for (int i = 0; i < 4; i++) {
@@ -433,20 +452,100 @@ static void ctx_clear(Ctx *c) {
 
 /* ---- one record -------------------------------------------------------------------------------------------------- */
 typedef struct {
+    int code;                /* enum LimitCode, -1 none */
+    Slice key;
+    Py_ssize_t n, limit;
+} Violation;
+
+typedef struct {
     Attr attrs[MAX_ATTRS];
     int n;
     int known[K_COUNT];      /* index into attrs, -1 absent */
     int odd;                 /* something only the Python path handles */
+    int weird;               /* an attribute upb would merge or override differently: the Python path decides limits */
+    int segments;            /* ml.segment.* attributes so far (every one, stored or not) */
+    Violation v;             /* the first attribute beyond a limit, in wire order */
 } Rec;
 
 static int fallback_record(Ctx *c, Slice record) {
-    PyObject *b = PyBytes_FromStringAndSize((const char *)record.p, record.n);
+    Py_ssize_t start = record.p - c->base;
+    PyObject *b = PySequence_GetSlice(c->body, start, start + record.n);  /* a memoryview: no copy */
     if (b == NULL) return ERR;
     PyObject *r = PyObject_CallOneArg(c->fallback, b);
     Py_DECREF(b);
     if (r == NULL) return ERR;
     Py_DECREF(r);
     return OK;
+}
+
+static int reject_record(Ctx *c, const Violation *v) {
+    Py_ssize_t shown = v->key.n < SHOWN_BYTES ? v->key.n : SHOWN_BYTES;
+    PyObject *r = PyObject_CallFunction(c->reject, "iy#nnn", v->code, (const char *)v->key.p, shown, v->key.n, v->n,
+                                        v->limit);
+    if (r == NULL) return ERR;
+    Py_DECREF(r);
+    return OK;
+}
+
+static inline void violate(Rec *r, int code, Slice key, Py_ssize_t n, Py_ssize_t limit) {
+    r->v.code = code;
+    r->v.key = key;
+    r->v.n = n;
+    r->v.limit = limit;
+}
+
+/* Items of a list attribute: count (> L_ITEMS) and, for string items (last oneof member), length (> L_CLASS). The
+ * array was validated when its attribute was parsed. Small payloads cannot break either limit: skipped. */
+static void check_list(Ctx *c, Rec *r, const Attr *a) {
+    Slice s = a->str;
+    Py_ssize_t max_items = c->lim[L_ITEMS], max_len = c->lim[L_CLASS];
+    if (s.n <= 2 * max_items + 1 && s.n <= max_len) return;  /* an item takes >= 2 bytes */
+    const uint8_t *p = s.p, *end = s.p + s.n;
+    Field f;
+    Py_ssize_t n = 0;
+    while (p < end) {
+        if (rd_field(&p, end, &f) != OK) return;
+        if (f.field == 1 && f.wt == 2) n++;
+    }
+    if (n > max_items) {
+        violate(r, LIMIT_ITEMS, a->key, n, max_items);
+        return;
+    }
+    if (s.n <= max_len) return;
+    p = s.p;
+    while (p < end) {
+        if (rd_field(&p, end, &f) != OK) return;
+        if (f.field != 1 || f.wt != 2 || f.s.n <= max_len) continue;
+        Attr item;
+        memset(&item, 0, sizeof(item));
+        if (parse_anyvalue(f.s, &item, 4) != OK) return;
+        if (item.kind == V_STR && item.str.n > max_len) {
+            violate(r, LIMIT_ITEM, a->key, item.str.n, max_len);
+            return;
+        }
+    }
+}
+
+/* Phase 1 of decode._record for one attribute (k: its known-key index, K_COUNT if none). Features are checked when
+ * their dict is built (they are dropped, not rejected). */
+static void check_limits(Ctx *c, Rec *r, const Attr *a, int k) {
+    if (k == K_COUNT) {
+        if (!starts(a->key, segment_prefix)) return;
+        Py_ssize_t max = c->lim[L_SEGMENT];
+        if (++r->segments > c->lim[L_SEGMENTS]) violate(r, LIMIT_SEGMENTS, a->key, r->segments, c->lim[L_SEGMENTS]);
+        else if (a->key.n - segment_prefix.n > max) violate(r, LIMIT_DIMENSION, a->key, a->key.n - segment_prefix.n, max);
+        else if (a->kind == V_STR && a->str.n > max) violate(r, LIMIT_VALUE, a->key, a->str.n, max);
+        return;
+    }
+    if (k == K_SCORES && !c->extras) return;  /* not read without a stage */
+    Py_ssize_t max = k == K_ID ? c->lim[L_ID] : (k == K_MODEL || k == K_VERSION) ? c->lim[L_MODEL]
+                     : k == K_TASK ? c->lim[L_TASK] : c->lim[L_CLASS];
+    if (a->kind == V_STR) {
+        if (a->str.n > max) violate(r, LIMIT_VALUE, a->key, a->str.n, max);
+    } else if (a->kind == V_ARR && (k == K_PRED_VALUES || k == K_CLASSES || k == K_LABEL_VALUES ||
+                                    k == K_LABEL_RELEVANCE || k == K_SCORES)) {
+        check_list(c, r, a);
+    }
 }
 
 static PyObject *join_key(Slice model, Slice id) {
@@ -530,28 +629,35 @@ static PyObject *segment_string(const Rec *r, int *why) {
         }
         PyTuple_SET_ITEM(pairs, k++, pair);
     }
-    PyObject *seg = PyObject_CallOneArg(segment_of, pairs);
+    PyObject *seg = PyObject_CallFunctionObjArgs(segment_of, raw, pairs, NULL);
     Py_DECREF(pairs);
-    if (seg == NULL || (PyDict_GET_SIZE(segment_cache) < SEGMENT_CACHE_MAX && PyDict_SetItem(segment_cache, raw, seg) < 0)) {
-        Py_XDECREF(seg);
-        Py_DECREF(raw);
-        goto error;
-    }
     Py_DECREF(raw);
+    if (seg == NULL) goto error;
     return seg;
 error:
     *why = 2;
     return NULL;
 }
 
-/* Features dict of the record (only with extras). */
-static PyObject *features_dict(const Rec *r) {
+/* Features dict of the record (only with extras); features beyond the limits are left out and counted in
+ * *dropped_long / *dropped_many (in wire order, as decode._record does). */
+static PyObject *features_dict(const Ctx *c, const Rec *r, Py_ssize_t *dropped_long, Py_ssize_t *dropped_many) {
     PyObject *d = PyDict_New();
     if (d == NULL) return NULL;
+    Py_ssize_t count = 0;
     for (int i = 0; i < r->n; i++) {
         const Attr *a = &r->attrs[i];
         if (!starts(a->key, feature_prefix)) continue;
         Slice name = {a->key.p + feature_prefix.n, a->key.n - feature_prefix.n};
+        if (name.n > c->lim[L_FEATURE_NAME] || (a->kind == V_STR && a->str.n > c->lim[L_FEATURE_VALUE])) {
+            (*dropped_long)++;
+            continue;
+        }
+        if (count >= c->lim[L_FEATURES]) {  /* counted among the features kept */
+            (*dropped_many)++;
+            continue;
+        }
+        count++;
         PyObject *v;
         switch (a->kind) {
         case V_STR: v = str_of(a->str); break;
@@ -622,14 +728,14 @@ static int prediction_row(Ctx *c, const Rec *r, PyObject *ts) {
     if (classes != NULL) {
         PyObject *t = array_value(classes, 1, &why);
         if (t == NULL) goto out;
-        if (PyDict_GET_SIZE(classes_cache) < CLASSES_CACHE_MAX) {
-            classes_o = PyDict_SetDefault(classes_cache, t, t);
-            Py_XINCREF(classes_o);
-            Py_DECREF(t);
-            if (classes_o == NULL) { why = 2; goto out; }
-        } else {
-            classes_o = t;
+        PyObject *hit = PyDict_GetItemWithError(classes_cache, t);
+        if (hit != NULL) {
+            classes_o = Py_NewRef(hit);
+        } else if (!PyErr_Occurred()) {
+            classes_o = PyObject_CallOneArg(intern_classes, t);
         }
+        Py_DECREF(t);
+        if (classes_o == NULL) { why = 2; goto out; }
     }
     if (scores != NULL) {
         scores_o = array_value(scores, 0, &why);
@@ -638,8 +744,9 @@ static int prediction_row(Ctx *c, const Rec *r, PyObject *ts) {
     }
     segment = segment_string(r, &why);
     if (segment == NULL) goto out;
+    Py_ssize_t dropped_long = 0, dropped_many = 0;
     if (c->extras) {
-        PyObject *features = features_dict(r);
+        PyObject *features = features_dict(c, r, &dropped_long, &dropped_many);
         if (features == NULL) { why = 2; goto out; }
         extra = PyTuple_Pack(3, features, scores_o ? scores_o : Py_None, classes_o ? classes_o : Py_None);
         Py_DECREF(features);
@@ -677,6 +784,8 @@ static int prediction_row(Ctx *c, const Rec *r, PyObject *ts) {
         why = 2;
         goto out;
     }
+    c->dropped_long += dropped_long;
+    c->dropped_many += dropped_many;
     why = 0;
 out:
     Py_XDECREF(row);
@@ -716,6 +825,9 @@ static int record(Ctx *c, Slice s, Rec *r) {
     int names = 0, times = 0, observeds = 0;
     r->n = 0;
     r->odd = 0;
+    r->weird = 0;
+    r->segments = 0;
+    r->v.code = -1;
     for (int k = 0; k < K_COUNT; k++) r->known[k] = -1;
     while (p < end) {
         if (rd_field(&p, end, &f) != OK) return BAIL;
@@ -733,24 +845,27 @@ static int record(Ctx *c, Slice s, Rec *r) {
             Attr tmp, *a = r->n < MAX_ATTRS ? &r->attrs[r->n] : &tmp;
             int rc = parse_keyvalue(f.s, a);
             if (rc != OK) return rc;
-            if (r->n >= MAX_ATTRS) {
-                r->odd = 1;
-                break;
-            }
-            if (a->keys != 1 || a->values > 1) r->odd = 1;
+            int stored = r->n < MAX_ATTRS;
+            if (!stored) r->odd = 1;
             int k = 0;
             for (; k < K_COUNT; k++)
                 if (eq(a->key, known_keys[k])) {
-                    if (r->known[k] >= 0) r->odd = 1;  /* repeated key */
-                    r->known[k] = r->n;
+                    if (stored) {
+                        if (r->known[k] >= 0) r->odd = 1;  /* repeated key */
+                        r->known[k] = r->n;
+                    }
                     break;
                 }
+            if (a->keys != 1 || a->values > 1 || (a->members > 1 && (c->extras || !starts(a->key, feature_prefix)))) {
+                r->odd = 1;
+                r->weird = 1;  /* upb merges or overrides: only the Python path knows the value it sees */
+            }
             /* an otel-ml key this code does not know (a newer attribute): the Python path decides */
             if (k == K_COUNT && starts(a->key, namespace_prefix) && !starts(a->key, segment_prefix) &&
                 !starts(a->key, feature_prefix))
                 r->odd = 1;
-            if (a->members > 1 && (c->extras || !starts(a->key, feature_prefix))) r->odd = 1;
-            r->n++;
+            if (r->v.code < 0) check_limits(c, r, a, k);
+            if (stored) r->n++;
             break;
         }
         default: break;
@@ -762,10 +877,20 @@ static int record(Ctx *c, Slice s, Rec *r) {
         c->ignored++;
         return OK;
     }
+    if (r->v.code >= 0 && !r->weird) return reject_record(c, &r->v);  /* nothing of the record copied */
     uint64_t when = t ? t : observed;
     if (r->odd || names > 1 || times > 1 || observeds > 1 || when >= ((uint64_t)1 << 63)) return fallback_record(c, s);
-    PyObject *ts = when ? PyFloat_FromDouble((double)(int64_t)when / 1e9) : Py_NewRef(c->now);
-    if (ts == NULL) return ERR;
+    PyObject *ts;
+    if (!when) {
+        ts = Py_NewRef(c->now);
+    } else if (c->last_ts != NULL && when == c->last_when) {
+        ts = Py_NewRef(c->last_ts);
+    } else {
+        ts = PyFloat_FromDouble((double)(int64_t)when / 1e9);
+        if (ts == NULL) return ERR;
+        Py_XSETREF(c->last_ts, Py_NewRef(ts));
+        c->last_when = when;
+    }
     int rc = is_pred ? prediction_row(c, r, ts) : label_row(c, r, ts);
     Py_DECREF(ts);
     if (rc == BAIL) return fallback_record(c, s);
@@ -802,32 +927,56 @@ static int resource_logs(Ctx *c, Slice s, Rec *r) {
 }
 
 PyDoc_STRVAR(decode_doc,
-"decode(body, now, extras, predictions, extras_list, labels, fallback) -> (received, ignored) | None\n\n"
+"decode(body, now, extras, predictions, extras_list, labels, fallback, reject, limits)\n"
+"    -> (received, ignored, features_dropped_too_long, features_dropped_too_many) | None\n\n"
 "Appends the rows of the records of the serialized ExportLogsServiceRequest ``body`` to the given lists;\n"
-"``fallback(record_bytes)`` decodes, in Python, each ml.* record this code does not handle. Returns None when the\n"
-"request must be decoded by the Python path as a whole (the lists then hold partial results: discard them).");
+"``fallback(record)`` decodes, in Python, each ml.* record this code does not handle (``record`` is a memoryview\n"
+"of ``body``, valid during the call); ``reject(code, key_prefix, key_bytes, n, limit)`` counts a record beyond\n"
+"one of ``limits`` (a tuple, see decode._c_limits). Returns None when the request must be decoded by the Python\n"
+"path as a whole (the lists then hold partial results: discard them).");
 
 static PyObject *decode(PyObject *self, PyObject *args) {
-    Py_buffer body;
-    PyObject *now, *preds, *extras_list, *labels, *fallback;
+    PyObject *body_obj, *now, *preds, *extras_list, *labels, *fallback, *reject, *limits;
     int extras;
     if (!configured) {
         PyErr_SetString(PyExc_RuntimeError, "_fastdecode.configure() was not called");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*OpO!O!O!O:decode", &body, &now, &extras, &PyList_Type, &preds,
-                          &PyList_Type, &extras_list, &PyList_Type, &labels, &fallback))
+    if (!PyArg_ParseTuple(args, "OOpO!O!O!OOO!:decode", &body_obj, &now, &extras, &PyList_Type, &preds,
+                          &PyList_Type, &extras_list, &PyList_Type, &labels, &fallback, &reject, &PyTuple_Type,
+                          &limits))
         return NULL;
+    if (PyTuple_GET_SIZE(limits) != L_COUNT) {
+        PyErr_Format(PyExc_ValueError, "decode: limits must have %d items", L_COUNT);
+        return NULL;
+    }
     Ctx c;
     memset(&c, 0, sizeof(c));
+    for (int i = 0; i < L_COUNT; i++) {
+        c.lim[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(limits, i));
+        if (c.lim[i] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "decode: limits must be >= 0");
+            return NULL;
+        }
+    }
+    Py_buffer body;
+    if (PyObject_GetBuffer(body_obj, &body, PyBUF_SIMPLE) < 0) return NULL;
+    c.body = PyMemoryView_FromObject(body_obj);
+    if (c.body == NULL) {
+        PyBuffer_Release(&body);
+        return NULL;
+    }
+    c.base = body.buf;
     c.now = now;
     c.extras = extras;
     c.preds = preds;
     c.extras_list = extras_list;
     c.labels = labels;
     c.fallback = fallback;
+    c.reject = reject;
     Rec *r = PyMem_Malloc(sizeof(Rec));
     if (r == NULL) {
+        Py_DECREF(c.body);
         PyBuffer_Release(&body);
         return PyErr_NoMemory();
     }
@@ -840,10 +989,11 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     }
     PyMem_Free(r);
     ctx_clear(&c);
+    Py_DECREF(c.body);
     PyBuffer_Release(&body);
     if (rc == ERR) return NULL;
     if (rc == BAIL) Py_RETURN_NONE;
-    return Py_BuildValue("(nn)", c.received, c.ignored);
+    return Py_BuildValue("(nnnn)", c.received, c.ignored, c.dropped_long, c.dropped_many);
 }
 
 /* ---- configuration ------------------------------------------------------------------------------------------- */
@@ -909,11 +1059,13 @@ static PyObject *configure(PyObject *self, PyObject *conf) {
     Py_XSETREF(segment_cache, obj_of(conf, "segment_cache"));
     Py_XSETREF(classes_cache, obj_of(conf, "classes_cache"));
     Py_XSETREF(segment_of, obj_of(conf, "segment_of"));
+    Py_XSETREF(intern_classes, obj_of(conf, "intern_classes"));
     if (!o_binary || !o_multiclass || !o_regression || !o_one || !o_empty || !segment_cache || !classes_cache ||
-        !segment_of)
+        !segment_of || !intern_classes)
         return NULL;
-    if (!PyDict_Check(segment_cache) || !PyDict_Check(classes_cache) || !PyCallable_Check(segment_of)) {
-        PyErr_SetString(PyExc_TypeError, "configure: caches must be dicts and segment_of a callable");
+    if (!PyDict_Check(segment_cache) || !PyDict_Check(classes_cache) || !PyCallable_Check(segment_of) ||
+        !PyCallable_Check(intern_classes)) {
+        PyErr_SetString(PyExc_TypeError, "configure: caches must be dicts, segment_of and intern_classes callables");
         return NULL;
     }
     configured = 1;

@@ -37,6 +37,21 @@ DEFAULT_OTLP_METRICS_PROTOCOL: Final = "grpc"
 DEFAULT_EXPORT_INTERVAL_S: Final = 10.0
 DEFAULT_PROMETHEUS_ENDPOINT: Final = "127.0.0.1:9464"
 DEFAULT_CARDINALITY_LIMIT: Final = 200
+DEFAULT_CARDINALITY_IDLE_S: Final = 86400.0
+DEFAULT_CARDINALITY_ADMISSION: Final = 20
+DEFAULT_SERIES_LIMIT: Final = 10_000
+# the limits.* defaults accept everything the instrumentation SDK sends (otel_ml/instrumentation/limits.py: strings
+# of 1024 characters, 256-character keys, 16 segments, 128 features, 1000 array items), except metric-label values
+# (model name/version, segment values), which become Prometheus labels and are held in the cardinality caps
+DEFAULT_PREDICTION_ID_BYTES: Final = 4096
+DEFAULT_MODEL_BYTES: Final = 256
+DEFAULT_CLASS_BYTES: Final = 4096
+DEFAULT_SEGMENT_BYTES: Final = 256
+DEFAULT_FEATURE_NAME_BYTES: Final = 1024
+DEFAULT_FEATURE_VALUE_BYTES: Final = 4096
+DEFAULT_SEGMENTS_PER_RECORD: Final = 16
+DEFAULT_FEATURES_PER_RECORD: Final = 128
+DEFAULT_CLASSES_PER_RECORD: Final = 1000
 DEFAULT_RANKING_K: Final = (1, 5, 10)
 DEFAULT_AUC_WINDOW: Final = 10_000
 DEFAULT_REFERENCE_DIRECTORY: Final = "./references"
@@ -62,8 +77,12 @@ metrics:
   otlp: {endpoint: http://127.0.0.1:4317, protocol: grpc, interval: 10s}
   prometheus: {endpoint: 127.0.0.1:9464}
   cardinality_limit: 200
+  cardinality_idle: 1d
   ranking_k: [1, 5, 10]
   auc_window: 10000
+limits:
+  prediction_id_bytes: 4096
+  segments_per_record: 16
 """
 """A complete valid config (shown in error messages)."""
 
@@ -117,8 +136,31 @@ class MetricsConfig:
     otlp: OtlpMetricsConfig | None = field(default_factory=OtlpMetricsConfig)
     prometheus_endpoint: str | None = None
     cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT
+    cardinality_idle: float = DEFAULT_CARDINALITY_IDLE_S
+    cardinality_admission: int = DEFAULT_CARDINALITY_ADMISSION
+    series_limit: int = DEFAULT_SERIES_LIMIT
     ranking_k: tuple[int, ...] = DEFAULT_RANKING_K
     auc_window: int = DEFAULT_AUC_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Per-record limits of the decoder (``limits:``): lengths in bytes of UTF-8, counts per record.
+
+    A record beyond a length or count limit is rejected alone (``too_long`` / ``too_many``); a feature beyond its
+    limits is dropped from an accepted record (``ml.processor.features.dropped``). The checks run on the raw value
+    before it is copied (C decoder) and before any other validation of the record, in wire order.
+    """
+
+    prediction_id_bytes: int = DEFAULT_PREDICTION_ID_BYTES
+    model_bytes: int = DEFAULT_MODEL_BYTES
+    class_bytes: int = DEFAULT_CLASS_BYTES
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    feature_name_bytes: int = DEFAULT_FEATURE_NAME_BYTES
+    feature_value_bytes: int = DEFAULT_FEATURE_VALUE_BYTES
+    segments_per_record: int = DEFAULT_SEGMENTS_PER_RECORD
+    features_per_record: int = DEFAULT_FEATURES_PER_RECORD
+    classes_per_record: int = DEFAULT_CLASSES_PER_RECORD
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +187,7 @@ class ProcessorConfig:
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     reference: ReferenceConfig | None = None
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
     stages: tuple[str, ...] = ()
@@ -215,10 +258,44 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("metrics.prometheus.endpoint", "host:port", "disabled",
            "Optional Prometheus scrape endpoint (`/metrics`) for setups without a collector."),
     KeyDoc("metrics.cardinality_limit", "int", str(DEFAULT_CARDINALITY_LIMIT),
-           "Distinct values per model and metric attribute; overflow goes to `_other` (counted)."),
+           "Distinct values per model and metric attribute (and distinct models); overflow goes to `_other`, "
+           "counted in `ml.processor.attribute.overflow{ml.reason}`. Values of a loaded reference artifact (model, "
+           "version, classes, features) are always admitted and take no slot."),
+    KeyDoc("metrics.cardinality_idle", "duration", "1d",
+           "A capped value unseen for this long gives up its slot when a new value needs one (its series are "
+           "removed); last-seen times are persisted, so a restart does not bring junk back."),
+    KeyDoc("metrics.cardinality_admission", "int", str(DEFAULT_CARDINALITY_ADMISSION),
+           "Once half of a cap is taken, a new value needs this many sightings (separate processing steps) before "
+           "it gets a slot: one-off junk cannot fill the cap to the exclusion of real, recurring values."),
+    KeyDoc("metrics.series_limit", "int", str(DEFAULT_SERIES_LIMIT),
+           "Points per metric; a new combination beyond it is folded into the all-`_other` point (counted, reason "
+           "`series`). The OTel SDK's per-instrument cardinality limit is set to this + 1; anything the SDK still "
+           "folds is counted in `ml.processor.series.overflow`."),
     KeyDoc("metrics.ranking_k", "list of int", "[1, 5, 10]", "The k of precision@k and NDCG@k."),
     KeyDoc("metrics.auc_window", "int", str(DEFAULT_AUC_WINDOW),
            "Most recent joined binary predictions per model and version behind the ROC-AUC gauge."),
+    KeyDoc("limits.prediction_id_bytes", "int", str(DEFAULT_PREDICTION_ID_BYTES),
+           "Longest `ml.prediction.id` (UTF-8 bytes); longer: the record is rejected, `too_long`."),
+    KeyDoc("limits.model_bytes", "int", str(DEFAULT_MODEL_BYTES),
+           "Longest `ml.model.name` and `ml.model.version`; longer: rejected, `too_long`."),
+    KeyDoc("limits.class_bytes", "int", str(DEFAULT_CLASS_BYTES),
+           "Longest class: `ml.prediction.value` / `ml.label.value` strings and every item of `ml.prediction.values`, "
+           "`ml.prediction.classes`, `ml.label.values`; longer: rejected, `too_long`."),
+    KeyDoc("limits.segment_bytes", "int", str(DEFAULT_SEGMENT_BYTES),
+           "Longest segment dimension (the `<dim>` of `ml.segment.<dim>`) and segment value; longer: rejected, "
+           "`too_long`."),
+    KeyDoc("limits.segments_per_record", "int", str(DEFAULT_SEGMENTS_PER_RECORD),
+           "Most `ml.segment.*` attributes on one record; more: rejected, `too_many`."),
+    KeyDoc("limits.classes_per_record", "int", str(DEFAULT_CLASSES_PER_RECORD),
+           "Most items of any list attribute (classes, scores, predicted or true sets, relevance); more: rejected, "
+           "`too_many`."),
+    KeyDoc("limits.feature_name_bytes", "int", str(DEFAULT_FEATURE_NAME_BYTES),
+           "Longest feature name; a longer feature is dropped from the record (counted, "
+           "`ml.processor.features.dropped{ml.reason=too_long}`)."),
+    KeyDoc("limits.feature_value_bytes", "int", str(DEFAULT_FEATURE_VALUE_BYTES),
+           "Longest string feature value; a longer one is dropped (counted, `too_long`)."),
+    KeyDoc("limits.features_per_record", "int", str(DEFAULT_FEATURES_PER_RECORD),
+           "Most features kept per record (wire order); the rest are dropped (counted, `too_many`)."),
     KeyDoc("reference.directory", "path", "unset (then ./references)",
            "Reference artifacts; setting `reference:` enables the estimation/drift stage."),
     KeyDoc("reference.reload_interval", "duration", "30s", "How often the reference directory is re-read."),
@@ -332,7 +409,8 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
 def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
     ex = ("metrics: {otlp: {endpoint: http://127.0.0.1:4317, protocol: grpc, interval: 10s}, "
           "prometheus: {endpoint: 127.0.0.1:9464}, cardinality_limit: 200, ranking_k: [1, 5, 10]}")
-    s = _section(raw, "metrics", {"otlp", "prometheus", "cardinality_limit", "ranking_k", "auc_window"}, ex)
+    s = _section(raw, "metrics", {"otlp", "prometheus", "cardinality_limit", "cardinality_idle", "cardinality_admission",
+                                  "series_limit", "ranking_k", "auc_window"}, ex)
     otlp: OtlpMetricsConfig | None = OtlpMetricsConfig()
     if "otlp" in s:
         o = s["otlp"]
@@ -364,9 +442,43 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
         otlp=otlp, prometheus_endpoint=prom,
         cardinality_limit=_int(s.get("cardinality_limit", DEFAULT_CARDINALITY_LIMIT), "metrics.cardinality_limit",
                                ex),
+        cardinality_idle=_min_duration(s.get("cardinality_idle", DEFAULT_CARDINALITY_IDLE_S), "metrics.cardinality_idle",
+                                       "metrics: {cardinality_idle: 1d}", 60.0),
+        cardinality_admission=_int(s.get("cardinality_admission", DEFAULT_CARDINALITY_ADMISSION),
+                                   "metrics.cardinality_admission", "metrics: {cardinality_admission: 20}"),
+        series_limit=_int(s.get("series_limit", DEFAULT_SERIES_LIMIT), "metrics.series_limit",
+                          "metrics: {series_limit: 10000}", 100),
         ranking_k=tuple(sorted(set(ks))),
         auc_window=_int(s.get("auc_window", DEFAULT_AUC_WINDOW), "metrics.auc_window", ex, 2),
     )
+
+
+def _min_duration(value: Any, key: str, example: str, minimum: float) -> float:
+    seconds = parse_duration(value, key, example)
+    if seconds < minimum:
+        raise ConfigError(key, f"must be at least {minimum:g}s, got {value!r}", example)
+    return seconds
+
+
+_LIMIT_MINIMUMS: Final = {"prediction_id_bytes": 16, "model_bytes": 8, "class_bytes": 8, "segment_bytes": 8,
+                          "feature_name_bytes": 8, "feature_value_bytes": 8, "segments_per_record": 1,
+                          "features_per_record": 1, "classes_per_record": 2}
+"""Smallest accepted value of each ``limits.*`` key (below it real traffic could not pass)."""
+_LIMIT_MAXIMUM: Final = 1 << 24
+"""Largest accepted value of any ``limits.*`` key (16 MiB: a limit above the request size bounds nothing)."""
+
+
+def _limits(raw: Mapping[str, Any]) -> LimitsConfig:
+    ex = "limits: {prediction_id_bytes: 4096, class_bytes: 4096, segments_per_record: 16}"
+    s = _section(raw, "limits", set(_LIMIT_MINIMUMS), ex)
+    values: dict[str, int] = {}
+    for name, minimum in _LIMIT_MINIMUMS.items():
+        if name in s:
+            value = _int(s[name], f"limits.{name}", ex, minimum)
+            if value > _LIMIT_MAXIMUM:
+                raise ConfigError(f"limits.{name}", f"expected at most {_LIMIT_MAXIMUM}, got {value!r}", ex)
+            values[name] = value
+    return LimitsConfig(**values)
 
 
 def _reference(raw: Mapping[str, Any]) -> ReferenceConfig | None:
@@ -390,7 +502,7 @@ def _relabel(raw: Mapping[str, Any]) -> RelabelConfig:
     return RelabelConfig(path, _int(s.get("max_samples", DEFAULT_RELABEL_MAX_SAMPLES), "relabel.max_samples", ex))
 
 
-_TOP = {"instance_id", "receiver", "store", "metrics", "reference", "relabel", "stages", "stages_config"}
+_TOP = {"instance_id", "receiver", "store", "metrics", "limits", "reference", "relabel", "stages", "stages_config"}
 
 
 def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
@@ -418,7 +530,7 @@ def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
         raise ConfigError("stages_config", "expected a mapping", "stages_config: {threshold: 0.5}")
     return ProcessorConfig(
         instance_id=instance_id, receiver=_receiver(raw), store=_store(raw), metrics=_metrics(raw),
-        reference=_reference(raw), relabel=_relabel(raw), stages=tuple(stages), stages_config=dict(stages_config),
+        limits=_limits(raw), reference=_reference(raw), relabel=_relabel(raw), stages=tuple(stages), stages_config=dict(stages_config),
     )
 
 

@@ -2,12 +2,29 @@
 
 No business logic here: a record is either ignored (not an otel-ml event), rejected with a
 :class:`~otel_ml.semconv.attributes.RejectReason`, or turned into a :mod:`~otel_ml.processor.records` row.
+
+Validation of one record, in this order (the C fast path applies the same rules, see ``_fastdecode.c``):
+
+1. *Limits* (:class:`~otel_ml.processor.config.LimitsConfig`), attribute by attribute in wire order, before any
+   value is used: the first attribute beyond a length or count limit rejects the record (``too_long``,
+   ``too_many``); a feature beyond its limits is dropped and counted (:attr:`Decoded.dropped`). Keys that are not
+   otel-ml attributes are not read at all.
+2. *Types and values* of the attributes the event needs (``missing_attribute``, ``wrong_type``, ``unknown_task``,
+   ``not_finite``).
+3. Anything else that goes wrong decoding one record (a bug) rejects that record alone as ``internal_error`` and is
+   logged: no input fails the rest of its request.
+
+Messages (the OTLP ``partial_success.error_message``) never echo more than a short prefix of any input value
+(:func:`shown`), and :func:`error_message` bounds the whole message to :data:`MAX_ERROR_MESSAGE` bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -18,9 +35,11 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from otel_ml.errors import OtelMLError
 from otel_ml.processor import _native
+from otel_ml.processor.caches import ByteCache, approx_size
+from otel_ml.processor.config import LimitsConfig
 from otel_ml.processor.records import SEP, Row
 from otel_ml.semconv import attributes as a
-from otel_ml.semconv.attributes import RejectReason, Task
+from otel_ml.semconv.attributes import FeatureDropReason, RejectReason, Task
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
 
 _FEATURE: Final = a.ML_FEATURE_PREFIX
@@ -32,6 +51,17 @@ _LIST_TASKS: Final = frozenset({Task.MULTILABEL, Task.RANKING})
 _BINARY: Final = Task.BINARY
 _DEFAULT_POSITIVE: Final = "1"
 """Positive class of a binary prediction without ``ml.prediction.classes``."""
+_logger = logging.getLogger(__name__)
+
+DEFAULT_LIMITS: Final = LimitsConfig()
+TASK_BYTES: Final = 64
+"""Longest ``ml.task`` value looked at (longer than any task: rejected ``too_long`` without being copied)."""
+SHOWN_BYTES: Final = 64
+"""At most this many bytes of an input (a key or a value) appear in a rejection message."""
+MAX_MESSAGE: Final = 256
+"""Longest message of one rejection."""
+MAX_ERROR_MESSAGE: Final = 1024
+"""Longest ``partial_success.error_message`` (:func:`error_message`)."""
 
 
 class _Bad:
@@ -65,6 +95,7 @@ class Decoded:
         predictions: Prediction rows (pairs have their label half set).
         extras: Aligned with ``predictions``: features, scores and classes (for stages).
         labels: Label rows.
+        dropped: Features dropped from accepted predictions, by :class:`FeatureDropReason`.
     """
 
     received: int = 0
@@ -74,6 +105,7 @@ class Decoded:
     predictions: list[Row] = field(default_factory=list)
     extras: list[Extra | None] = field(default_factory=list)
     labels: list[Row] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
 
     @property
     def rejected_count(self) -> int:
@@ -81,10 +113,72 @@ class Decoded:
         return sum(self.rejected.values())
 
     def reject(self, reason: str, message: str) -> None:
-        """Count one rejection."""
+        """Count one rejection (the message of the first one is kept, bounded to :data:`MAX_MESSAGE`)."""
         self.rejected[reason] += 1
         if not self.first_error:
-            self.first_error = f"{reason}: {message}"
+            self.first_error = _clip(f"{reason}: {message}", MAX_MESSAGE)
+
+    def reject_limit(self, code: int, key_prefix: bytes, key_bytes: int, n: int, limit: int) -> None:
+        """Count a record beyond a limit (called by the C decoder too; ``code`` as in :func:`limit_message`)."""
+        self.reject(RejectReason.TOO_MANY if code in _TOO_MANY_CODES else RejectReason.TOO_LONG,
+                    limit_message(code, shown_bytes(key_prefix, key_bytes), n, limit))
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8 (on a character boundary), ``…`` marking a cut."""
+    if len(text) <= limit // 4 or len(raw := text.encode()) <= limit:
+        return text
+    return raw[:limit - 3].decode("utf-8", "ignore") + "…"
+
+
+def utf8_len(s: str) -> int:
+    """Bytes of ``s`` in UTF-8 (O(1) for ASCII strings)."""
+    return len(s) if s.isascii() else len(s.encode())
+
+
+def _over(s: str, limit: int) -> bool:
+    """Whether ``s`` is longer than ``limit`` bytes of UTF-8 (no encoding when the character count decides)."""
+    n = len(s)
+    return n > limit or (n > limit >> 2 and not s.isascii() and len(s.encode()) > limit)
+
+
+def shown_bytes(prefix: bytes, total: int) -> str:
+    """How a key or value appears in a message: its first :data:`SHOWN_BYTES` bytes, elided beyond."""
+    if total <= SHOWN_BYTES:
+        return prefix.decode("utf-8", "replace")
+    return f"{prefix[:SHOWN_BYTES].decode('utf-8', 'ignore')}…({total} bytes)"
+
+
+def shown(s: str) -> str:
+    """:func:`shown_bytes` of a string (same result as the C decoder's, which passes the raw prefix)."""
+    return shown_bytes(s[:SHOWN_BYTES].encode()[:SHOWN_BYTES], utf8_len(s))
+
+
+LIMIT_VALUE, LIMIT_ITEMS, LIMIT_SEGMENTS, LIMIT_DIMENSION, LIMIT_ITEM = range(5)
+"""Codes of :func:`limit_message` (also used by ``_fastdecode.c``; only LIMIT_ITEMS and LIMIT_SEGMENTS are
+``too_many``, the others ``too_long``: see :meth:`Decoded.reject_limit`)."""
+_TOO_MANY_CODES: Final = frozenset({LIMIT_ITEMS, LIMIT_SEGMENTS})
+
+
+def limit_message(code: int, key: str, n: int, limit: int) -> str:
+    """The rejection message of a record beyond a limit (``key`` already :func:`shown`)."""
+    if code == LIMIT_VALUE:
+        return f"{key} is {n} bytes (limit {limit})"
+    if code == LIMIT_ITEMS:
+        return f"{key} has {n} items (limit {limit})"
+    if code == LIMIT_SEGMENTS:
+        return f"more than {limit} {_SEGMENT}* attributes"
+    if code == LIMIT_DIMENSION:
+        return f"{key}: segment dimension of {n} bytes (limit {limit})"
+    return f"{key} has an item of {n} bytes (limit {limit})"
+
+
+def error_message(rejected: Counter[str], first_error: str) -> str:
+    """``partial_success.error_message``: counts by reason and the first rejection, at most 1 KiB."""
+    if not rejected:
+        return ""
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
+    return _clip(f"{sum(rejected.values())} rejected ({counts}); first: {first_error}", MAX_ERROR_MESSAGE)
 
 
 def _value(v: Any) -> Any:
@@ -216,23 +310,36 @@ def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
 
 
 _NO_LABEL: Final = (None, None, None, None, None)
-_SEGMENTS: dict[tuple[tuple[str, Any], ...], str] = {}
+_SEGMENTS: ByteCache[tuple[tuple[str, Any], ...], str] = ByteCache("decode.segments", 8 << 20)
 """Segment strings by their attributes (a few distinct combinations repeat on every record)."""
-_CLASSES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_C_SEGMENTS: ByteCache[bytes, str] = ByteCache("decode.segments.c", 8 << 20)
+"""The C decoder's segment strings, by the raw bytes of the segment attributes (it looks up, Python inserts)."""
+_CLASSES: ByteCache[tuple[str, ...], tuple[str, ...]] = ByteCache("decode.classes", 4 << 20)
 """Interned class tuples (one object per distinct class order: cheap grouping downstream)."""
 
 
 def _segment_string(seg_key: tuple[tuple[str, Any], ...]) -> str:
     """``dim=value,...`` (sorted by dimension) of a record's ``ml.segment.*`` attributes, in wire order."""
-    cached = _SEGMENTS.get(seg_key)
+    try:
+        cached = _SEGMENTS.get(seg_key)
+    except TypeError:  # an unhashable value (an ArrayValue): the type check below rejects it
+        cached = None
     if cached is None:
         for key, v in seg_key:
             if type(v) is not str:
-                raise Reject(RejectReason.WRONG_TYPE, f"{key} must be a string")
-        cached = ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(seg_key))
-        if len(_SEGMENTS) < 100_000:
-            _SEGMENTS[seg_key] = cached
+                raise Reject(RejectReason.WRONG_TYPE, f"{shown(key)} must be a string")
+        cached = _SEGMENTS.put(seg_key, ",".join(f"{key[_SEGMENT_LEN:]}={v}" for key, v in sorted(seg_key)))
     return cached
+
+
+def _c_segment(raw: bytes, pairs: tuple[tuple[str, str], ...]) -> str:
+    """The C decoder's cache miss: the segment string of ``pairs``, cached under ``raw``."""
+    return _C_SEGMENTS.put(raw, _segment_string(pairs))
+
+
+def _intern_classes(classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The shared tuple equal to ``classes`` (cached while the cache has room)."""
+    return _CLASSES.get(classes) or _CLASSES.put(classes, classes)
 
 
 def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features: dict[str, Any] | None, ts: float,
@@ -241,9 +348,9 @@ def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features
     model, pid, task = get(a.ML_MODEL_NAME), get(a.ML_PREDICTION_ID), get(a.ML_TASK)
     if type(model) is not str or type(pid) is not str or not model or not pid:  # slow path: the precise reason
         model, pid = _req_str(attrs, a.ML_MODEL_NAME), _req_str(attrs, a.ML_PREDICTION_ID)
-    if task not in _TASKS:
+    if type(task) is not str or task not in _TASKS:
         _req_str(attrs, a.ML_TASK)
-        raise Reject(RejectReason.UNKNOWN_TASK, f"unknown {a.ML_TASK} {task!r}")
+        raise Reject(RejectReason.UNKNOWN_TASK, f"unknown {a.ML_TASK} {shown(task)!r}")
     version = get(a.ML_MODEL_VERSION, "")
     if type(version) is not str:
         raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_MODEL_VERSION} must be a string")
@@ -272,8 +379,7 @@ def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features
     classes = get(a.ML_PREDICTION_CLASSES) if extras or task == _BINARY else None
     classes_t: tuple[str, ...] | None = None
     if classes is not None:
-        classes_t = tuple(_str_list(classes, a.ML_PREDICTION_CLASSES))
-        classes_t = _CLASSES.setdefault(classes_t, classes_t) if len(_CLASSES) < 10_000 else classes_t
+        classes_t = _intern_classes(tuple(_str_list(classes, a.ML_PREDICTION_CLASSES)))
     if scores is not None:
         scores = _num_list(scores, a.ML_PREDICTION_SCORES)
         if classes_t is not None and len(classes_t) != len(scores):
@@ -297,76 +403,165 @@ def _label(attrs: dict[str, Any], ts: float, now: float) -> Row:
             *_label_half(attrs, ts))
 
 
-_PLAIN_KEY: Final = "plain"
+# --- attribute kinds: what a key is, and which limit its value has (one dict lookup per attribute) ----------------
+_IGNORE: Final = "ignore"
+"""Not an otel-ml attribute (or one this version does not know): never read."""
+_PLAIN: Final = "plain"
+"""A known attribute without a length limit (``ml.prediction.score``)."""
+_ID: Final = "id"
+_MODEL: Final = "model"
+_TASK: Final = "task"
+_CLASS: Final = "class"
+_LIST: Final = "list"
+_STAGE: Final = "stage"
+"""A list only stages read (``ml.prediction.scores``): skipped without one."""
 _SEGMENT_KEY: Final = "segment"
 _FEATURE_KEY: Final = "feature"
-_STAGE_KEY: Final = "stage"
-_KEY_KINDS: dict[str, str] = {}
-"""Attribute key -> kind: plain, segment, feature, or stage (a plain key only stages read: skipped without one).
-One dict lookup per attribute instead of prefix tests."""
+_KINDS: Final = {a.ML_PREDICTION_ID: _ID, a.ML_MODEL_NAME: _MODEL, a.ML_MODEL_VERSION: _MODEL, a.ML_TASK: _TASK,
+                 a.ML_PREDICTION_VALUE: _CLASS, a.ML_LABEL_VALUE: _CLASS, a.ML_PREDICTION_VALUES: _LIST,
+                 a.ML_PREDICTION_CLASSES: _LIST, a.ML_LABEL_VALUES: _LIST, a.ML_LABEL_RELEVANCE: _LIST,
+                 a.ML_PREDICTION_SCORES: _STAGE, a.ML_PREDICTION_SCORE: _PLAIN}
+_KEY_KINDS: ByteCache[str, str] = ByteCache("decode.key_kinds", 4 << 20, lambda k, v: approx_size(k) + 64)
+"""Attribute key -> kind (keys repeat on every record; application keys are many but bounded in bytes)."""
 
 
 def _key_kind(key: str) -> str:
-    kind = (_SEGMENT_KEY if key.startswith(_SEGMENT) else _FEATURE_KEY if key.startswith(_FEATURE)
-            else _STAGE_KEY if key == a.ML_PREDICTION_SCORES else _PLAIN_KEY)
-    if len(_KEY_KINDS) < 100_000:
-        _KEY_KINDS[key] = kind
-    return kind
+    kind = _KINDS.get(key) or (_SEGMENT_KEY if key.startswith(_SEGMENT) else _FEATURE_KEY
+                               if key.startswith(_FEATURE) else _IGNORE)
+    return _KEY_KINDS.put(key, kind)
 
 
-def _record(rec: LogRecord, name: str, out: Decoded, now: float, extras: bool) -> None:
+@functools.lru_cache(maxsize=16)
+def _limit_table(limits: LimitsConfig) -> dict[str, int]:
+    """Byte limit of a string value, by attribute kind (every known key has one; segments and features apart)."""
+    return {_ID: limits.prediction_id_bytes, _MODEL: limits.model_bytes, _TASK: TASK_BYTES,
+            _CLASS: limits.class_bytes, _LIST: limits.class_bytes, _STAGE: limits.class_bytes,
+            _PLAIN: limits.class_bytes}
+
+
+def _check_list(arr: ArrayValue, key: str, limits: LimitsConfig) -> None:
+    """Limits of a list attribute: item count, then each string item's length."""
+    items = arr.values
+    if len(items) > limits.classes_per_record:
+        raise Reject(RejectReason.TOO_MANY, limit_message(LIMIT_ITEMS, shown(key), len(items),
+                                                          limits.classes_per_record))
+    cap = limits.class_bytes
+    for x in items:
+        s = x.string_value
+        if len(s) > cap >> 2 and _over(s, cap):
+            raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_ITEM, shown(key), utf8_len(s), cap))
+
+
+_internal_errors = [0, 0.0]
+"""Internal errors seen, time of the last one logged (at most one traceback per minute)."""
+
+
+def _record(rec: LogRecord, name: str, out: Decoded, now: float, extras: bool,
+            limits: LimitsConfig = DEFAULT_LIMITS) -> None:
     """Decode one ``ml.prediction`` / ``ml.label`` record into ``out`` (a row, or a counted rejection)."""
-    key_kind = _KEY_KINDS.get
-    attrs: dict[str, Any] = {}
-    segments: dict[str, Any] | None = None
-    features: dict[str, Any] | None = None
-    for kv in rec.attributes:
-        key = kv.key
-        kind = key_kind(key)
-        if kind is None:
-            kind = _key_kind(key)
-        if kind is not _PLAIN_KEY and kind is not _SEGMENT_KEY and not extras:
-            continue  # features and per-class scores feed stages only: not even read without one
-        v = kv.value
-        val: Any = v.string_value
-        if not val:  # a non-empty string is the oneof's active member; anything else: look
-            which = v.WhichOneof("value")
-            if which == "double_value":
-                val = v.double_value
-            elif which == "array_value":
-                val = v.array_value  # converted only where used (_arr)
-            elif which != "string_value":
-                val = _value(v)
-        if kind is _PLAIN_KEY or kind is _STAGE_KEY:
-            attrs[key] = val
-        elif kind is _SEGMENT_KEY:
-            if segments is None:
-                segments = {}
-            segments[key] = val
-        else:
-            if features is None:
-                features = {}
-            features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is ArrayValue else val
-    t = rec.time_unix_nano or rec.observed_time_unix_nano
-    ts = t / 1e9 if t else now
     try:
+        key_kind = _KEY_KINDS.get
+        value_limits = _limit_table(limits)
+        attrs: dict[str, Any] = {}
+        segments: dict[str, Any] | None = None
+        features: dict[str, Any] | None = None
+        n_segments = n_features = 0
+        dropped: list[str] | None = None
+        for kv in rec.attributes:
+            key = kv.key
+            kind = key_kind(key)
+            if kind is None:
+                kind = _key_kind(key)
+            if kind is _IGNORE:
+                continue
+            if kind is _SEGMENT_KEY:
+                n_segments += 1
+                if n_segments > limits.segments_per_record:
+                    raise Reject(RejectReason.TOO_MANY, limit_message(LIMIT_SEGMENTS, "", n_segments,
+                                                                      limits.segments_per_record))
+                if _over(key, _SEGMENT_LEN + limits.segment_bytes):
+                    raise Reject(RejectReason.TOO_LONG, limit_message(
+                        LIMIT_DIMENSION, shown(key), utf8_len(key) - _SEGMENT_LEN, limits.segment_bytes))
+            elif kind is _FEATURE_KEY or kind is _STAGE:
+                if not extras:
+                    continue  # features and per-class scores feed stages only: not even read without one
+                if kind is _FEATURE_KEY:
+                    if _over(key, _FEATURE_LEN + limits.feature_name_bytes):
+                        dropped = dropped or []
+                        dropped.append(FeatureDropReason.TOO_LONG)
+                        continue
+            v = kv.value
+            val: Any = v.string_value
+            if val:  # a non-empty string is the oneof's active member
+                lim = value_limits.get(kind)
+                if lim is not None:
+                    if len(val) > lim >> 2 and _over(val, lim):
+                        raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_VALUE, shown(key), utf8_len(val),
+                                                                          lim))
+                elif kind is _SEGMENT_KEY:
+                    if len(val) > limits.segment_bytes >> 2 and _over(val, limits.segment_bytes):
+                        raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_VALUE, shown(key), utf8_len(val),
+                                                                          limits.segment_bytes))
+                elif kind is _FEATURE_KEY and len(val) > limits.feature_value_bytes >> 2 and \
+                        _over(val, limits.feature_value_bytes):
+                    dropped = dropped or []
+                    dropped.append(FeatureDropReason.TOO_LONG)
+                    continue
+            else:  # anything else: look
+                which = v.WhichOneof("value")
+                if which == "double_value":
+                    val = v.double_value
+                elif which == "array_value":
+                    val = v.array_value  # converted only where used (_arr)
+                    if kind is _LIST or kind is _STAGE:
+                        _check_list(val, key, limits)
+                elif which != "string_value":
+                    val = _value(v)
+            if kind is _SEGMENT_KEY:
+                if segments is None:
+                    segments = {}
+                segments[key] = val
+            elif kind is _FEATURE_KEY:
+                if n_features >= limits.features_per_record:  # counted among the features kept, in wire order
+                    dropped = dropped or []
+                    dropped.append(FeatureDropReason.TOO_MANY)
+                    continue
+                n_features += 1
+                if features is None:
+                    features = {}
+                features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is ArrayValue else val
+            else:
+                attrs[key] = val
+        t = rec.time_unix_nano or rec.observed_time_unix_nano
+        ts = t / 1e9 if t else now
         if name == ML_PREDICTION_EVENT:
             row, extra = _prediction(attrs, segments, features, ts, now, extras)
             out.predictions.append(row)
             out.extras.append(extra)
+            if dropped:
+                out.dropped.update(dropped)
         else:
             out.labels.append(_label(attrs, ts, now))
     except Reject as exc:
         out.reject(exc.reason, str(exc))
+    except Exception:  # a bug: the record is rejected alone, the request goes on
+        _internal_errors[0] += 1
+        if time.monotonic() - _internal_errors[1] >= 60.0:
+            _internal_errors[1] = time.monotonic()
+            _logger.exception("could not decode an otel-ml record (%d so far); it is rejected as %s",
+                              _internal_errors[0], RejectReason.INTERNAL_ERROR)
+        out.reject(RejectReason.INTERNAL_ERROR, "the processor failed on this record (see its log)")
 
 
-def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool = True) -> Decoded:
+def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool = True,
+                   limits: LimitsConfig = DEFAULT_LIMITS) -> Decoded:
     """Decode every record of a parsed ``request`` (the Python path).
 
     Args:
         request: The OTLP request.
         now: The processor clock (arrival time and fallback timestamp).
         extras: Collect features, scores and classes for stages (skipped when no stage is configured).
+        limits: Per-record limits (``limits:`` of the config).
     """
     out = Decoded()
     received = ignored = 0
@@ -378,12 +573,20 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
                 if name != ML_PREDICTION_EVENT and name != ML_LABEL_EVENT:
                     ignored += 1
                     continue
-                _record(rec, name, out, now, extras)
+                _record(rec, name, out, now, extras, limits)
     out.received, out.ignored = received, ignored
     return out
 
 
-def decode_body(body: bytes, now: float, extras: bool = True) -> Decoded:
+@functools.lru_cache(maxsize=16)
+def _c_limits(limits: LimitsConfig) -> tuple[int, ...]:
+    """The limits as the C decoder takes them (order: see ``LIMITS`` in ``_fastdecode.c``)."""
+    return (limits.prediction_id_bytes, limits.model_bytes, TASK_BYTES, limits.class_bytes, limits.segment_bytes,
+            limits.feature_name_bytes, limits.feature_value_bytes, limits.segments_per_record,
+            limits.features_per_record, limits.classes_per_record)
+
+
+def decode_body(body: bytes, now: float, extras: bool = True, limits: LimitsConfig = DEFAULT_LIMITS) -> Decoded:
     """Decode a serialized ``ExportLogsServiceRequest``: the C fast path when it is built, else the Python path.
 
     Both give the same :class:`Decoded` (``tests/processor/test_fastdecode.py``): the C code decodes the records of
@@ -398,13 +601,18 @@ def decode_body(body: bytes, now: float, extras: bool = True) -> Decoded:
 
         def fallback(record: bytes) -> None:
             rec = LogRecord.FromString(record)
-            _record(rec, rec.event_name, out, now, extras)
+            _record(rec, rec.event_name, out, now, extras, limits)
 
-        counts = _native.decoder.decode(body, now, extras, out.predictions, out.extras, out.labels, fallback)
+        counts = _native.decoder.decode(body, now, extras, out.predictions, out.extras, out.labels, fallback,
+                                        out.reject_limit, _c_limits(limits))
         if counts is not None:
-            out.received, out.ignored = counts
+            out.received, out.ignored, too_long, too_many = counts
+            if too_long:
+                out.dropped[FeatureDropReason.TOO_LONG] += too_long
+            if too_many:
+                out.dropped[FeatureDropReason.TOO_MANY] += too_many
             return out
-    return decode_request(ExportLogsServiceRequest.FromString(body), now, extras)
+    return decode_request(ExportLogsServiceRequest.FromString(body), now, extras, limits)
 
 
 _native.configure({
@@ -416,5 +624,6 @@ _native.configure({
     "segment_prefix": _SEGMENT, "feature_prefix": _FEATURE, "namespace": a.ML_NAMESPACE,
     "binary": Task.BINARY, "multiclass": Task.MULTICLASS, "regression": Task.REGRESSION,
     "binary_default_positive": _DEFAULT_POSITIVE, "sep": SEP,
-    "segment_cache": {}, "classes_cache": _CLASSES, "segment_of": _segment_string,
+    "segment_cache": _C_SEGMENTS.data, "classes_cache": _CLASSES.data, "segment_of": _c_segment,
+    "intern_classes": _intern_classes,
 })

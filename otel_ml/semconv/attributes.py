@@ -218,8 +218,39 @@ class RejectReason:
     UNKNOWN_TASK: Final = "unknown_task"
     NOT_FINITE: Final = "not_finite"
     TOO_LARGE: Final = "too_large"
+    """A whole request beyond ``receiver.max_request_bytes`` (counted as one record)."""
     DECODE_ERROR: Final = "decode_error"
     TASK_MISMATCH: Final = "task_mismatch"
+    TOO_LONG: Final = "too_long"
+    """A value (id, model name or version, class, segment dimension or value) beyond its ``limits.*`` byte length."""
+    TOO_MANY: Final = "too_many"
+    """More segments (``limits.segments_per_record``) or list items (``limits.classes_per_record``) than allowed."""
+    INTERNAL_ERROR: Final = "internal_error"
+    """The decoder failed on the record in a way no precise check caught (a bug: logged with the traceback); the
+    record is rejected alone and the rest of the request is processed."""
+
+
+class FeatureDropReason:
+    """Values of ``ml.reason`` on ``ml.processor.features.dropped`` (features removed from an accepted record)."""
+
+    TOO_LONG: Final = "too_long"
+    """The feature name (``limits.feature_name_bytes``) or its string value (``limits.feature_value_bytes``)."""
+    TOO_MANY: Final = "too_many"
+    """Features beyond ``limits.features_per_record`` (in wire order)."""
+
+
+class OverflowReason:
+    """Values of ``ml.reason`` on ``ml.processor.attribute.overflow`` (why a value was mapped to ``_other``)."""
+
+    LIMIT: Final = "limit"
+    """The per-model cap (``metrics.cardinality_limit``) is full and no admitted value is idle long enough to free
+    its slot (``metrics.cardinality_idle``)."""
+    ADMISSION: Final = "admission"
+    """More than half the cap is taken: a new value needs ``metrics.cardinality_admission`` sightings (separate
+    processing steps) before it gets its own series."""
+    SERIES: Final = "series"
+    """The metric already has ``metrics.series_limit`` points: a new combination of attribute values is folded
+    into the point whose capped attributes are all ``_other``."""
 
 
 class QualityMetric:

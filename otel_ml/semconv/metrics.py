@@ -259,5 +259,17 @@ PROCESSOR_QUEUE_DEPTH: Final = _metric(
     "ml.processor.queue.depth", "gauge", "{request}", (), "processor",
     "Export requests being processed or waiting for the store.")
 PROCESSOR_ATTRIBUTE_OVERFLOW: Final = _metric(
-    "ml.processor.attribute.overflow", "counter", "{value}", (a.ML_MODEL_NAME, a.ML_ATTRIBUTE_KEY), "processor",
-    "Metric attribute values mapped to `_other` because the per-model cardinality cap was reached.")
+    "ml.processor.attribute.overflow", "counter", "{value}", (a.ML_MODEL_NAME, a.ML_ATTRIBUTE_KEY, a.ML_REASON),
+    "processor",
+    "Metric attribute values mapped to `_other`, by reason: `limit` (the per-model cap is full), `admission` (a new "
+    "value not yet seen often enough while more than half the cap is taken), `series` (the metric reached "
+    "`metrics.series_limit` points; `ml.attribute.key` is then the metric name).")
+PROCESSOR_FEATURES_DROPPED: Final = _metric(
+    "ml.processor.features.dropped", "counter", "{feature}", (a.ML_REASON,), "processor",
+    "Features removed from accepted predictions because of `limits.*`: `too_long` (name or string value), "
+    "`too_many` (beyond `limits.features_per_record`). The prediction itself is kept.")
+PROCESSOR_SERIES_OVERFLOW: Final = _metric(
+    "ml.processor.series.overflow", "gauge", "{series}", (), "processor",
+    "Series of the processor's metrics folded by the OpenTelemetry SDK into an `otel.metric.overflow` point at the "
+    "last collection (more points than the SDK's per-instrument limit, `metrics.series_limit` + 1). Should stay 0: "
+    "the processor folds beyond `metrics.series_limit` itself.")

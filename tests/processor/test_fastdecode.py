@@ -22,9 +22,10 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from otel_ml.processor import _native
-from otel_ml.processor.decode import Decoded, decode_body, decode_request
+from otel_ml.processor.config import LimitsConfig
+from otel_ml.processor.decode import DEFAULT_LIMITS, Decoded, _c_limits, decode_body, decode_request
 from otel_ml.semconv import attributes as a
-from otel_ml.semconv.attributes import Task
+from otel_ml.semconv.attributes import FeatureDropReason, Task
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
 from tests.support import otlp_events as ev
 
@@ -47,45 +48,48 @@ def canon(x: Any) -> Any:
 
 def summary(d: Decoded) -> Any:
     return canon((d.received, d.ignored, dict(sorted(d.rejected.items())), d.first_error, d.predictions, d.extras,
-                  d.labels))
+                  d.labels, dict(sorted(d.dropped.items()))))
 
 
-def python_path(body: bytes, extras: bool) -> Any:
+def python_path(body: bytes, extras: bool, limits: LimitsConfig = DEFAULT_LIMITS) -> Any:
     try:
-        return summary(decode_request(ExportLogsServiceRequest.FromString(body), NOW, extras))
+        return summary(decode_request(ExportLogsServiceRequest.FromString(body), NOW, extras, limits))
     except DecodeError:
         return "DecodeError"
 
 
-def c_path(body: bytes, extras: bool) -> tuple[Any, int]:
+def c_path(body: bytes, extras: bool, limits: LimitsConfig = DEFAULT_LIMITS) -> tuple[Any, int]:
     """(summary or None when the C code handed the request back, records it handed to the Python fallback)."""
     assert _native.decoder is not None
     out = Decoded()
     fallbacks = [0]
 
-    def fallback(record: bytes) -> None:
+    def fallback(record: memoryview) -> None:
         from otel_ml.processor.decode import _record
 
         fallbacks[0] += 1
         rec = LogRecord.FromString(record)
-        _record(rec, rec.event_name, out, NOW, extras)
+        _record(rec, rec.event_name, out, NOW, extras, limits)
 
-    counts = _native.decoder.decode(body, NOW, extras, out.predictions, out.extras, out.labels, fallback)
+    counts = _native.decoder.decode(body, NOW, extras, out.predictions, out.extras, out.labels, fallback,
+                                    out.reject_limit, _c_limits(limits))
     if counts is None:
         return None, fallbacks[0]
-    out.received, out.ignored = counts
+    out.received, out.ignored, too_long, too_many = counts
+    out.dropped.update({k: v for k, v in ((FeatureDropReason.TOO_LONG, too_long),
+                                          (FeatureDropReason.TOO_MANY, too_many)) if v})
     return summary(out), fallbacks[0]
 
 
-def check(body: bytes, extras: bool) -> tuple[bool, int]:
+def check(body: bytes, extras: bool, limits: LimitsConfig = DEFAULT_LIMITS) -> tuple[bool, int]:
     """Asserts the invariant; returns (whether C accepted the request, its fallback count)."""
-    expected = python_path(body, extras)
-    got, fallbacks = c_path(body, extras)
+    expected = python_path(body, extras, limits)
+    got, fallbacks = c_path(body, extras, limits)
     if got is not None:
         assert expected != "DecodeError", "the C decoder accepted a request upb refuses"
         assert got == expected
     try:
-        via_api = summary(decode_body(body, NOW, extras))
+        via_api = summary(decode_body(body, NOW, extras, limits))
     except DecodeError:
         via_api = "DecodeError"
     assert via_api == expected
@@ -340,3 +344,141 @@ def test_without_the_extension_decode_body_is_the_python_path(monkeypatch: pytes
         assert summary(decode_body(body, NOW, extras)) == python_path(body, extras)
     with pytest.raises(DecodeError):
         decode_body(b"\x0a\x05abc", NOW)
+
+
+# ---- limits: strings and lists around the limits, every value kind on every ml.* key, both paths ----------------
+SMALL = LimitsConfig(prediction_id_bytes=16, model_bytes=8, class_bytes=8, segment_bytes=8, feature_name_bytes=8,
+                     feature_value_bytes=8, segments_per_record=2, features_per_record=3, classes_per_record=3)
+LIMIT_KEYS = [*KEYS, f"{a.ML_SEGMENT_PREFIX}dimension-long", f"{a.ML_FEATURE_PREFIX}long-feature-name",
+              f"{a.ML_SEGMENT_PREFIX}é€", f"{a.ML_FEATURE_PREFIX}f2", f"{a.ML_SEGMENT_PREFIX}s3"]
+# strings of 0..20 bytes around the limits (7, 8, 9, 16, 17), ASCII and multi-byte (a 4-byte char across a limit)
+sized = st.builds(lambda n, ch: (ch * n)[:n] if ch == "x" else ch * (n // len(ch.encode())),
+                  st.sampled_from([0, 1, 7, 8, 9, 15, 16, 17, 20]), st.sampled_from(["x", "é", "€", "𝄞"]))
+limit_scalars = st.one_of(
+    st.builds(lambda s: AnyValue(string_value=s), sized),
+    st.builds(lambda s: AnyValue(string_value=s), st.sampled_from(["binary", "multiclass", "regression", "ranking",
+                                                                   "multilabel", "1", "m"])),
+    scalars)
+limit_values = st.one_of(
+    limit_scalars,
+    st.builds(lambda xs: AnyValue(array_value=ArrayValue(values=xs)), st.lists(limit_scalars, max_size=5)),
+    st.builds(lambda xs: AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key="k", value=x) for x in xs])),
+              st.lists(limit_scalars, max_size=2)),
+)
+limit_records = st.builds(
+    lambda name, kvs: LogRecord(event_name=name, time_unix_nano=1_700_000_000_000_000_000,
+                                attributes=[KeyValue(key=k, value=v) for k, v in kvs]),
+    st.sampled_from([ML_PREDICTION_EVENT, ML_LABEL_EVENT]),
+    st.lists(st.tuples(st.sampled_from(LIMIT_KEYS), limit_values), max_size=12),
+)
+
+
+def _accounted(body: bytes, extras: bool, limits: LimitsConfig) -> Decoded:
+    out = decode_body(body, NOW, extras, limits)
+    assert out.ignored + out.rejected_count + len(out.predictions) + len(out.labels) == out.received
+    assert a.RejectReason.INTERNAL_ERROR not in out.rejected, out.first_error  # every case has a precise check
+    assert len(out.first_error.encode()) <= 256
+    return out
+
+
+@fast
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recs=st.lists(limit_records, min_size=1, max_size=6), extras=st.booleans())
+def test_fuzzed_limits_same_result_on_both_paths(recs: list[LogRecord], extras: bool) -> None:
+    body = ev.request(recs).SerializeToString()
+    assert check(body, extras, SMALL)[0]
+    _accounted(body, extras, SMALL)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recs=st.lists(limit_records, min_size=1, max_size=6), extras=st.booleans())
+def test_fuzzed_limits_python_path_never_fails_a_request(recs: list[LogRecord], extras: bool) -> None:
+    out = decode_request(ev.request(recs), NOW, extras, SMALL)
+    assert out.ignored + out.rejected_count + len(out.predictions) + len(out.labels) == out.received == len(recs)
+    assert a.RejectReason.INTERNAL_ERROR not in out.rejected, out.first_error
+
+
+def _pred(**attrs: Any) -> LogRecord:
+    base: dict[str, Any] = {a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "p", a.ML_TASK: Task.BINARY,
+                            a.ML_PREDICTION_VALUE: "1"}
+    return ev.log_record(ML_PREDICTION_EVENT, {**base, **attrs}, 1_700_000_000_000_000_000)
+
+
+LIMIT_CASES: list[tuple[str, LogRecord, str, str]] = [
+    ("id", _pred(**{a.ML_PREDICTION_ID: "i" * 17}), a.RejectReason.TOO_LONG,
+     "ml.prediction.id is 17 bytes (limit 16)"),
+    ("id multibyte", _pred(**{a.ML_PREDICTION_ID: "é" * 9}), a.RejectReason.TOO_LONG,
+     "ml.prediction.id is 18 bytes (limit 16)"),
+    ("model", _pred(**{a.ML_MODEL_NAME: "m" * 9}), a.RejectReason.TOO_LONG, "ml.model.name is 9 bytes (limit 8)"),
+    ("version", _pred(**{a.ML_MODEL_VERSION: "v" * 9}), a.RejectReason.TOO_LONG,
+     "ml.model.version is 9 bytes (limit 8)"),
+    ("task", _pred(**{a.ML_TASK: "t" * 65}), a.RejectReason.TOO_LONG, "ml.task is 65 bytes (limit 64)"),
+    ("class", _pred(**{a.ML_PREDICTION_VALUE: "c" * 9}), a.RejectReason.TOO_LONG,
+     "ml.prediction.value is 9 bytes (limit 8)"),
+    ("label", _pred(**{a.ML_LABEL_VALUE: "€" * 3}), a.RejectReason.TOO_LONG, "ml.label.value is 9 bytes (limit 8)"),
+    ("segment value", _pred(**{"ml.segment.r": "s" * 9}), a.RejectReason.TOO_LONG,
+     "ml.segment.r is 9 bytes (limit 8)"),
+    ("segment dimension", _pred(**{"ml.segment.dimension": "s"}), a.RejectReason.TOO_LONG,
+     "ml.segment.dimension: segment dimension of 9 bytes (limit 8)"),
+    ("segments", _pred(**{"ml.segment.a": "1", "ml.segment.b": "2", "ml.segment.c": "3"}), a.RejectReason.TOO_MANY,
+     "more than 2 ml.segment.* attributes"),
+    ("classes", _pred(**{a.ML_PREDICTION_CLASSES: ["a", "b", "c", "d"]}), a.RejectReason.TOO_MANY,
+     "ml.prediction.classes has 4 items (limit 3)"),
+    ("class item", _pred(**{a.ML_PREDICTION_CLASSES: ["a", "b" * 9]}), a.RejectReason.TOO_LONG,
+     "ml.prediction.classes has an item of 9 bytes (limit 8)"),
+    ("first in wire order", _pred(**{a.ML_PREDICTION_ID: 5, a.ML_MODEL_VERSION: "v" * 9}), a.RejectReason.TOO_LONG,
+     "ml.model.version is 9 bytes (limit 8)"),
+    ("long key shown elided", _pred(**{"ml.segment." + "d" * 100: "1"}), a.RejectReason.TOO_LONG,
+     "ml.segment." + "d" * 53 + "…(111 bytes): segment dimension of 100 bytes (limit 8)"),
+]
+
+
+@pytest.mark.parametrize(("case", "record", "reason", "message"), LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
+@pytest.mark.parametrize("native", [True, False], ids=["c", "python"])
+def test_limit_rejections(case: str, record: LogRecord, reason: str, message: str, native: bool,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if native and _native.decoder is None:
+        pytest.skip(_native.status)
+    if not native:
+        monkeypatch.setattr(_native, "decoder", None)
+    good = [_pred(**{a.ML_PREDICTION_ID: "good"}), ev.log_record(ML_LABEL_EVENT, {
+        a.ML_MODEL_NAME: "m", a.ML_PREDICTION_ID: "good", a.ML_LABEL_VALUE: "1"})]
+    body = ev.request([good[0], record, good[1]]).SerializeToString()
+    out = _accounted(body, True, SMALL)
+    assert dict(out.rejected) == {reason: 1}
+    assert out.first_error == f"{reason}: {message}"
+    assert (len(out.predictions), len(out.labels)) == (1, 1)
+    if native:
+        assert check(body, True, SMALL) == (True, 0)  # decided in C: the record was not handed to Python
+
+
+@fast
+def test_limit_rejected_in_c_without_copying_the_value() -> None:
+    """A 16 MiB id is rejected from the raw bytes: no allocation of its size (traced)."""
+    huge = _pred(**{a.ML_PREDICTION_ID: "x" * (16 << 20)})
+    body = ev.request([huge, _pred()]).SerializeToString()
+    tracemalloc.start()
+    try:
+        out = decode_body(body, NOW, True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert dict(out.rejected) == {a.RejectReason.TOO_LONG: 1} and len(out.predictions) == 1
+    assert out.first_error == "too_long: ml.prediction.id is 16777216 bytes (limit 4096)"
+    assert peak < 1 << 20, peak
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c", "python"])
+def test_features_beyond_limits_are_dropped_and_counted(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if native and _native.decoder is None:
+        pytest.skip(_native.status)
+    if not native:
+        monkeypatch.setattr(_native, "decoder", None)
+    rec = _pred(**{"ml.feature.a": 1.0, "ml.feature.long-name": 2.0, "ml.feature.b": "v" * 9, "ml.feature.c": "ok",
+                   "ml.feature.d": 4.0, "ml.feature.e": 5.0})
+    out = _accounted(ev.request([rec]).SerializeToString(), True, SMALL)
+    assert out.extras[0] is not None and out.extras[0][0] == {"a": 1.0, "c": "ok", "d": 4.0}
+    assert dict(out.dropped) == {FeatureDropReason.TOO_LONG: 2, FeatureDropReason.TOO_MANY: 1}
+    # without a stage, features are not read at all: nothing dropped, nothing counted
+    out = _accounted(ev.request([rec]).SerializeToString(), False, SMALL)
+    assert not out.dropped and len(out.predictions) == 1
