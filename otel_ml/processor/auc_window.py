@@ -30,30 +30,48 @@ AucUpdate = tuple[AucKey, np.ndarray, np.ndarray]
 
 _AUC_STATE: Final = "auc"
 _AUC_MAGIC: Final = b"AUC1"
+_INITIAL: Final = 64
+"""Initial capacity of a window's buffer (it doubles up to ``metrics.auc_window``)."""
 AUC_SAVE_INTERVAL_S: Final = 10.0
 """How often changed ROC-AUC windows are written to the store (and at shutdown): after ``kill -9`` the restored
 window misses at most the last interval's joins."""
 
 
 class AucWindow:
-    """Ring buffer of the most recent (score, is_positive) pairs of one model version (ROC-AUC window)."""
+    """Ring buffer of the most recent (score, is_positive) pairs of one model version (ROC-AUC window).
+
+    The buffer grows with the pairs it holds (from :data:`_INITIAL` up to ``size``): a window costs what it holds,
+    so many sparse model versions cannot take ``size`` pairs of memory each.
+    """
 
     def __init__(self, size: int) -> None:
-        self.scores = np.empty(size, dtype=np.float64)
-        self.ys = np.empty(size, dtype=bool)
+        self.size = size
+        self.scores = np.empty(min(size, _INITIAL), dtype=np.float64)
+        self.ys = np.empty(self.scores.size, dtype=bool)
         self.pos = 0
         self.filled = 0
 
     def extend(self, scores: np.ndarray, ys: np.ndarray) -> None:
         """Append pairs, overwriting the oldest when full."""
-        size = self.scores.size
+        size = self.size
         if scores.size >= size:
             scores, ys = scores[-size:], ys[-size:]
-        idx = (self.pos + np.arange(scores.size)) % size
+        cap = self.scores.size
+        if cap < size and self.filled + scores.size > cap:  # grow: the held pairs, oldest first, then room
+            order = self._order()
+            cap = min(size, max(2 * cap, self.filled + scores.size))
+            self.scores = np.concatenate([self.scores[order], np.empty(cap - self.filled, dtype=np.float64)])
+            self.ys = np.concatenate([self.ys[order], np.empty(cap - self.filled, dtype=bool)])
+            self.pos = self.filled
+        idx = (self.pos + np.arange(scores.size)) % cap
         self.scores[idx] = scores
         self.ys[idx] = ys
-        self.pos = int((self.pos + scores.size) % size)
-        self.filled = min(self.filled + scores.size, size)
+        self.pos = int((self.pos + scores.size) % cap)
+        self.filled = min(self.filled + scores.size, cap)
+
+    def _order(self) -> np.ndarray:
+        cap = self.scores.size
+        return np.arange(self.filled) if self.filled < cap else (self.pos + np.arange(self.filled)) % cap
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """The scores and labels held (in buffer order)."""
@@ -61,8 +79,7 @@ class AucWindow:
 
     def to_bytes(self) -> bytes:
         """Oldest first: magic, little-endian float64 scores, then one byte per label (stable across versions)."""
-        order = np.arange(self.filled) if self.filled < self.scores.size else (self.pos + np.arange(self.filled)) \
-            % self.scores.size
+        order = self._order()
         return _AUC_MAGIC + self.scores[order].astype("<f8").tobytes() + self.ys[order].astype(np.uint8).tobytes()
 
     @staticmethod
@@ -100,6 +117,8 @@ class AucWindows:
             except ValueError:
                 _logger.warning("ignoring an unreadable ROC-AUC window %r (it refills from new traffic)", name)
                 continue
+            if not scores.size:  # the window of a retired model version
+                continue
             window = self._windows[(parts[1], parts[2])] = AucWindow(self.size)
             window.extend(scores, ys)
             self._dirty.add((parts[1], parts[2]))
@@ -112,6 +131,15 @@ class AucWindows:
                 window = self._windows[key] = AucWindow(self.size)
             window.extend(scores, ys)
             self._dirty.add(key)
+            self._unsaved.add(key)
+
+    def retire(self, retired: Iterable[tuple[str, str, str]]) -> None:
+        """Drop the windows of retired models and versions (their saved copies are emptied at the next save)."""
+        models = {v for _, k, v in retired if k == a.ML_MODEL_NAME}
+        versions = {(model, v) for model, k, v in retired if k == a.ML_MODEL_VERSION}
+        for key in [k for k in self._windows if k[0] in models or k in versions]:
+            del self._windows[key]
+            self._dirty.discard(key)
             self._unsaved.add(key)
 
     def set_gauges(self, step: Step) -> None:
@@ -129,7 +157,8 @@ class AucWindows:
     def save(self, put_state: Callable[[str, bytes], None]) -> bool:
         """Write the changed windows into the current transaction; whether there were any."""
         for key in self._unsaved:
-            put_state(_state_key(key), self._windows[key].to_bytes())
+            window = self._windows.get(key)
+            put_state(_state_key(key), window.to_bytes() if window is not None else _AUC_MAGIC)
         return bool(self._unsaved)
 
     def saved(self, now: float | None = None) -> None:

@@ -409,8 +409,8 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
 def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
     ex = ("metrics: {otlp: {endpoint: http://127.0.0.1:4317, protocol: grpc, interval: 10s}, "
           "prometheus: {endpoint: 127.0.0.1:9464}, cardinality_limit: 200, ranking_k: [1, 5, 10]}")
-    s = _section(raw, "metrics", {"otlp", "prometheus", "cardinality_limit", "cardinality_idle", "cardinality_admission",
-                                  "series_limit", "ranking_k", "auc_window"}, ex)
+    s = _section(raw, "metrics", {"otlp", "prometheus", "cardinality_limit", "cardinality_idle",
+                                  "cardinality_admission", "series_limit", "ranking_k", "auc_window"}, ex)
     otlp: OtlpMetricsConfig | None = OtlpMetricsConfig()
     if "otlp" in s:
         o = s["otlp"]
@@ -442,8 +442,8 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
         otlp=otlp, prometheus_endpoint=prom,
         cardinality_limit=_int(s.get("cardinality_limit", DEFAULT_CARDINALITY_LIMIT), "metrics.cardinality_limit",
                                ex),
-        cardinality_idle=_min_duration(s.get("cardinality_idle", DEFAULT_CARDINALITY_IDLE_S), "metrics.cardinality_idle",
-                                       "metrics: {cardinality_idle: 1d}", 60.0),
+        cardinality_idle=_min_duration(s.get("cardinality_idle", DEFAULT_CARDINALITY_IDLE_S),
+                                       "metrics.cardinality_idle", "metrics: {cardinality_idle: 1d}", 60.0),
         cardinality_admission=_int(s.get("cardinality_admission", DEFAULT_CARDINALITY_ADMISSION),
                                    "metrics.cardinality_admission", "metrics: {cardinality_admission: 20}"),
         series_limit=_int(s.get("series_limit", DEFAULT_SERIES_LIMIT), "metrics.series_limit",
@@ -530,7 +530,8 @@ def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
         raise ConfigError("stages_config", "expected a mapping", "stages_config: {threshold: 0.5}")
     return ProcessorConfig(
         instance_id=instance_id, receiver=_receiver(raw), store=_store(raw), metrics=_metrics(raw),
-        limits=_limits(raw), reference=_reference(raw), relabel=_relabel(raw), stages=tuple(stages), stages_config=dict(stages_config),
+        limits=_limits(raw), reference=_reference(raw), relabel=_relabel(raw), stages=tuple(stages),
+        stages_config=dict(stages_config),
     )
 
 

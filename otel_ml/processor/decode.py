@@ -174,11 +174,15 @@ def limit_message(code: int, key: str, n: int, limit: int) -> str:
 
 
 def error_message(rejected: Counter[str], first_error: str) -> str:
-    """``partial_success.error_message``: counts by reason and the first rejection, at most 1 KiB."""
+    """``partial_success.error_message``: the first rejection, then the counts by reason; at most 1 KiB.
+
+    Example: ``too_long: ml.prediction.id is 5000 bytes (limit 4096) [3 rejected: too_long 2, wrong_type 1]``.
+    """
     if not rejected:
         return ""
     counts = ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items()))
-    return _clip(f"{sum(rejected.values())} rejected ({counts}); first: {first_error}", MAX_ERROR_MESSAGE)
+    tail = _clip(f" [{sum(rejected.values())} rejected: {counts}]", MAX_ERROR_MESSAGE // 2)
+    return _clip(first_error, MAX_ERROR_MESSAGE - len(tail.encode())) + tail
 
 
 def _value(v: Any) -> Any:
@@ -350,7 +354,7 @@ def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features
         model, pid = _req_str(attrs, a.ML_MODEL_NAME), _req_str(attrs, a.ML_PREDICTION_ID)
     if type(task) is not str or task not in _TASKS:
         _req_str(attrs, a.ML_TASK)
-        raise Reject(RejectReason.UNKNOWN_TASK, f"unknown {a.ML_TASK} {shown(task)!r}")
+        raise Reject(RejectReason.UNKNOWN_TASK, f"unknown {a.ML_TASK} {shown(str(task))!r}")
     version = get(a.ML_MODEL_VERSION, "")
     if type(version) is not str:
         raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_MODEL_VERSION} must be a string")

@@ -131,7 +131,8 @@ class RealizedQuality:
                 rows = [r for r in rows if r[SCORE] is not None]
                 scores, y_true = list(map(_SCORE, rows)), list(map(_LABEL_CLASS, rows))
             if rows:
-                key = (base[a.ML_MODEL_NAME], base[a.ML_MODEL_VERSION])
+                capped = dict(attrs)  # one window per admitted model version: junk versions share `_other`'s
+                key = (capped[a.ML_MODEL_NAME], capped[a.ML_MODEL_VERSION])
                 auc_updates.append((key, np.asarray(scores, dtype=np.float64),
                                     np.asarray(list(map(eq, y_true, map(_POSITIVE_CLASS, rows))), dtype=bool)))
 

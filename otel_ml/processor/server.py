@@ -79,7 +79,8 @@ class Ingest:
             DecodeError: ``body`` is not an ``ExportLogsServiceRequest`` (nothing was submitted).
             StoreUnavailable: The commit failed.
         """
-        decoded = decode_body(body, self.clock(), self.writer.processor.wants_extras)
+        processor = self.writer.processor
+        decoded = decode_body(body, self.clock(), processor.wants_extras, processor.config.limits)
         return self.writer.submit(decoded).result(COMMIT_TIMEOUT_S)
 
 

@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from otel_ml.processor.aggregates import Aggregates, Capper, Step
+from otel_ml.processor.aggregates import STATE_KEY, Aggregates, Capper, Key, Step
 from otel_ml.processor.auc_window import AucUpdate, AucWindows
 from otel_ml.processor.config import ProcessorConfig
-from otel_ml.processor.decode import Decoded
+from otel_ml.processor.decode import Decoded, error_message
 from otel_ml.processor.realized import RealizedQuality, segment_attrs
 from otel_ml.processor.records import MODEL, P_STR, SEGMENT, VERSION, Row, is_prediction
 from otel_ml.processor.stage import Stage
@@ -55,13 +55,17 @@ class Processor:
         self.store = store
         self.stage_runner = StageRunner(stages)
         self.clock = clock or time.time
-        self.capper = Capper(config.metrics.cardinality_limit)
+        mc = config.metrics
+        self.capper = Capper(mc.cardinality_limit, mc.cardinality_idle, mc.cardinality_admission, mc.series_limit,
+                             self.clock)
         totals = store.load_aggregates()
-        self.capper.restore(totals)
+        state = store.load_state()
+        self.capper.restore(totals, state.get(STATE_KEY))
         self.aggregates = Aggregates(totals)
         self.realized = RealizedQuality(config.metrics.ranking_k)
         self.auc = AucWindows(config.metrics.auc_window, self.clock())
-        self.auc.restore(store.load_state())
+        self.auc.restore(state)
+        self._delete_unsupported = False
         self._last_expire = 0.0
         self.wants_extras = bool(self.stage_runner.stages)
         """Whether decoding should collect features, scores and classes (only stages use them)."""
@@ -73,7 +77,7 @@ class Processor:
             Exception: Whatever the store raised; the transaction is rolled back and nothing was published.
         """
         now = self.clock()
-        step = Step(self.capper)
+        step = Step(self.capper, self.aggregates)
         results: list[StepResult] = []
         auc_updates: list[AucUpdate] = []
         try:
@@ -93,7 +97,7 @@ class Processor:
     def tick(self) -> None:
         """Periodic work in its own transaction: expiry sweep, stage ticks, gauges, saving the ROC-AUC windows."""
         now = self.clock()
-        step = Step(self.capper)
+        step = Step(self.capper, self.aggregates)
         try:
             self._resync_if_needed()
             if now - self._last_expire >= self.config.store.expire_interval:
@@ -102,6 +106,9 @@ class Processor:
             self.stage_runner.tick(now, step)
             self._gauges(step, now)
             saving = self.auc.save_due(now, self.store.put_state)
+            cardinality = self.capper.save_due(now)
+            if cardinality is not None:
+                self.store.put_state(STATE_KEY, cardinality)
             self._commit(step)
         except BaseException as exc:
             self._failed(exc)
@@ -114,9 +121,10 @@ class Processor:
     def close(self) -> None:
         """Save the ROC-AUC windows, close the stages and the store."""
         try:
-            if self.auc.save(self.store.put_state):
-                self._commit(Step(self.capper))
-                self.auc.saved()
+            self.store.put_state(STATE_KEY, self.capper.state())
+            self.auc.save(self.store.put_state)
+            self._commit(Step(self.capper, self.aggregates))
+            self.auc.saved()
         except Exception as exc:
             self._failed(exc)
             _logger.exception("could not save the ROC-AUC windows (they refill from new traffic)")
@@ -129,12 +137,27 @@ class Processor:
         quarantined = self.store.take_quarantined()
         if quarantined:
             step.add_raw(m.PROCESSOR_STORE_QUARANTINED.name, (), len(quarantined))
+        retired = self.capper.take_retired()
+        gone: list[Key] = []
+        if retired:  # series of values that lost their cardinality slot (unless re-admitted in this very step)
+            gone = [k for k in self.aggregates.retire_keys(retired) if k not in step.deltas]
         totals, bumps = self.aggregates.prepare(step.deltas)
         try:
+            if gone and not self._delete_unsupported:
+                try:
+                    self.store.delete_aggregates(gone)
+                except NotImplementedError:
+                    self._delete_unsupported = True
+                    _logger.warning("the %s store cannot delete retired series: they are dropped from memory only",
+                                    type(self.store).__name__)
             self.store.commit(totals)
         except BaseException:
             self.aggregates.restore(bumps)
+            self.capper.requeue_retired(retired)
             raise
+        if retired:
+            self.aggregates.remove(gone, retired)
+            self.auc.retire(retired)
         self.aggregates.apply(totals, step.gauges)
         for q in quarantined:
             _log_quarantined(q)
@@ -184,13 +207,12 @@ class Processor:
             self._expired(res.late, step)
         for reason, n in rejected.items():
             step.add_raw(m.PROCESSOR_RECORDS_REJECTED.name, step.attrs({a.ML_REASON: reason}), n)
+        for reason, n in d.dropped.items():
+            step.add_raw(m.PROCESSOR_FEATURES_DROPPED.name, step.attrs({a.ML_REASON: reason}), n)
         if self.stage_runner.stages and (preds or res.joined):
             self.stage_runner.step(preds, [d.extras[i] for i in res.new_predictions], res.joined, step)
-        error = d.first_error
-        n_rejected = sum(rejected.values())
-        if n_rejected and not error:
-            error = "task_mismatch: a label's type does not fit its prediction's task"
-        return StepResult(n_rejected, error)
+        first = d.first_error or "task_mismatch: a label's type does not fit its prediction's task"
+        return StepResult(sum(rejected.values()), error_message(rejected, first))
 
     @staticmethod
     def _expired(rows: list[Row], step: Step) -> None:

@@ -235,7 +235,7 @@ def test_expiry_and_label_delay(tmp_path: Path) -> None:
 
 
 def test_cardinality_cap_overflow() -> None:
-    p = _pipeline(metrics={"cardinality_limit": 3, "otlp": None})
+    p = _pipeline(metrics={"cardinality_limit": 3, "cardinality_admission": 1, "otlp": None})
     _send(p, [prediction_event(f"c{i}", task="multiclass", value=f"class{i}") for i in range(10)])
     classes = {dict(attrs)[a.ML_CLASS] for attrs, _ in p.aggregates.snapshot(m.PREDICTIONS.name)}
     assert classes == {"class0", "class1", "class2", a.OVERFLOW_VALUE}

@@ -137,6 +137,9 @@ class JoinStore(Protocol):
     def load_aggregates(self) -> dict[Key, float]:
         """Persisted aggregate totals."""
 
+    def delete_aggregates(self, keys: Sequence[Key]) -> None:
+        """Remove aggregate totals (series of values that lost their cardinality slot) in the current transaction."""
+
     def put_state(self, key: str, value: bytes) -> None:
         """Store an opaque blob (small processor state, e.g. the ROC-AUC windows) in the current transaction."""
 
@@ -229,6 +232,14 @@ class BaseJoinStore(ABC):
     @abstractmethod
     def load_aggregates(self) -> dict[Key, float]:
         """Persisted aggregate totals."""
+
+    def delete_aggregates(self, keys: Sequence[Key]) -> None:
+        """Remove aggregate totals in the current transaction (series retired by the cardinality caps).
+
+        Backends override it; this default raises ``NotImplementedError`` and the processor then only forgets the
+        series in memory (they come back after a restart, and retire again when still idle).
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def put_state(self, key: str, value: bytes) -> None:

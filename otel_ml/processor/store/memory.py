@@ -152,6 +152,12 @@ class MemoryJoinStore(BaseJoinStore):
         self._state_txn.clear()
         self._quarantined.clear()
 
+    def delete_aggregates(self, keys: Sequence[Key]) -> None:
+        """Remove totals (undone by :meth:`rollback`)."""
+        removed = {key: self._aggregates.pop(key) for key in keys if key in self._aggregates}
+        if removed:
+            self._undo.append(lambda: self._aggregates.update(removed))
+
     def put_state(self, key: str, value: bytes) -> None:
         """Kept at the next commit."""
         self._state_txn[key] = bytes(value)

@@ -119,6 +119,8 @@ _INSERT_PENDING = ("INSERT INTO pending (k, arrived, row) VALUES ", "(?,?,?)")
 _INSERT_DONE = ("INSERT OR IGNORE INTO pending (k, arrived, row) VALUES ", "(?,?,NULL)")
 _INSERT_GONE = ("INSERT OR IGNORE INTO pending (k, arrived, row) VALUES ", "(?,?,?)")
 _ARRIVAL_KEY = itemgetter(ARRIVED, 0)
+_NO_KEY = ""
+"""Padding of key lookups: a join key is never empty (it is ``model + U+001F + id``)."""
 MARSHAL_VERSION = 4
 """marshal format of the rows (pinned: the interpreter default may change with Python)."""
 ROW_ENCODING = f"marshal:{MARSHAL_VERSION}"
@@ -204,16 +206,17 @@ def _dumps(values: tuple[Any, ...]) -> bytes:
     return marshal.dumps(values, MARSHAL_VERSION)
 
 
-def _padded_chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """``values`` in chunks of exactly :data:`_CHUNK`, the last padded by repeating its first value.
+def _padded_chunks(values: Sequence[Any], pad: Any) -> Iterator[Sequence[Any]]:
+    """``values`` in chunks of exactly :data:`_CHUNK`, the last padded with ``pad``.
 
-    For the ``IN (...)`` statements: one SQL text whatever the count (prepared once), and a repeated value in an IN
-    list changes nothing.
+    For the ``IN (...)`` statements: one SQL text whatever the count (prepared once). ``pad`` matches no row (a key
+    or rowid that cannot exist) and is small: padding by repeating a real value bound it up to 255 more times, and
+    SQLite copies every bound text (a 1 MiB prediction id cost ~260 MB of memory for one lookup).
     """
     for i in range(0, len(values), _CHUNK):
         chunk = values[i:i + _CHUNK]
         if len(chunk) < _CHUNK:
-            chunk = [*chunk, *[chunk[0]] * (_CHUNK - len(chunk))]
+            chunk = [*chunk, *[pad] * (_CHUNK - len(chunk))]
         yield chunk
 
 
@@ -521,7 +524,7 @@ class SqliteJoinStore(BaseJoinStore):
         loads, check, good = _loads, _check_row, _GOOD_SHAPES
         bad: list[tuple[int, str, float, bytes, str]] = []
         try:
-            for chunk in _padded_chunks(keys):
+            for chunk in _padded_chunks(keys, _NO_KEY):
                 for rowid, k, arrived, blob in self._db.execute(_LOOKUP_SQL, chunk):
                     if blob is None:
                         out[k] = DONE
@@ -565,7 +568,7 @@ class SqliteJoinStore(BaseJoinStore):
             settled = 0
             if deletes:  # joined: the pending row (or gone tombstone) becomes a join tombstone, updated in place
                 rowid = self._rowids.__getitem__  # deletes are keys the preceding _lookup found
-                for chunk in _padded_chunks([rowid(k) for k in deletes]):
+                for chunk in _padded_chunks([rowid(k) for k in deletes], 0):  # rowids start at 1
                     self._db.execute(_TOMBSTONE_SQL, chunk)
                 if self._gone_keys:  # gone tombstones whose counterpart arrived late (not pending rows)
                     settled = sum(1 for k in deletes if k in self._gone_keys)
@@ -750,6 +753,16 @@ class SqliteJoinStore(BaseJoinStore):
             self._quarantined.extend(Quarantined(f"aggregate:{n!r}", reason) for n, _, reason in rows)
         except _STORAGE_ERRORS as exc:
             raise self._fail(exc, "quarantining aggregates") from exc
+
+    def delete_aggregates(self, keys: Sequence[Key]) -> None:
+        """Remove totals in the current transaction."""
+        self._begin()
+        try:
+            self._writable()
+            self._db.executemany("DELETE FROM aggregates WHERE metric = ? AND attrs = ?",
+                                 [(name, encode_attrs(attrs)) for name, attrs in keys])
+        except _STORAGE_ERRORS as exc:
+            raise self._fail(exc, "deleting aggregates") from exc
 
     def put_state(self, key: str, value: bytes) -> None:
         """Store a blob in the current transaction."""
