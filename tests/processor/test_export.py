@@ -70,7 +70,7 @@ def _label_delay_aggregates() -> Aggregates:
     step = Step(Capper(100))
     spec = m.LABEL_DELAY
     step.record_many(spec, np.array([0.5, 2.0, 1e9]), step.attrs({k: "x" for k in spec.attributes}))
-    agg.apply(agg.totals_for(step.deltas), step.gauges)
+    agg.publish(step.deltas, step.gauges)
     return agg
 
 

@@ -135,6 +135,18 @@ def test_aggregates_round_trip(make_store: Factory) -> None:
     assert store.load_aggregates() == totals
 
 
+def test_delete_aggregates_in_the_transaction(make_store: Factory) -> None:
+    store = make_store()
+    keep, gone = ("ml.joins", ()), ("ml.predictions", (("ml.class", "junk"), ("ml.model.name", "m")))
+    store.commit({keep: 1.0, gone: 2.0})
+    store.delete_aggregates([gone, ("ml.absent", ())])
+    store.rollback()
+    assert store.load_aggregates() == {keep: 1.0, gone: 2.0}
+    store.delete_aggregates([gone])
+    store.commit({keep: 3.0})
+    assert store.load_aggregates() == {keep: 3.0}
+
+
 def test_oldest_pending_skips_joined_and_survives_rollback(make_store: Factory) -> None:
     store = make_store()
     store.ingest([pred_row(f"p{i}", T0 + i) for i in range(5)], [], T0 + 5)

@@ -528,6 +528,17 @@ class PostgresJoinStore(BaseJoinStore):
         if not self._wrote:
             self._db().rollback()
 
+    def delete_aggregates(self, keys: Sequence[Key]) -> None:
+        """Remove totals of this replica in the current transaction (series retired by the cardinality caps)."""
+        if not keys:
+            return
+        self._wrote = True
+        with self._guard("delete aggregates"):
+            self._db().execute(
+                f"DELETE FROM {self._s}.aggregates a USING unnest(%b::text[], %b::text[]) AS d(metric, attrs) "
+                "WHERE a.instance = %b AND a.metric = d.metric AND a.attrs = d.attrs",
+                ([name for name, _ in keys], [encode_attrs(at) for _, at in keys], self.instance_id))
+
     def put_state(self, key: str, value: bytes) -> None:
         """Store a blob of this replica in the current transaction."""
         self._wrote = True
