@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from otel_ml.processor import config as cfg
-from otel_ml.processor import events as ev
 from otel_ml.processor.aggregates import Aggregates, Capper, Step
 from otel_ml.processor.decode import decode_request
 from otel_ml.processor.step import Processor
@@ -21,6 +20,7 @@ from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import OverflowReason
 from tests.processor.conftest import label_event, prediction_event
+from tests.support import otlp_events as ev
 
 
 class Clock:
