@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from otel_ml.processor import config as cfg
-from otel_ml.processor.aggregates import Aggregates, Capper, Step
+from otel_ml.processor.aggregates import Capper
 from otel_ml.processor.decode import decode_request
 from otel_ml.processor.step import Processor
 from otel_ml.processor.store import MemoryJoinStore, SqliteJoinStore
@@ -174,13 +174,3 @@ def test_refusals_counted_from_other_threads_while_committing_are_never_lost(bac
     assert p.store.load_aggregates()[(m.PROCESSOR_REQUESTS_REFUSED.name, ())] == total
     assert p.aggregates.value(m.PROCESSOR_JOINS.name) == i
     p.close()
-
-
-def test_step_publish_adds_deltas() -> None:
-    agg = Aggregates({("c", ()): 5.0})
-    step = Step(Capper(10), agg)
-    step.add_raw("c", (), 2.0)
-    totals = agg.totals_for(step.deltas)
-    agg.add_uncommitted("c", (), 1.0)  # between the read of the totals and the publish
-    agg.publish(step.deltas, step.gauges)
-    assert totals == {("c", ()): 7.0} and agg.value("c") == 8.0

@@ -29,7 +29,7 @@ def test_every_processor_metric_has_the_collector_prometheus_name() -> None:
             step.set_gauge(spec, 0.5, attrs)
         else:
             step.record_many(spec, np.array([0.5, 2.0]), step.attrs(attrs))
-    agg.publish(step.deltas, step.gauges)
+    agg.apply(agg.totals_for(step.deltas), step.gauges)
     registry = CollectorRegistry()
     out = MetricsOutput(cfg.from_mapping({"metrics": {"otlp": None}}), agg,
                         extra_readers=[prometheus_reader(HistogramInjector(agg, 0), registry)])
@@ -70,7 +70,7 @@ def _label_delay_aggregates() -> Aggregates:
     step = Step(Capper(100))
     spec = m.LABEL_DELAY
     step.record_many(spec, np.array([0.5, 2.0, 1e9]), step.attrs({k: "x" for k in spec.attributes}))
-    agg.publish(step.deltas, step.gauges)
+    agg.apply(agg.totals_for(step.deltas), step.gauges)
     return agg
 
 
