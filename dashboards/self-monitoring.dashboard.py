@@ -1,8 +1,8 @@
 """otel-ml self-monitoring: is the monitoring itself healthy?
 
 Instrumentation drops and truncations in the applications, processor ingest, rejects by reason and overload
-refusals, the join store (pending records, oldest pending label, evictions), metric export failures and attribute
-cardinality overflow. Processor metrics are per replica (instance).
+refusals, the join store (pending records, oldest pending label, evictions, storage errors by kind, quarantined
+records), metric export failures and attribute cardinality overflow. Processor metrics are per replica (instance).
 """
 
 from otel_ml import promql as q
@@ -65,6 +65,17 @@ dashboard = p.dashboard(
         ], unit="reqps", width=8, description=(
             "Pending records evicted at the store's size bound; metric attribute values mapped to _other "
             "because a model hit its cardinality limit.")),
+        p.timeseries("Store errors by kind", [
+            Query(q.summed_rate(m.PROCESSOR_STORE_ERRORS, R, (q.INSTANCE, q.REASON)),
+                  f"{{{{instance}}}} {{{{{q.REASON}}}}}"),
+        ], unit="reqps", width=12, description=(
+            "Failed join store operations by kind (full, io, nomem, locked, readonly, corrupt, unavailable): while "
+            "they last, requests are answered UNAVAILABLE and senders queue; the store recovers by itself.")),
+        p.timeseries("Quarantined store records", [
+            Query(q.summed_increase(m.PROCESSOR_STORE_QUARANTINED, R, INST), "{{instance}}"),
+        ], width=12, description=(
+            "Stored records that could not be decoded, moved to the quarantine table (lost joins; the log names "
+            "each key).")),
     ],
     variables=[p.query_variable("model", "Model",
                                 f"label_values({q.series(m.CLIENT_EVENTS_EXPORTED)}, {q.MODEL})",

@@ -64,6 +64,8 @@ FEATURE_DRIFT = _r("model_version_feature_method", "ml_feature_drift", "max")
 DROPPED_RATIO = _r("model", "ml_client_events_dropped", "ratio_rate15m")
 REJECTED_RATIO = _r("job_reason", "ml_processor_records_rejected", "ratio_rate15m")
 EXPORT_FAILURES = _r("job", "ml_processor_export_failures", "increase15m")
+STORE_ERRORS = _r("job_reason", "ml_processor_store_errors", "increase2m")
+STORE_QUARANTINED = _r("job", "ml_processor_store_quarantined", "increase1h")
 
 
 def slow_ratio(window: str) -> str:
@@ -105,6 +107,8 @@ def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
          "expr": f"{q.summed_increase(m.PROCESSOR_RECORDS_REJECTED, '15m', (_J, q.REASON))} / ignoring ({q.REASON})"
                  f" group_left {q.summed_increase(m.PROCESSOR_RECORDS_RECEIVED, '15m', (_J,))}"},
         {"record": EXPORT_FAILURES, "expr": q.summed_increase(m.PROCESSOR_EXPORT_FAILURES, "15m", (_J,))},
+        {"record": STORE_ERRORS, "expr": q.summed_increase(m.PROCESSOR_STORE_ERRORS, "2m", (_J, q.REASON))},
+        {"record": STORE_QUARANTINED, "expr": q.summed_increase(m.PROCESSOR_STORE_QUARANTINED, "1h", (_J,))},
     ]
     # The latency SLO threshold picks a histogram bucket: one rule per distinct bound (default models, overrides).
     overrides = config.overridden(LATENCY_SLO_SECONDS.name)
@@ -289,6 +293,26 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "otel-ml processor {{ $labels.job }} fails to export its metrics",
             "{{ $value | humanize }} metric exports of {{ $labels.job }} failed in the last 15 minutes: quality "
             "metrics are stale or missing.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            # a failure that lasts (errors in every 2-minute window for 5 minutes) pages; a lock held for a few
+            # seconds by a backup does not. Senders keep the refused data while their queues last: page early.
+            "MLProcessorStoreFailing",
+            f"{STORE_ERRORS} > 0",
+            "5m", "critical",
+            "otel-ml processor {{ $labels.job }}: join store failing ({{ $labels.ml_reason }})",
+            "{{ $value | humanize }} join store operations of {{ $labels.job }} failed ({{ $labels.ml_reason }}) in "
+            "the last 2 minutes, for 5 minutes: requests are answered UNAVAILABLE and senders are queueing (they "
+            "drop data when their queues fill). The store recovers by itself once the cause is fixed.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorStoreQuarantinedRecords",
+            f"{STORE_QUARANTINED} > 0",
+            "0m", "warning",
+            "otel-ml processor {{ $labels.job }} quarantined corrupted store records",
+            "{{ $value | humanize }} stored records of {{ $labels.job }} could not be decoded in the last hour and "
+            "were moved to the store's quarantine table (they will never join): the disk or filesystem may be "
+            "damaging data.",
             dashboard=SELF_DASHBOARD_UID, per_model=False),
     ]
 

@@ -32,6 +32,7 @@ DEFAULT_LABEL_WINDOW_S: Final = 7 * 86400.0
 DEFAULT_MAX_PENDING: Final = 20_000_000
 DEFAULT_EXPIRE_INTERVAL_S: Final = 10.0
 DEFAULT_REPLICA_TIMEOUT_S: Final = 300.0
+DEFAULT_STORE_LOCK_TIMEOUT_S: Final = 5.0
 DEFAULT_OTLP_METRICS_ENDPOINT: Final = "http://127.0.0.1:4317"
 DEFAULT_OTLP_METRICS_PROTOCOL: Final = "grpc"
 DEFAULT_EXPORT_INTERVAL_S: Final = 10.0
@@ -118,6 +119,8 @@ class StoreConfig:
     max_pending: int = DEFAULT_MAX_PENDING
     expire_interval: float = DEFAULT_EXPIRE_INTERVAL_S
     replica_timeout: float = DEFAULT_REPLICA_TIMEOUT_S
+    lock_timeout: float = DEFAULT_STORE_LOCK_TIMEOUT_S
+    """SQLite: how long a step waits for a lock another process holds on the store before it fails (``locked``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +253,9 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
            "Bound on pending records; beyond it the oldest are evicted (counted)."),
     KeyDoc("store.expire_interval", "duration", "10s",
            "How often records older than the label window are swept (eviction happens at once)."),
+    KeyDoc("store.lock_timeout", "duration", "5s",
+           "SQLite: how long a step waits for a lock held by another process (a backup, a `sqlite3` shell) before "
+           "its requests are answered UNAVAILABLE (counted in `ml.processor.store.errors{ml.reason=locked}`)."),
     KeyDoc("metrics.otlp.endpoint", "URL", DEFAULT_OTLP_METRICS_ENDPOINT,
            "OTLP metrics destination (cumulative temporality); `metrics.otlp: null` disables it."),
     KeyDoc("metrics.otlp.protocol", "`grpc` or `http/protobuf`", DEFAULT_OTLP_METRICS_PROTOCOL,
@@ -377,7 +383,7 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
     ex = "store: {backend: sqlite, path: ./otel-ml-data/store.db, label_window: 7d, max_pending: 20000000}"
     pg_ex = 'store: {backend: postgres, dsn: "postgresql://otelml:${env:OTEL_ML_PG_PASSWORD}@db:5432/otelml"}'
     s = _section(raw, "store", {"backend", "path", "dsn", "schema", "label_window", "max_pending",
-                                "expire_interval", "replica_timeout"}, ex)
+                                "expire_interval", "replica_timeout", "lock_timeout"}, ex)
     backend = s.get("backend", DEFAULT_STORE_BACKEND)
     if backend not in BACKENDS:
         raise ConfigError("store.backend", f"expected one of {', '.join(BACKENDS)}, got {backend!r}", ex)
@@ -403,6 +409,8 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
                                        "store: {expire_interval: 10s}"),
         replica_timeout=parse_duration(s.get("replica_timeout", DEFAULT_REPLICA_TIMEOUT_S), "store.replica_timeout",
                                        "store: {backend: postgres, dsn: ..., replica_timeout: 5m}"),
+        lock_timeout=parse_duration(s.get("lock_timeout", DEFAULT_STORE_LOCK_TIMEOUT_S), "store.lock_timeout",
+                                    "store: {lock_timeout: 5s}"),
     )
 
 

@@ -60,6 +60,8 @@ _RATE: dict[str, tuple[float, float]] = {
     m.PROCESSOR_EXPORT_FAILURES.name: (0.0, 1.0),
     m.PROCESSOR_REQUESTS_REFUSED.name: (0.0, 1.0),
     m.PROCESSOR_STORE_EVICTED.name: (0.0, 1.0),
+    m.PROCESSOR_STORE_ERRORS.name: (0.0, 1.0),
+    m.PROCESSOR_STORE_QUARANTINED.name: (0.0, 1.0),
     m.PROCESSOR_ATTRIBUTE_OVERFLOW.name: (0.0, 1.0),
     m.REGRESSION_SIGNED_ERROR.name: (0.0, 0.0),
 }

@@ -38,6 +38,8 @@ def test_design_doc_example_is_valid() -> None:
     ({"store": {"label_window": "a week"}}, "store.label_window", "duration"),
     ({"store": {"label_window": -5}}, "store.label_window", "positive"),
     ({"store": {"max_pending": 0}}, "store.max_pending", "integer >= 1"),
+    ({"store": {"lock_timeout": "forever"}}, "store.lock_timeout", "duration"),
+    ({"store": {"lock_timeout": 0}}, "store.lock_timeout", "positive"),
     ({"store": {"pth": "x"}}, "store.pth", "unknown key"),
     ({"receiver": {"grpc": {"endpoint": "localhost"}}}, "receiver.grpc.endpoint", "host:port"),
     ({"receiver": {"max_inflight_requests": True}}, "receiver.max_inflight_requests", "integer"),

@@ -16,7 +16,7 @@ from otel_ml.processor import config as cfg
 from otel_ml.processor.aggregates import Aggregates
 from otel_ml.processor.decode import Decoded, decode_request
 from otel_ml.processor.step import Processor, StepResult
-from otel_ml.processor.store import MemoryJoinStore, SqliteJoinStore
+from otel_ml.processor.store import MemoryJoinStore, SqliteJoinStore, open_store
 from otel_ml.processor.store.base import StorageError
 from otel_ml.processor.writer import StoreUnavailable, Writer
 from otel_ml.semconv import attributes as a
@@ -97,9 +97,10 @@ def test_full_disk_fails_the_step_whole_and_counters_equal_the_truth_after_recov
 
 
 def test_writer_answers_the_whole_group_unavailable_at_once_under_a_lock(tmp_path: Path) -> None:
-    config = cfg.from_mapping({})
     path = tmp_path / "store.db"
-    store = SqliteJoinStore(path, config.store.label_window, config.store.max_pending, lock_timeout=0.3)
+    config = cfg.from_mapping({"store": {"path": str(path), "lock_timeout": "300ms"}})
+    store = open_store(config.store)
+    assert isinstance(store, SqliteJoinStore) and store.lock_timeout == 0.3
     p = Processor(config, store, (), lambda: T)
     calls: list[int] = []
     process = p.process

@@ -23,4 +23,4 @@ def open_store(config: StoreConfig, instance_id: str = "") -> BaseJoinStore:
 
         return PostgresJoinStore(config.dsn, config.label_window, config.max_pending,
                                  instance_id or "otel-ml-processor", schema=config.schema)
-    return SqliteJoinStore(config.path, config.label_window, config.max_pending)
+    return SqliteJoinStore(config.path, config.label_window, config.max_pending, lock_timeout=config.lock_timeout)

@@ -160,7 +160,8 @@ _COLUMN_TYPES: Final = (_STR, _OPT_NUM, _STR, _OPT_STR, _OPT_STR, _OPT_STR, _OPT
 """Types each column of a decoded row may have (``k`` and ``arrived`` come from their own SQLite columns)."""
 _GOOD_SHAPES: set[tuple[type, ...]] = set()
 """Column type tuples already validated (a handful repeat: one set lookup per decoded row)."""
-_STORAGE_ERRORS: Final = (sqlite3.Error, MemoryError)
+_STORAGE_ERRORS: Final = (sqlite3.Error, MemoryError, OSError)
+"""What a storage operation can fail with (OSError: preparing the files, e.g. on a filesystem that is gone)."""
 _KIND_BY_CODE: Final = {
     sqlite3.SQLITE_FULL: StoreErrorReason.FULL,
     sqlite3.SQLITE_IOERR: StoreErrorReason.IO,
@@ -461,6 +462,8 @@ class SqliteJoinStore(BaseJoinStore):
     def _classify(self, exc: BaseException | None) -> str:
         if isinstance(exc, MemoryError):
             return StoreErrorReason.NOMEM
+        if isinstance(exc, OSError):
+            return _KIND_BY_ERRNO.get(exc.errno or 0, StoreErrorReason.IO)
         code = getattr(exc, "sqlite_errorcode", None)
         kind = _KIND_BY_CODE.get(code & 0xFF, StoreErrorReason.OTHER) if isinstance(code, int) \
             else StoreErrorReason.OTHER
