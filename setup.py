@@ -9,11 +9,22 @@ platforms users run are built by cibuildwheel (``[tool.cibuildwheel]`` in pyproj
 
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent
+ASSETS = {  # keep in step with otel_ml.generate.ASSETS
+    "dashboards": "*.dashboard.py",
+    "alerts": "config.yaml",
+    "grafana/provisioning/dashboards": "*.yaml",
+    "grafana/provisioning/datasources": "*.yaml",
+    "grafana/provisioning/alerting": "otel-ml-contact-points.yaml",
+}
 
 SOURCE = "otel_ml/processor/_fastdecode.c"
 DIGEST = hashlib.sha256((Path(__file__).parent / SOURCE).read_bytes()).hexdigest()[:16]
@@ -25,6 +36,10 @@ WARNING = (
 )
 
 
+REQUIRED = os.environ.get("OTEL_ML_REQUIRE_EXTENSION", "") not in ("", "0")
+"""Binary wheels (cibuildwheel) fail instead of shipping a platform wheel without its extension."""
+
+
 class OptionalBuildExt(build_ext):
     """Builds the extension when it can; says clearly when it cannot (the install goes on)."""
 
@@ -32,17 +47,34 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers
+            if REQUIRED:
+                raise
             sys.stderr.write(WARNING.format(reason=f"{type(exc).__name__}: {exc}"))
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:
+            if REQUIRED:
+                raise
             sys.stderr.write(WARNING.format(reason=f"{type(exc).__name__}: {exc}"))
+
+
+class BuildPyWithAssets(build_py):
+    """Also copies the repository files ``otel-ml generate`` reads into ``otel_ml/_assets`` of the build (so that an
+    installed wheel can generate rules and dashboards; the repository files stay the one source)."""
+
+    def run(self) -> None:
+        super().run()
+        for folder, pattern in ASSETS.items():
+            for src in sorted((ROOT / folder).glob(pattern)):
+                dst = Path(self.build_lib) / "otel_ml" / "_assets" / folder / src.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
 
 
 extensions = [] if os.environ.get("OTEL_ML_NO_EXTENSION", "") not in ("", "0") else [Extension(
     "otel_ml.processor._fastdecode", [SOURCE], define_macros=[("OTEL_ML_SOURCE_HASH", f'"{DIGEST}"')],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
 )]
-setup(ext_modules=extensions, cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions, cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithAssets})

@@ -17,7 +17,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "processor": ("otel_ml.processor.cli", "Run the otel-ml processor: OTLP in, joined quality metrics out."),
     "reference": ("otel_ml.reference.cli", "Fit, inspect and report evaluation-set reference artifacts."),
     "demo": ("otel_ml.demo.cli", "Run the self-contained production-story demo on embedded defaults."),
-    "generate": ("otel_ml.generate", "Regenerate the Grafana dashboards and alert rules (--check: verify)."),
+    "generate": ("otel_ml.generate", "Prometheus rules, Grafana dashboards and provisioning for your thresholds."),
 }
 
 

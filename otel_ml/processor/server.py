@@ -254,7 +254,7 @@ class ProcessorApp:
             self.adopter = make_adopter(self.config.store.replica_timeout,
                                         lambda instance, totals: publish_final_totals(self.config, instance, totals))
             self.adopter.start()
-        _logger.info("decoding with the %s", _native.status)
+        _logger.log(logging.WARNING if _native.degraded else logging.INFO, "decoding with the %s", _native.status)
         rc = self.config.receiver
         if rc.grpc_endpoint:
             self.grpc, self.grpc_port = grpc_server(self.ingest, rc.grpc_endpoint, self.config)
