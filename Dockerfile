@@ -5,8 +5,12 @@
 # Build stage: the full image has gcc, so the wheel carries the decoder's C extension (the build fails without it).
 FROM python:3.11.14-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md MANIFEST.in ./
 COPY otel_ml ./otel_ml
+# what `otel-ml generate --out` reads, packaged into otel_ml/_assets by setup.py
+COPY dashboards ./dashboards
+COPY alerts/config.yaml ./alerts/
+COPY grafana/provisioning ./grafana/provisioning
 RUN pip wheel --no-deps --no-cache-dir -w /wheels . \
     && python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/otel_ml-*.whl')[0]).namelist(); sys.exit(not any('_fastdecode' in n and n.endswith('.so') for n in names))"
 

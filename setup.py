@@ -67,6 +67,9 @@ class BuildPyWithAssets(build_py):
     def run(self) -> None:
         super().run()
         for folder, pattern in ASSETS.items():
+            if not any((ROOT / folder).glob(pattern)):
+                sys.stderr.write(f"*** otel-ml: {folder}/{pattern} is missing from this source tree: "
+                                 "`otel-ml generate --out` will not work from this build\n")
             for src in sorted((ROOT / folder).glob(pattern)):
                 dst = Path(self.build_lib) / "otel_ml" / "_assets" / folder / src.name
                 dst.parent.mkdir(parents=True, exist_ok=True)
