@@ -213,7 +213,8 @@ def pending(tmp: Path, server: PostgresServer, n: int, batch: int = 20_000) -> N
                   f"{me.memory_info().rss / 2**20:.0f} MB", flush=True)
     elapsed = time.perf_counter() - start
     store.close()
-    server.psql(f"CHECKPOINT; VACUUM ANALYZE {schema}.joins", "otelml")
+    server.psql("CHECKPOINT", "otelml")
+    server.psql(f"VACUUM ANALYZE {schema}.joins", "otelml")
     sizes = server.psql(
         f"SELECT pg_relation_size('{schema}.joins'), pg_indexes_size('{schema}.joins'), "
         f"pg_total_relation_size('{schema}.joins'), pg_database_size('otelml'), "

@@ -340,3 +340,46 @@ def test_config_errors(store: dict[str, str], key: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as e:
         from_mapping(substitute_env({"store": store}, {}))
     assert e.value.key == key
+
+
+def test_disk_full_refuses_then_recovers(postgres_server: PostgresServer) -> None:
+    """A real ENOSPC: the store's database lives in a tablespace on a 12 MiB tmpfs. Steps fail with a StoreError
+    (the receivers answer UNAVAILABLE) and commit nothing; once the volume grows, the same records go in, and what
+    was committed before is intact."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the test command runs as root)")
+    mnt = postgres_server.root / "small"  # the server's directory: reachable by its OS user (tmp_path is not)
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], check=True)
+    store = None
+    try:
+        (mnt / "ts").mkdir()
+        os.chown(mnt / "ts", *(lambda p: (p.pw_uid, p.pw_gid))(__import__("pwd").getpwnam(postgres_server.superuser)))
+        postgres_server.psql(f"CREATE TABLESPACE small LOCATION '{mnt / 'ts'}'")
+        postgres_server.psql(f"CREATE DATABASE diskfull OWNER {PG_ROLE} TABLESPACE small")
+        store = PostgresJoinStore(postgres_server.dsn(database="diskfull"), DAY, 10**9, "a", schema="full")
+        store.ingest([pred_row("first", T0)], [], T0)
+        store.commit({("c", ()): 1.0})
+        batch = 0
+        with pytest.raises(StoreError, match="No space left on device") as e:
+            while batch < 200:  # ~15 MB of rows and index entries at most
+                rows = [pred_row(f"b{batch}-{i}-" + "x" * 200, T0) for i in range(500)]
+                store.ingest(rows, [], T0)
+                store.commit({("c", ()): 1.0 + batch})
+                batch += 1
+        store.rollback()
+        assert "could not extend file" in str(e.value) or "No space left" in str(e.value)
+        failed = [pred_row(f"b{batch}-{i}-" + "x" * 200, T0) for i in range(500)]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        r = store.ingest(failed, [label_row("first", T0)], T0)  # the collector re-sends the refused request
+        assert len(r.new_predictions) == 500 and len(r.joined) == 1
+        store.commit({("c", ()): 99.0})
+        assert store.pending() == 500 * (batch + 1) and store.load_aggregates() == {("c", ()): 99.0}
+    finally:
+        if store is not None:
+            store.close()
+        postgres_server.psql("DROP DATABASE IF EXISTS diskfull")
+        postgres_server.psql("DROP TABLESPACE IF EXISTS small")
+        subprocess.run(["umount", str(mnt)], check=False)
