@@ -47,9 +47,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from otel_ml.processor import events as ev  # noqa: E402
 from otel_ml.processor.records import join_key  # noqa: E402
 from otel_ml.processor.store.postgres import PostgresJoinStore  # noqa: E402
+from tests.support import otlp_events as ev  # noqa: E402
 from tests.support.postgres import PG_PASSWORD, PG_PASSWORD_ENV, PostgresServer  # noqa: E402
 from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
 from tests.support.workload import PER_REQUEST, benchmark_requests, label, prediction  # noqa: E402
