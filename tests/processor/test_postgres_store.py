@@ -280,7 +280,8 @@ def test_cli_exits_1_when_the_database_is_unreachable(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "otel_ml.processor", "--config", str(config)], capture_output=True,
                          text=True, timeout=60, env={"PGPW": "s3cret", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 1, out
-    assert "cannot start: cannot connect to PostgreSQL at postgresql://otelml:***@127.0.0.1" in out.stderr
+    assert ("cannot start: join store unavailable (unavailable): cannot connect to PostgreSQL at "
+            "postgresql://otelml:***@127.0.0.1") in out.stderr
     assert "s3cret" not in out.stderr + out.stdout
 
 

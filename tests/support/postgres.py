@@ -167,6 +167,11 @@ class PostgresServer:
         self.psql(f"CREATE DATABASE {name} OWNER {PG_ROLE}")
         return self.dsn(database=name)
 
+    def create_database_in(self, name: str, tablespace: str) -> str:
+        """A database owned by the test role in ``tablespace`` (created by the superuser); returns its DSN."""
+        self.psql(f"CREATE DATABASE {name} OWNER {PG_ROLE} TABLESPACE {tablespace}")
+        return self.dsn(database=name)
+
     def terminate_backends(self, database: str) -> int:
         """``pg_terminate_backend`` every connection to ``database`` (a network cut / failover, seen by clients)."""
         return int(self.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "

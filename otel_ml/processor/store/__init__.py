@@ -22,5 +22,6 @@ def open_store(config: StoreConfig, instance_id: str = "") -> BaseJoinStore:
         from otel_ml.processor.store.postgres import PostgresJoinStore  # psycopg is imported only when used
 
         return PostgresJoinStore(config.dsn, config.label_window, config.max_pending,
-                                 instance_id or "otel-ml-processor", schema=config.schema)
+                                 instance_id or "otel-ml-processor", schema=config.schema,
+                                 lock_timeout=config.lock_timeout)
     return SqliteJoinStore(config.path, config.label_window, config.max_pending, lock_timeout=config.lock_timeout)

@@ -88,23 +88,34 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from otel_ml.errors import StoreError
 from otel_ml.processor.aggregates import Key, decode_attrs, encode_attrs
 from otel_ml.processor.config import dsn_without_password
 from otel_ml.processor.records import ARRIVED, COLUMNS, LABEL_START, SEP, TASK, Row
-from otel_ml.processor.store.base import DONE, BaseJoinStore, IngestResult, _Joins
+from otel_ml.processor.store.base import (
+    DONE,
+    GONE_LABEL,
+    GONE_PREDICTION,
+    BaseJoinStore,
+    IngestResult,
+    Quarantined,
+    StorageError,
+    _Joins,
+)
 from otel_ml.processor.store.sqlite import CANARY, MARSHAL_VERSION, ROW_ENCODING, StoreFormatError, _python
+from otel_ml.semconv.attributes import StoreErrorReason as Kind
 
 if TYPE_CHECKING:
     import psycopg
 
 _logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 STATEMENT_TIMEOUT: Final = "20s"
-LOCK_TIMEOUT: Final = "10s"
+DEFAULT_LOCK_TIMEOUT_S: Final = 5.0
 IDLE_TIMEOUT: Final = "60s"
 CONNECT_TIMEOUT_S: Final = 5
+REOPEN_BACKOFF_S: Final = 0.5
+"""After a failed connection attempt, steps fail at once (``unavailable``) for this long before the next attempt."""
 HEARTBEAT_S: Final = 10.0
 """How often a replica refreshes its ``instances.last_seen``."""
 _LOCK_CLASS_MIGRATE: Final = 0x6F6D0001
@@ -140,31 +151,61 @@ CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL);
     (2, "instances.retired_at: replicas gone whose last totals were published by another", """
 ALTER TABLE {s}.instances ADD COLUMN retired_at timestamptz;
 """),
+    (3, "gone tombstones (joins.gone) and the quarantine of undecodable rows", """
+ALTER TABLE {s}.joins ADD COLUMN gone smallint;  -- tombstone of a half that left unjoined: 1 prediction, 2 label
+CREATE TABLE {s}.quarantine (k text NOT NULL, pred bytea, label bytea, reason text NOT NULL,
+  at timestamptz NOT NULL DEFAULT now(), instance text NOT NULL);
+"""),
 )
 """Versioned migrations ``(version, description, SQL with {s} = quoted schema)``; append only, never edit."""
 
 
-class PostgresStoreError(StoreError):
-    """A PostgreSQL failure of the join store (the step was not committed, or its outcome is being re-synced).
+class PostgresStoreError(StorageError):
+    """A PostgreSQL failure of the join store: the step was not committed (or its outcome is being re-synced).
 
     Attributes:
+        kind: :class:`~otel_ml.semconv.attributes.StoreErrorReason` value (``unavailable``, ``readonly``, ``full``,
+            ``locked``, ``nomem``, ``io``, ``corrupt``, ``other``).
         retryable: A transient conflict (deadlock, serialization failure): running the step again may succeed.
     """
 
-    def __init__(self, message: str, retryable: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, kind: str, message: str, retryable: bool = False) -> None:
+        super().__init__(kind, message)
         self.retryable = retryable
+
+
+def error_kind(exc: BaseException) -> str:
+    """The :class:`~otel_ml.semconv.attributes.StoreErrorReason` of a psycopg error (by SQLSTATE class)."""
+    pg = _psycopg()
+    errors = pg.errors
+    if isinstance(exc, errors.ReadOnlySqlTransaction):
+        return Kind.READONLY
+    if isinstance(exc, errors.DiskFull):
+        return Kind.FULL
+    if isinstance(exc, errors.OutOfMemory):
+        return Kind.NOMEM
+    if isinstance(exc, errors.LockNotAvailable | errors.DeadlockDetected | errors.SerializationFailure):
+        return Kind.LOCKED
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate.startswith("58"):  # system error: I/O
+        return Kind.IO
+    if sqlstate.startswith("XX"):  # data_corrupted, index_corrupted
+        return Kind.CORRUPT
+    if isinstance(exc, pg.OperationalError):  # connection lost/refused, server shutting down, statement timeout
+        return Kind.UNAVAILABLE
+    return Kind.OTHER
 
 
 def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:  # pragma: no cover - the processor extra installs it
-        raise PostgresStoreError("store.backend postgres needs psycopg 3: pip install 'otel-ml[processor]'") from exc
+        raise PostgresStoreError(Kind.OTHER, "store.backend postgres needs psycopg 3: pip install "
+                                             "'otel-ml[processor]'") from exc
     return psycopg
 
 
-def connect(dsn: str, application_name: str) -> psycopg.Connection[Any]:
+def connect(dsn: str, application_name: str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> psycopg.Connection[Any]:
     """A connection with the store's session settings (``connect_timeout`` defaulted, bounded waits).
 
     Raises:
@@ -174,17 +215,20 @@ def connect(dsn: str, application_name: str) -> psycopg.Connection[Any]:
     try:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
-        raise PostgresStoreError(f"store.dsn is not a valid PostgreSQL DSN ({dsn_without_password(dsn)})") from exc
+        raise PostgresStoreError(Kind.OTHER, f"store.dsn is not a valid PostgreSQL DSN "
+                                             f"({dsn_without_password(dsn)})") from exc
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     params.setdefault("application_name", application_name)
     try:
         conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '{LOCK_TIMEOUT}'; "
+        conn.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'; "
+                     f"SET lock_timeout = '{max(int(lock_timeout * 1000), 1)}ms'; "
                      f"SET idle_in_transaction_session_timeout = '{IDLE_TIMEOUT}'")
         conn.autocommit = False
     except psycopg.Error as exc:
-        raise PostgresStoreError(f"cannot connect to PostgreSQL at {dsn_without_password(dsn)}: "
-                                 f"{str(exc).strip() or type(exc).__name__}") from exc
+        kind = Kind.UNAVAILABLE if isinstance(exc, psycopg.OperationalError) else error_kind(exc)
+        raise PostgresStoreError(kind, f"cannot connect to PostgreSQL at {dsn_without_password(dsn)}: "
+                                       f"{str(exc).strip() or type(exc).__name__}") from exc
     return conn  # type: ignore[no-any-return]
 
 
@@ -210,8 +254,8 @@ def migrate(conn: psycopg.Connection[Any], schema: str, instance: str = "") -> i
             current = int(row[0]) if row else 0
             if current > SCHEMA_VERSION:
                 raise PostgresStoreError(
-                    f"schema {schema} is at version {current}, newer than this processor's {SCHEMA_VERSION}: "
-                    f"run a processor image at least as new as the one that migrated it")
+                    Kind.OTHER, f"schema {schema} is at version {current}, newer than this processor's "
+                                f"{SCHEMA_VERSION}: run a processor image at least as new as the one that migrated it")
             for version, description, sql in MIGRATIONS:
                 if version > current:
                     conn.execute(sql.format(s=s))
@@ -219,7 +263,8 @@ def migrate(conn: psycopg.Connection[Any], schema: str, instance: str = "") -> i
                                  "VALUES (%s, %s, %s)", (version, description, instance or socket.gethostname()))
                     _logger.info("join store schema %s migrated to version %d (%s)", schema, version, description)
     except psycopg.Error as exc:
-        raise PostgresStoreError(f"cannot migrate the join store schema {schema}: {str(exc).strip()}") from exc
+        raise PostgresStoreError(error_kind(exc), f"cannot migrate the join store schema {schema}: "
+                                                  f"{str(exc).strip()}") from exc
     return SCHEMA_VERSION
 
 
@@ -231,9 +276,11 @@ class PostgresJoinStore(BaseJoinStore):
     """The shared backend (see the module docstring). One instance per replica; not thread-safe (one writer)."""
 
     def __init__(self, dsn: str, label_window: float, max_pending: int, instance_id: str,
-                 schema: str = "otel_ml", clock: Callable[[], float] = time.time) -> None:
+                 schema: str = "otel_ml", clock: Callable[[], float] = time.time,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
         super().__init__(label_window, max_pending)
         self.dsn = dsn
+        self.lock_timeout = lock_timeout
         self.schema = schema
         self.instance_id = instance_id
         self.clock = clock
@@ -243,8 +290,9 @@ class PostgresJoinStore(BaseJoinStore):
             f"INSERT INTO {s}.joins AS t (k, arrived, joined, pred, label) "
             "SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[], %b::bytea[], %b::bytea[]) ORDER BY 1 "
             "ON CONFLICT (k) DO UPDATE SET arrived = t.arrived WHERE false RETURNING k")
-        self._sql_locked = f"SELECT k, arrived, joined, pred, label FROM {s}.joins WHERE k = ANY(%b::text[])"
-        self._sql_tombstone = f"UPDATE {s}.joins SET joined = %b, pred = NULL, label = NULL WHERE k = ANY(%b::text[])"
+        self._sql_locked = f"SELECT k, arrived, joined, pred, label, gone FROM {s}.joins WHERE k = ANY(%b::text[])"
+        self._sql_tombstone = (f"UPDATE {s}.joins SET joined = %b, pred = NULL, label = NULL, gone = NULL "
+                               "WHERE k = ANY(%b::text[])")
         self._psycopg = _psycopg()
         self._conn: psycopg.Connection[Any] | None = None
         self._dpending = 0  # this transaction's changes of the pending / tombstone counts
@@ -252,12 +300,13 @@ class PostgresJoinStore(BaseJoinStore):
         self._head = float("-inf")  # no pending row arrived before this (oldest_pending_arrival's cursor)
         self._saved_head = self._head
         self._leader = False
-        self._resync = False
+        self._now = 0.0  # the step's time, for the gone tombstones _pop_oldest leaves
+        self._connect_failed_at = float("-inf")
         self._last_heartbeat = 0.0
         self._pending_base: int | None = None  # committed pending count (every replica) at the last read
         self._pending_read_at = 0.0
         self._wrote = False
-        conn = connect(dsn, self._app)
+        conn = connect(dsn, self._app, lock_timeout)
         try:
             migrate(conn, schema, instance_id)
             self._check_format(conn)
@@ -270,7 +319,15 @@ class PostgresJoinStore(BaseJoinStore):
     # --- connection and errors -------------------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn, self._app)
+            since = time.monotonic() - self._connect_failed_at
+            if since < REOPEN_BACKOFF_S:
+                raise PostgresStoreError(Kind.UNAVAILABLE, f"not reconnected: the last attempt failed {since:.2f} s "
+                                                           f"ago ({dsn_without_password(self.dsn)})")
+            try:
+                self._conn = connect(self.dsn, self._app, self.lock_timeout)
+            except PostgresStoreError:
+                self._connect_failed_at = time.monotonic()
+                raise
             self._leader = False
             self._head = self._saved_head = float("-inf")
             _logger.info("join store: reconnected to PostgreSQL (%s)", dsn_without_password(self.dsn))
@@ -286,27 +343,46 @@ class PostgresJoinStore(BaseJoinStore):
 
     @contextmanager
     def _guard(self, what: str, committing: bool = False) -> Iterator[None]:
-        """Turn PostgreSQL errors into :class:`PostgresStoreError`; drop connections that cannot go on."""
+        """Turn PostgreSQL errors into :class:`PostgresStoreError` once the store is back in a known state.
+
+        The transaction is rolled back (or its connection dropped), this transaction's counters are restored, the
+        failure is counted once by kind, and only then is the error raised. OperationalError (connection lost,
+        server shutting down, statement timeout, disk full...) and read-only errors drop the connection: the next
+        step opens a new one (cheap, and it finds the new primary after a failover).
+        """
         pg = self._psycopg
         try:
             yield
+        except PostgresStoreError as exc:  # raised by connect() / the reconnect back-off
+            self._reset()
+            self._count_error(exc.kind)
+            raise
         except pg.Error as exc:
-            # OperationalError: connection lost, server shutting down, timeouts, disk full...: start afresh on a new
-            # connection (cheap, and it finds a new primary after a failover). read-only: a standby or a
-            # default_transaction_read_only database, same. Other errors leave the connection usable.
+            kind = error_kind(exc)
             closed = self._conn is None or self._conn.closed
-            read_only = isinstance(exc, pg.errors.ReadOnlySqlTransaction)
-            retryable = isinstance(exc, pg.errors.SerializationFailure | pg.errors.DeadlockDetected)
-            if closed or read_only or isinstance(exc, pg.OperationalError):
-                if committing and not read_only:
-                    self._resync = True  # the COMMIT may or may not have happened
+            if closed or kind == Kind.READONLY or isinstance(exc, pg.OperationalError):
+                if committing and kind != Kind.READONLY:
+                    self._needs_resync = True  # the COMMIT may or may not have happened
                 self._drop()
+            self._reset()
+            self._count_error(kind)
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PostgresStoreError(f"join store {what} failed: {detail}", retryable=retryable) from exc
+            raise PostgresStoreError(kind, f"{what} failed: {detail}",
+                                     retryable=isinstance(exc, pg.errors.SerializationFailure
+                                                          | pg.errors.DeadlockDetected)) from exc
 
-    def needs_resync(self) -> bool:
-        """Whether a ``COMMIT`` broke off with an unknown outcome: reload this replica's totals before the next step."""
-        return self._resync
+    def _reset(self) -> None:
+        """Roll back (never raising) and restore this transaction's in-memory state."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop()
+        self._wrote = False
+        self._dpending = self._ddone = 0
+        self._head = self._saved_head
+        self._quarantined.clear()
 
     # --- encoding --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -318,10 +394,35 @@ class PostgresJoinStore(BaseJoinStore):
 
     @staticmethod
     def _row(k: str, arrived: float, pred: bytes | None, label: bytes | None) -> Row:
+        """The pending row of a stored payload.
+
+        Raises:
+            ValueError: The payload cannot be decoded into a row (a corrupted row: the caller quarantines it).
+        """
+        try:
+            half = marshal.loads(pred if pred is not None else label)  # type: ignore[arg-type]
+        except (ValueError, EOFError, TypeError) as exc:
+            raise ValueError(f"undecodable payload: {exc}") from exc
         if pred is not None:
-            return (k, arrived, *marshal.loads(pred), *_NO_LABEL)
-        assert label is not None
-        return (k, arrived, k.split(SEP, 1)[0], *_LABEL_PAD, *marshal.loads(label))
+            if type(half) is not tuple or len(half) != LABEL_START - 2:
+                raise ValueError(f"not a prediction half: {type(half).__name__}")
+            return (k, arrived, *half, *_NO_LABEL)
+        if type(half) is not tuple or len(half) != len(_NO_LABEL) or SEP not in k:
+            raise ValueError(f"not a label half: {type(half).__name__}")
+        return (k, arrived, k.split(SEP, 1)[0], *_LABEL_PAD, *half)
+
+    def _quarantine(self, bad: list[tuple[str, bytes | None, bytes | None, str]]) -> None:
+        """Move undecodable rows ``(key, pred, label, reason)`` from ``joins`` to ``quarantine`` (this transaction)."""
+        s = self._s
+        db = self._db()
+        db.execute(f"DELETE FROM {s}.joins WHERE k = ANY(%b::text[])", ([b[0] for b in bad],))
+        db.execute(f"INSERT INTO {s}.quarantine (k, pred, label, reason, instance) SELECT *, %b FROM "
+                   "unnest(%b::text[], %b::bytea[], %b::bytea[], %b::text[])",
+                   (self.instance_id, [b[0] for b in bad], [b[1] for b in bad], [b[2] for b in bad],
+                    [b[3] for b in bad]))
+        for key, _, _, reason in bad:
+            self._quarantined.append(Quarantined(key, reason))
+            _logger.warning("join store: quarantined the undecodable row of %r (%s)", key, reason)
 
     def _check_format(self, conn: psycopg.Connection[Any]) -> None:
         meta = dict(conn.execute(f"SELECT key, value FROM {self._s}.meta WHERE key = 'row_encoding' "
@@ -360,21 +461,42 @@ class PostgresJoinStore(BaseJoinStore):
             ks = [r[0] for r in new_rows] + first.tombstones
             halves = [self._halves(r) for r in new_rows]
             n_tomb = len(first.tombstones)
-            inserted = {r[0] for r in db.execute(self._sql_insert, (
-                ks, [r[ARRIVED] for r in new_rows] + [now] * n_tomb, [None] * len(new_rows) + [now] * n_tomb,
-                [h[0] for h in halves] + [None] * n_tomb, [h[1] for h in halves] + [None] * n_tomb))}
+            arrivals = [r[ARRIVED] for r in new_rows] + [now] * n_tomb
+            joined_at: list[float | None] = [None] * len(new_rows) + [now] * n_tomb
+            preds = [h[0] for h in halves] + [None] * n_tomb
+            labels_ = [h[1] for h in halves] + [None] * n_tomb
+            inserted = {r[0] for r in db.execute(self._sql_insert, (ks, arrivals, joined_at, preds, labels_))}
             state: dict[str, object] = {}
             if len(inserted) < len(ks):
-                for k, arrived, joined, pred, label in db.execute(self._sql_locked,
-                                                                  ([k for k in ks if k not in inserted],)):
-                    state[k] = DONE if joined is not None else self._row(k, arrived, pred, label)
+                bad: list[tuple[str, bytes | None, bytes | None, str]] = []
+                for k, arrived, joined, pred, label, gone in db.execute(
+                        self._sql_locked, ([k for k in ks if k not in inserted],)):
+                    if joined is not None:
+                        state[k] = DONE if gone is None else GONE_PREDICTION if gone == 1 else GONE_LABEL
+                        continue
+                    try:
+                        state[k] = self._row(k, arrived, pred, label)
+                    except ValueError as exc:
+                        bad.append((k, pred, label, str(exc)))
+                if bad:  # moved aside; their keys take this step's records as if they had never been stored
+                    self._quarantine(bad)
+                    self._dpending -= len(bad)
+                    redo = {b[0] for b in bad}
+                    pick = [i for i, k in enumerate(ks) if k in redo]
+                    db.execute(self._sql_insert, (
+                        [ks[i] for i in pick], [arrivals[i] for i in pick], [joined_at[i] for i in pick],
+                        [preds[i] for i in pick], [labels_[i] for i in pick]))
+                    inserted |= redo
+            stored_pending = {k for k, v in state.items() if type(v) is tuple}  # _Joins marks them DONE as it goes
             joins = _Joins(state)
             results = [joins.batch(predictions, labels) for predictions, labels in batches]
             if joins.deletes:
                 db.execute(self._sql_tombstone, (now, joins.deletes))
             mine_pending = sum(1 for r in new_rows if r[0] in inserted)
-            self._dpending += mine_pending - len(joins.deletes)
-            self._ddone += (len(inserted) - mine_pending) + len(joins.deletes)
+            was_pending = sum(1 for k in joins.deletes if k in stored_pending)
+            self._dpending += mine_pending - was_pending
+            self._ddone += (len(inserted) - mine_pending) + was_pending
+            self._now = now
             self._evict(results)
             return results
 
@@ -408,23 +530,45 @@ class PostgresJoinStore(BaseJoinStore):
         raise NotImplementedError
 
     def _pop_oldest(self, limit: int, before: float | None) -> tuple[list[Row], int]:
+        """Take up to ``limit`` oldest entries: pending rows become gone tombstones dated ``self._now`` (eviction:
+        pending rows only; expiry: everything that arrived before ``before``, whose tombstones are deleted)."""
         s = self._s
         db = self._db()
-        if before is None:  # eviction: the oldest pending rows
-            rows = db.execute(
-                f"DELETE FROM {s}.joins WHERE k IN (SELECT k FROM {s}.joins WHERE joined IS NULL "
-                "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING k, arrived, joined, pred, label",
-                (limit,)).fetchall()
-        else:  # expiry: everything that arrived before the cutoff, tombstones included
-            rows = db.execute(
-                f"DELETE FROM {s}.joins WHERE k IN (SELECT k FROM {s}.joins WHERE arrived < %s "
-                "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING k, arrived, joined, pred, label",
-                (before, limit)).fetchall()
-        rows.sort(key=lambda r: (r[1], r[0]))
-        live = [self._row(k, arrived, pred, label) for k, arrived, joined, pred, label in rows if joined is None]
-        self._dpending -= len(live)
-        self._ddone -= len(rows) - len(live)
+        if before is None:
+            rows = db.execute(f"SELECT k, arrived, joined, pred, label FROM {s}.joins WHERE joined IS NULL "
+                              "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
+        else:
+            rows = db.execute(f"SELECT k, arrived, joined, pred, label FROM {s}.joins WHERE arrived < %s "
+                              "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED", (before, limit)).fetchall()
+        if not rows:
+            return [], 0
+        tombs = [r[0] for r in rows if r[2] is not None]
+        live: list[Row] = []
+        gone_keys: list[str] = []
+        gone_kinds: list[int] = []
+        bad: list[tuple[str, bytes | None, bytes | None, str]] = []
+        for k, arrived, _, pred, label in (r for r in rows if r[2] is None):
+            try:
+                live.append(self._row(k, arrived, pred, label))
+            except ValueError as exc:
+                bad.append((k, pred, label, str(exc)))
+                continue
+            gone_keys.append(k)
+            gone_kinds.append(1 if pred is not None else 2)
+        if tombs:
+            db.execute(f"DELETE FROM {s}.joins WHERE k = ANY(%b::text[])", (tombs,))
+        if gone_keys:  # counted once, also after leaving: the key keeps a tombstone of the half that left
+            db.execute(f"UPDATE {s}.joins AS t SET arrived = %b, joined = %b, gone = g.kind, pred = NULL, "
+                       "label = NULL FROM unnest(%b::text[], %b::int2[]) AS g(k, kind) WHERE t.k = g.k",
+                       (self._now, self._now, gone_keys, gone_kinds))
+        if bad:
+            self._quarantine(bad)
+        self._dpending -= len(live) + len(bad)
+        self._ddone += len(gone_keys) - len(tombs)
         return live, len(rows)
+
+    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:
+        """Nothing to do: :meth:`_pop_oldest` turned the rows into gone tombstones in place (one UPDATE)."""
 
     def _drop_done(self, before: float, keep_at_most: int) -> None:
         over = self._count("done") - keep_at_most
@@ -451,6 +595,7 @@ class PostgresJoinStore(BaseJoinStore):
         if not self.is_leader():
             return []
         self._wrote = True
+        self._now = now
         with self._guard("expiry"):
             return super().expire(now)
 
@@ -504,15 +649,8 @@ class PostgresJoinStore(BaseJoinStore):
         self._saved_head = self._head
 
     def rollback(self) -> None:
-        """Discard everything since the last commit (a broken connection is simply dropped)."""
-        self._wrote = False
-        self._dpending = self._ddone = 0
-        self._head = self._saved_head
-        if self._conn is not None and not self._conn.closed:
-            try:
-                self._conn.rollback()
-            except self._psycopg.Error:
-                self._drop()
+        """Discard everything since the last commit (never raises; a broken connection is simply dropped)."""
+        self._reset()
 
     def load_aggregates(self) -> dict[Key, float]:
         """This replica's persisted totals (clears :meth:`needs_resync`)."""
@@ -520,7 +658,7 @@ class PostgresJoinStore(BaseJoinStore):
             rows = self._db().execute(f"SELECT metric, attrs, value FROM {self._s}.aggregates WHERE instance = %s",
                                       (self.instance_id,)).fetchall()
             self._end_read()
-        self._resync = False
+        self._needs_resync = False
         return {(name, decode_attrs(attrs)): value for name, attrs, value in rows}
 
     def _end_read(self) -> None:
