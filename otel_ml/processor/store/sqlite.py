@@ -417,6 +417,8 @@ class SqliteJoinStore(BaseJoinStore):
         self._live_head = 0  # every row with a smaller rowid is a tombstone (or gone)
         self._saved = (self._pending, self._done_count, self._live_head)
         self._state = _State.IDLE
+        _logger.info("join store %s open: WAL, synchronous=%s, %d pending, %d tombstones", self.path,
+                     "FULL" if sync == "FULL" else "NORMAL", self._pending, self._done_count)
 
     def _ensure_open(self) -> None:
         """Reopen a closed connection (at most once per backoff interval; raises :class:`StorageError`)."""
