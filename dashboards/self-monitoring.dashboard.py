@@ -41,9 +41,12 @@ dashboard = p.dashboard(
             Query(q.summed_rate(m.PROCESSOR_RECORDS_IGNORED, R, INST), "ignored {{instance}}"),
             Query(q.summed_rate(m.PROCESSOR_JOINS, R, INST), "joins {{instance}}"),
         ], unit="reqps", description="Log records received over OTLP, not otel-ml events (ignored), joins made."),
-        p.timeseries("Records rejected by reason", [
+        p.timeseries("Records rejected by reason, features dropped", [
             Query(q.summed_rate(m.PROCESSOR_RECORDS_REJECTED, R, (q.REASON,)), f"{{{{{q.REASON}}}}}"),
-        ], unit="reqps", description="Malformed otel-ml events rejected (reported in OTLP partial_success)."),
+            Query(q.summed_rate(m.PROCESSOR_FEATURES_DROPPED, R, (q.REASON,)), f"feature {{{{{q.REASON}}}}}"),
+        ], unit="reqps", description=(
+            "Malformed otel-ml events rejected (reported in OTLP partial_success); features dropped from accepted "
+            "predictions because of the processor's limits.*.")),
         p.timeseries("Requests refused (overload) and queue depth", [
             Query(q.summed_rate(m.PROCESSOR_REQUESTS_REFUSED, R, INST), "refused/s {{instance}}"),
             Query(f"sum by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_QUEUE_DEPTH)})", "queue depth {{instance}}"),
@@ -60,11 +63,13 @@ dashboard = p.dashboard(
         ], unit="s", width=8, description="Age of the oldest prediction still waiting for its label."),
         p.timeseries("Evictions and cardinality overflow", [
             Query(q.summed_rate(m.PROCESSOR_STORE_EVICTED, R, INST), "evicted {{instance}}"),
-            Query(q.summed_rate(m.PROCESSOR_ATTRIBUTE_OVERFLOW, R, (q.MODEL, q.ATTRIBUTE_KEY), SEL),
-                  f"overflow {{{{{q.MODEL}}}}} {{{{{q.ATTRIBUTE_KEY}}}}}"),
+            Query(q.summed_rate(m.PROCESSOR_ATTRIBUTE_OVERFLOW, R, (q.MODEL, q.ATTRIBUTE_KEY, q.REASON), SEL),
+                  f"overflow {{{{{q.MODEL}}}}} {{{{{q.ATTRIBUTE_KEY}}}}} {{{{{q.REASON}}}}}"),
+            Query(f"sum by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_SERIES_OVERFLOW)})", "SDK-folded series {{instance}}"),
         ], unit="reqps", width=8, description=(
-            "Pending records evicted at the store's size bound; metric attribute values mapped to _other "
-            "because a model hit its cardinality limit.")),
+            "Pending records evicted at the store's size bound; metric attribute values mapped to _other by "
+            "reason (limit: cap full, admission: new value not yet seen often enough, series: metric at "
+            "metrics.series_limit); series the OpenTelemetry SDK folded into otel.metric.overflow (a gauge).")),
         p.timeseries("Store errors by kind", [
             Query(q.summed_rate(m.PROCESSOR_STORE_ERRORS, R, (q.INSTANCE, q.REASON)),
                   f"{{{{instance}}}} {{{{{q.REASON}}}}}"),

@@ -21,7 +21,7 @@ from otel_ml.alerting.thresholds import LATENCY_SLO_SECONDS, THRESHOLDS, Thresho
 from otel_ml.alerting.thresholds import promql_regex_escape as _escape
 from otel_ml.grafana_uids import MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
-from otel_ml.semconv.attributes import QualityMetric
+from otel_ml.semconv.attributes import OverflowReason, QualityMetric
 
 QUALITY_WINDOW = "1h"
 """Window of realized and estimated quality ratios (labels are sparse: shorter windows are noise)."""
@@ -66,6 +66,8 @@ REJECTED_RATIO = _r("job_reason", "ml_processor_records_rejected", "ratio_rate15
 EXPORT_FAILURES = _r("job", "ml_processor_export_failures", "increase15m")
 STORE_ERRORS = _r("job_reason", "ml_processor_store_errors", "increase2m")
 STORE_QUARANTINED = _r("job", "ml_processor_store_quarantined", "increase1h")
+CARDINALITY_OVERFLOW = _r("job_model_key_reason", "ml_processor_attribute_overflow", "increase1h")
+FEATURES_DROPPED = _r("job_reason", "ml_processor_features_dropped", "increase15m")
 
 
 def slow_ratio(window: str) -> str:
@@ -109,6 +111,12 @@ def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
         {"record": EXPORT_FAILURES, "expr": q.summed_increase(m.PROCESSOR_EXPORT_FAILURES, "15m", (_J,))},
         {"record": STORE_ERRORS, "expr": q.summed_increase(m.PROCESSOR_STORE_ERRORS, "2m", (_J, q.REASON))},
         {"record": STORE_QUARANTINED, "expr": q.summed_increase(m.PROCESSOR_STORE_QUARANTINED, "1h", (_J,))},
+        # values folded because a cap is full or a metric reached its series limit (not `admission`: a new value
+        # waiting for its sightings, which real values pass within minutes and junk never does)
+        {"record": CARDINALITY_OVERFLOW,
+         "expr": q.summed_increase(m.PROCESSOR_ATTRIBUTE_OVERFLOW, "1h", (_J, q.MODEL, q.ATTRIBUTE_KEY, q.REASON),
+                                   {q.REASON: f"{OverflowReason.LIMIT}|{OverflowReason.SERIES}"})},
+        {"record": FEATURES_DROPPED, "expr": q.summed_increase(m.PROCESSOR_FEATURES_DROPPED, "15m", (_J, q.REASON))},
     ]
     # The latency SLO threshold picks a histogram bucket: one rule per distinct bound (default models, overrides).
     overrides = config.overridden(LATENCY_SLO_SECONDS.name)
@@ -285,6 +293,33 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "otel-ml processor {{ $labels.job }} rejects records ({{ $labels.ml_reason }})",
             "{{ $value | humanizePercentage }} of the records received by {{ $labels.job }} over the last 15 minutes "
             "were rejected as malformed ({{ $labels.ml_reason }}); senders see it in OTLP partial_success.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorCardinalityOverflow",
+            f"{CARDINALITY_OVERFLOW} > 0",
+            "30m", "warning",
+            "otel-ml processor {{ $labels.job }} folds {{ $labels.ml_attribute_key }} values of model "
+            "{{ $labels.ml_model_name }} into _other ({{ $labels.ml_reason }})",
+            "{{ $value | humanize }} values of {{ $labels.ml_attribute_key }} (model {{ $labels.ml_model_name }}) "
+            "were mapped to _other by {{ $labels.job }} in the last hour ({{ $labels.ml_reason }}: the cardinality "
+            "cap is full, or the metric reached metrics.series_limit): their series are merged.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorDroppingFeatures",
+            f"{FEATURES_DROPPED} > 0",
+            "15m", "warning",
+            "otel-ml processor {{ $labels.job }} drops features beyond its limits ({{ $labels.ml_reason }})",
+            "{{ $value | humanize }} features were dropped from accepted predictions by {{ $labels.job }} in the "
+            "last 15 minutes ({{ $labels.ml_reason }}, see limits.* of the processor config): drift and estimation "
+            "miss them.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorSeriesOverflow",
+            f"{q.max_by((_J,), q.sel(m.PROCESSOR_SERIES_OVERFLOW))} > 0",
+            "15m", "warning",
+            "The OpenTelemetry SDK in otel-ml processor {{ $labels.job }} folds series into otel.metric.overflow",
+            "{{ $value | humanize }} series of {{ $labels.job }} were folded by the OpenTelemetry SDK into its "
+            "otel.metric.overflow point at the last collection: they are exported without their attributes.",
             dashboard=SELF_DASHBOARD_UID, per_model=False),
         AlertSpec(
             "MLProcessorExportFailing",

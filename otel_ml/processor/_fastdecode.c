@@ -44,6 +44,7 @@ enum LimitCode { LIMIT_VALUE, LIMIT_ITEMS, LIMIT_SEGMENTS, LIMIT_DIMENSION, LIMI
 #define OK 0
 #define BAIL 1    /* not understood / malformed: the Python path decides for the whole request */
 #define ERR 2     /* a Python exception is set */
+#define STOP 3    /* the requested range of records is decoded: stop walking (not an error) */
 
 typedef struct {
     const uint8_t *p;
@@ -425,6 +426,8 @@ typedef struct {
     Py_ssize_t lim[L_COUNT];
     Memo model, version, value[4], label[4];
     Py_ssize_t received, ignored, dropped_long, dropped_many;
+    int dry;                     /* validate and count only: no rows, no fallback, no rejection */
+    Py_ssize_t index, start, stop;  /* record index in the request; decode records in [start, stop) only */
     uint64_t last_when;          /* time of the last row and its float: records of a batch share their time */
     PyObject *last_ts;
 } Ctx;
@@ -877,6 +880,7 @@ static int record(Ctx *c, Slice s, Rec *r) {
         c->ignored++;
         return OK;
     }
+    if (c->dry) return OK;
     if (r->v.code >= 0 && !r->weird) return reject_record(c, &r->v);  /* nothing of the record copied */
     uint64_t when = t ? t : observed;
     if (r->odd || names > 1 || times > 1 || observeds > 1 || when >= ((uint64_t)1 << 63)) return fallback_record(c, s);
@@ -905,7 +909,12 @@ static int scope_logs(Ctx *c, Slice s, Rec *r) {
         if (rd_field(&p, end, &f) != OK) return BAIL;
         int rc = OK;
         if (f.field == 1) rc = f.wt == 2 ? validate_scope(f.s) : BAIL;
-        else if (f.field == 2) rc = f.wt == 2 ? record(c, f.s, r) : BAIL;
+        else if (f.field == 2) {
+            if (f.wt != 2) return BAIL;
+            Py_ssize_t i = c->index++;
+            if (i >= c->stop) return STOP;
+            rc = i < c->start ? OK : record(c, f.s, r);  /* before the range: validated by an earlier call */
+        }
         else if (f.field == 3) rc = (f.wt == 2 && utf8_ok(f.s)) ? OK : BAIL;
         if (rc != OK) return rc;
     }
@@ -927,24 +936,31 @@ static int resource_logs(Ctx *c, Slice s, Rec *r) {
 }
 
 PyDoc_STRVAR(decode_doc,
-"decode(body, now, extras, predictions, extras_list, labels, fallback, reject, limits)\n"
-"    -> (received, ignored, features_dropped_too_long, features_dropped_too_many) | None\n\n"
+"decode(body, now, extras, predictions, extras_list, labels, fallback, reject, limits, start=0, count=-1,\n"
+"       dry=False) -> (received, ignored, features_dropped_too_long, features_dropped_too_many, more) | None\n\n"
 "Appends the rows of the records of the serialized ExportLogsServiceRequest ``body`` to the given lists;\n"
 "``fallback(record)`` decodes, in Python, each ml.* record this code does not handle (``record`` is a memoryview\n"
 "of ``body``, valid during the call); ``reject(code, key_prefix, key_bytes, n, limit)`` counts a record beyond\n"
 "one of ``limits`` (a tuple, see decode._c_limits). Returns None when the request must be decoded by the Python\n"
-"path as a whole (the lists then hold partial results: discard them).");
+"path as a whole (the lists then hold partial results: discard them).\n\n"
+"Parts: only the records with index in [start, start + count) are decoded (``count`` < 0: to the end), the\n"
+"earlier ones are skipped unread (a previous call validated them) and ``more`` tells whether records follow.\n"
+"``dry``: validate the whole request and count its records, build nothing (the verdict is the one a full decode\n"
+"would reach).");
 
-static PyObject *decode(PyObject *self, PyObject *args) {
+static PyObject *decode(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"body", "now", "extras", "predictions", "extras_list", "labels", "fallback", "reject",
+                             "limits", "start", "count", "dry", NULL};
     PyObject *body_obj, *now, *preds, *extras_list, *labels, *fallback, *reject, *limits;
-    int extras;
+    int extras, dry = 0;
+    Py_ssize_t start = 0, count = -1;
     if (!configured) {
         PyErr_SetString(PyExc_RuntimeError, "_fastdecode.configure() was not called");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OOpO!O!O!OOO!:decode", &body_obj, &now, &extras, &PyList_Type, &preds,
-                          &PyList_Type, &extras_list, &PyList_Type, &labels, &fallback, &reject, &PyTuple_Type,
-                          &limits))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOpO!O!O!OOO!|nnp:decode", kwlist, &body_obj, &now, &extras,
+                                     &PyList_Type, &preds, &PyList_Type, &extras_list, &PyList_Type, &labels,
+                                     &fallback, &reject, &PyTuple_Type, &limits, &start, &count, &dry))
         return NULL;
     if (PyTuple_GET_SIZE(limits) != L_COUNT) {
         PyErr_Format(PyExc_ValueError, "decode: limits must have %d items", L_COUNT);
@@ -974,6 +990,9 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     c.labels = labels;
     c.fallback = fallback;
     c.reject = reject;
+    c.dry = dry;
+    c.start = start < 0 ? 0 : start;
+    c.stop = count < 0 ? PY_SSIZE_T_MAX : c.start + count;
     Rec *r = PyMem_Malloc(sizeof(Rec));
     if (r == NULL) {
         Py_DECREF(c.body);
@@ -993,7 +1012,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     PyBuffer_Release(&body);
     if (rc == ERR) return NULL;
     if (rc == BAIL) Py_RETURN_NONE;
-    return Py_BuildValue("(nnnn)", c.received, c.ignored, c.dropped_long, c.dropped_many);
+    return Py_BuildValue("(nnnnO)", c.received, c.ignored, c.dropped_long, c.dropped_many,
+                         rc == STOP ? Py_True : Py_False);
 }
 
 /* ---- configuration ------------------------------------------------------------------------------------------- */
@@ -1073,7 +1093,7 @@ static PyObject *configure(PyObject *self, PyObject *conf) {
 }
 
 static PyMethodDef methods[] = {
-    {"decode", decode, METH_VARARGS, decode_doc},
+    {"decode", (PyCFunction)(void (*)(void))decode, METH_VARARGS | METH_KEYWORDS, decode_doc},
     {"configure", configure, METH_O, configure_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -62,6 +63,12 @@ MAX_MESSAGE: Final = 256
 """Longest message of one rejection."""
 MAX_ERROR_MESSAGE: Final = 1024
 """Longest ``partial_success.error_message`` (:func:`error_message`)."""
+PART_BYTES: Final = 1 << 20
+"""A request larger than this is decoded in parts (:attr:`Decoded.parts`)."""
+PART_RECORDS: Final = 8192
+"""Records per part: a part's rows and the store's work on them take a few MB, whatever the request size (a
+16 MiB request of small labels is ~190 000 records: ~45 MB of rows and as much again in the store's temporaries
+when decoded and ingested at once)."""
 
 
 class _Bad:
@@ -96,6 +103,10 @@ class Decoded:
         extras: Aligned with ``predictions``: features, scores and classes (for stages).
         labels: Label rows.
         dropped: Features dropped from accepted predictions, by :class:`FeatureDropReason`.
+        parts: For a large request (:data:`PART_BYTES`): the request decoded in parts of at most
+            :data:`PART_RECORDS` records, produced on demand (then the row lists above are empty and ``received``,
+            ``ignored`` count the whole request); each part is a :class:`Decoded` without parts. The processor
+            ingests them one after the other in one transaction, so only one part's rows exist at a time.
     """
 
     received: int = 0
@@ -106,6 +117,22 @@ class Decoded:
     extras: list[Extra | None] = field(default_factory=list)
     labels: list[Row] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+    parts: Callable[[], Iterator[Decoded]] | None = None
+
+    def materialized(self) -> Decoded:
+        """This request with its parts concatenated (tests, tools: the memory bound is lost)."""
+        if self.parts is None:
+            return self
+        out = Decoded(received=self.received, ignored=self.ignored)
+        for part in self.parts():
+            for reason, n in part.rejected.items():
+                out.rejected[reason] += n
+            out.first_error = out.first_error or part.first_error
+            out.predictions += part.predictions
+            out.extras += part.extras
+            out.labels += part.labels
+            out.dropped.update(part.dropped)
+        return out
 
     @property
     def rejected_count(self) -> int:
@@ -558,7 +585,7 @@ def _record(rec: LogRecord, name: str, out: Decoded, now: float, extras: bool,
 
 
 def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool = True,
-                   limits: LimitsConfig = DEFAULT_LIMITS) -> Decoded:
+                   limits: LimitsConfig = DEFAULT_LIMITS, start: int = 0, count: int = -1) -> Decoded:
     """Decode every record of a parsed ``request`` (the Python path).
 
     Args:
@@ -566,12 +593,26 @@ def decode_request(request: ExportLogsServiceRequest, now: float, extras: bool =
         now: The processor clock (arrival time and fallback timestamp).
         extras: Collect features, scores and classes for stages (skipped when no stage is configured).
         limits: Per-record limits (``limits:`` of the config).
+        start: Index of the first record to decode (the ones before are skipped, uncounted).
+        count: Records to decode from ``start`` (negative: to the end).
     """
     out = Decoded()
     received = ignored = 0
+    stop = count + start if count >= 0 else -1
+    index = -1
     for rl in request.resource_logs:
         for sl in rl.scope_logs:
-            for rec in sl.log_records:
+            records = sl.log_records
+            if index + len(records) < start:
+                index += len(records)
+                continue
+            for rec in records:
+                index += 1
+                if index < start:
+                    continue
+                if index == stop:
+                    out.received, out.ignored = received, ignored
+                    return out
                 received += 1
                 name = rec.event_name
                 if name != ML_PREDICTION_EVENT and name != ML_LABEL_EVENT:
@@ -590,33 +631,74 @@ def _c_limits(limits: LimitsConfig) -> tuple[int, ...]:
             limits.features_per_record, limits.classes_per_record)
 
 
-def decode_body(body: bytes, now: float, extras: bool = True, limits: LimitsConfig = DEFAULT_LIMITS) -> Decoded:
+def decode_body(body: bytes, now: float, extras: bool = True, limits: LimitsConfig = DEFAULT_LIMITS,
+                parts: bool = True) -> Decoded:
     """Decode a serialized ``ExportLogsServiceRequest``: the C fast path when it is built, else the Python path.
 
     Both give the same :class:`Decoded` (``tests/processor/test_fastdecode.py``): the C code decodes the records of
     the common shapes itself, hands every other ``ml.*`` record to :func:`_record` as its own bytes, and leaves a
     request it does not fully understand (malformed, exotic encodings) to the Python path as a whole.
 
+    A request larger than :data:`PART_BYTES` (with ``parts``) is validated as a whole here (so it is refused, or
+    not, before anything of it is committed) and decoded in parts later, on demand (:attr:`Decoded.parts`).
+
     Raises:
         google.protobuf.message.DecodeError: ``body`` is not a valid ``ExportLogsServiceRequest``.
     """
-    if _native.decoder is not None:
-        out = Decoded()
-
-        def fallback(record: bytes) -> None:
-            rec = LogRecord.FromString(record)
-            _record(rec, rec.event_name, out, now, extras, limits)
-
-        counts = _native.decoder.decode(body, now, extras, out.predictions, out.extras, out.labels, fallback,
-                                        out.reject_limit, _c_limits(limits))
-        if counts is not None:
-            out.received, out.ignored, too_long, too_many = counts
-            if too_long:
-                out.dropped[FeatureDropReason.TOO_LONG] += too_long
-            if too_many:
-                out.dropped[FeatureDropReason.TOO_MANY] += too_many
-            return out
+    if parts and len(body) > PART_BYTES:
+        return _in_parts(body, now, extras, limits)
+    out = _c_decode(body, now, extras, limits)
+    if out is not None:
+        return out
     return decode_request(ExportLogsServiceRequest.FromString(body), now, extras, limits)
+
+
+def _c_decode(body: bytes, now: float, extras: bool, limits: LimitsConfig, start: int = 0, count: int = -1,
+              dry: bool = False) -> Decoded | None:
+    """The C decoder's result (records ``[start, start + count)``), or None without it or when it hands back."""
+    if _native.decoder is None:
+        return None
+    out = Decoded()
+
+    def fallback(record: bytes) -> None:
+        rec = LogRecord.FromString(record)
+        _record(rec, rec.event_name, out, now, extras, limits)
+
+    counts = _native.decoder.decode(body, now, extras, out.predictions, out.extras, out.labels, fallback,
+                                    out.reject_limit, _c_limits(limits), start, count, dry)
+    if counts is None:
+        return None
+    out.received, out.ignored, too_long, too_many, _ = counts
+    if too_long:
+        out.dropped[FeatureDropReason.TOO_LONG] += too_long
+    if too_many:
+        out.dropped[FeatureDropReason.TOO_MANY] += too_many
+    return out
+
+
+def _in_parts(body: bytes, now: float, extras: bool, limits: LimitsConfig) -> Decoded:
+    """A large request: validated and counted now, decoded in parts of :data:`PART_RECORDS` records on demand."""
+    counted = _c_decode(body, now, extras, limits, dry=True)
+    if counted is not None:
+        def c_parts() -> Iterator[Decoded]:
+            for start in range(0, counted.received, PART_RECORDS):
+                part = _c_decode(body, now, extras, limits, start, PART_RECORDS)
+                if part is None:  # cannot happen (the whole request was validated): the Python path decides
+                    part = decode_request(ExportLogsServiceRequest.FromString(body), now, extras, limits, start,
+                                          PART_RECORDS)
+                yield part
+
+        return Decoded(received=counted.received, ignored=counted.ignored, parts=c_parts)
+    request = ExportLogsServiceRequest.FromString(body)  # raises DecodeError before anything is committed
+    received = sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+    ignored = sum(1 for rl in request.resource_logs for sl in rl.scope_logs for rec in sl.log_records
+                  if rec.event_name != ML_PREDICTION_EVENT and rec.event_name != ML_LABEL_EVENT)
+
+    def python_parts() -> Iterator[Decoded]:
+        for start in range(0, received, PART_RECORDS):
+            yield decode_request(request, now, extras, limits, start, PART_RECORDS)
+
+    return Decoded(received=received, ignored=ignored, parts=python_parts)
 
 
 _native.configure({

@@ -18,12 +18,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    Counter,
+    MeterProvider,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    CardinalityLimits,
     Histogram,
     HistogramDataPoint,
     Metric,
@@ -40,6 +49,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_ml.processor.aggregates import Aggregates, Attrs, Key
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.prometheus_exposition import prometheus_reader
+from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.events import INSTRUMENTATION_SCOPE
 from otel_ml.semconv.metrics import METRICS, MetricSpec
@@ -73,15 +83,63 @@ def histogram_points(aggregates: Aggregates, spec: MetricSpec, start_ns: int, no
     ) for attrs, bucket_counts in counts.items()]
 
 
+SDK_HEADROOM: Final = 2
+"""The SDK's per-instrument cardinality limit is this times ``metrics.series_limit``: the processor folds beyond
+``series_limit`` itself, and the SDK keeps an attribute set it has seen until the process ends (also after the
+processor retired the series), so the headroom absorbs that churn."""
+
+
+def sdk_cardinality_limits(config: ProcessorConfig) -> CardinalityLimits:
+    """The readers' ``cardinality_limits`` (``MetricReader(cardinality_limits=...)``, public SDK API) for every
+    instrument class the processor creates, from the config (the SDK's default is 2000 per instrument)."""
+    limit = SDK_HEADROOM * config.metrics.series_limit
+    return {cls: limit for cls in (Counter, UpDownCounter, HistogramInstrument, ObservableCounter,
+                                   ObservableUpDownCounter, ObservableGauge)}
+
+
+class SeriesOverflow:
+    """Counts the series the SDK folded into its ``otel.metric.overflow`` point at the last collection.
+
+    The observable callbacks record how many points they returned (:meth:`observed`); a collection holding an
+    overflow point for a metric exported ``len(points) - 1`` of them, the rest were folded.
+    """
+
+    def __init__(self) -> None:
+        self._observed: dict[str, int] = {}
+        self.folded = 0
+
+    def observed(self, name: str, n: int) -> None:
+        """A callback of ``name`` returned ``n`` points."""
+        self._observed[name] = n
+
+    def scan(self, data: MetricsData) -> None:
+        """Set :attr:`folded` from a collection."""
+        folded = 0
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    points = getattr(metric.data, "data_points", ())
+                    if any((p.attributes or {}).get(a.OTEL_METRIC_OVERFLOW) for p in points):
+                        folded += max(self._observed.get(metric.name, 0) - (len(points) - 1), 1)
+        if folded and not self.folded:
+            _logger.warning("the OpenTelemetry SDK folded %d series into otel.metric.overflow points (raise "
+                            "metrics.series_limit, or restart to release the attribute sets of retired series)",
+                            folded)
+        self.folded = folded
+
+
 class HistogramInjector:
     """Appends the aggregates' histograms to a collection (as if an SDK Histogram had produced them)."""
 
-    def __init__(self, aggregates: Aggregates, start_ns: int) -> None:
+    def __init__(self, aggregates: Aggregates, start_ns: int, overflow: SeriesOverflow | None = None) -> None:
         self.aggregates = aggregates
         self.start_ns = start_ns
         self.specs = [s for s in processor_metrics() if s.instrument == "histogram"]
+        self.overflow = overflow
 
     def __call__(self, data: MetricsData) -> MetricsData:
+        if self.overflow is not None:
+            self.overflow.scan(data)
         now_ns = time.time_ns()
         metrics = []
         for spec in self.specs:
@@ -152,17 +210,20 @@ class MetricsOutput:
     def __init__(self, config: ProcessorConfig, aggregates: Aggregates, live: LiveGauges | None = None,
                  extra_readers: Sequence[MetricReader] = ()) -> None:
         self.aggregates = aggregates
-        self.live = live or {}
-        self.inject = HistogramInjector(aggregates, time.time_ns())
+        self.overflow = SeriesOverflow()
+        self.live = {m.PROCESSOR_SERIES_OVERFLOW.name: lambda: float(self.overflow.folded), **(live or {})}
+        self.inject = HistogramInjector(aggregates, time.time_ns(), self.overflow)
+        limits = sdk_cardinality_limits(config)
         self._prom_server: Any = None
         readers: list[MetricReader] = list(extra_readers)
         otlp = config.metrics.otlp
         if otlp is not None:
             exporter = _InjectingExporter(_otlp_exporter(otlp.endpoint, otlp.protocol), self.inject,
                                           self._export_failed)
-            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=otlp.interval * 1000))
+            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=otlp.interval * 1000,
+                                                         cardinality_limits=limits))
         if config.metrics.prometheus_endpoint:
-            readers.append(prometheus_reader(self.inject))
+            readers.append(prometheus_reader(self.inject, cardinality_limits=limits))
             from prometheus_client import start_http_server
 
             host, port = config.metrics.prometheus_endpoint.rsplit(":", 1)
@@ -185,7 +246,9 @@ class MetricsOutput:
 
     def _sum_callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(v, dict(attrs)) for attrs, v in self.aggregates.snapshot(name)]
+            points = self.aggregates.snapshot(name)
+            self.overflow.observed(name, len(points))
+            return [Observation(v, dict(attrs)) for attrs, v in points]
         return callback
 
     def _gauge_callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
@@ -193,7 +256,9 @@ class MetricsOutput:
             live = self.live.get(name)
             if live is not None:
                 return [Observation(live(), {})]
-            return [Observation(v, dict(attrs)) for attrs, v in self.aggregates.gauge_snapshot(name)]
+            points = self.aggregates.gauge_snapshot(name)
+            self.overflow.observed(name, len(points))
+            return [Observation(v, dict(attrs)) for attrs, v in points]
         return callback
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -16,7 +16,15 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import Gauge, Histogram, InMemoryMetricReader, Metric, MetricsData, Sum
+from opentelemetry.sdk.metrics.export import (
+    CardinalityLimits,
+    Gauge,
+    Histogram,
+    InMemoryMetricReader,
+    Metric,
+    MetricsData,
+    Sum,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
@@ -113,8 +121,9 @@ class PrometheusReader(InMemoryMetricReader):
     """A reader to add to the MeterProvider: each scrape of ``registry`` collects it and exposes
     ``transform(collection)``; unregistered from ``registry`` at shutdown."""
 
-    def __init__(self, transform: Callable[[MetricsData], MetricsData], registry: CollectorRegistry) -> None:
-        super().__init__()
+    def __init__(self, transform: Callable[[MetricsData], MetricsData], registry: CollectorRegistry,
+                 cardinality_limits: CardinalityLimits | None = None) -> None:
+        super().__init__(cardinality_limits=cardinality_limits)
         self._registry = registry
         self._collector = MetricsCollector(self, transform)
         registry.register(self._collector)
@@ -129,9 +138,10 @@ class PrometheusReader(InMemoryMetricReader):
 
 
 def prometheus_reader(transform: Callable[[MetricsData], MetricsData],
-                      registry: CollectorRegistry | None = None) -> PrometheusReader:
+                      registry: CollectorRegistry | None = None,
+                      cardinality_limits: CardinalityLimits | None = None) -> PrometheusReader:
     """A :class:`PrometheusReader` on ``registry`` (default: ``prometheus_client``'s global one, which
     ``start_http_server`` serves)."""
     from prometheus_client import REGISTRY
 
-    return PrometheusReader(transform, REGISTRY if registry is None else registry)
+    return PrometheusReader(transform, REGISTRY if registry is None else registry, cardinality_limits)

@@ -56,7 +56,7 @@ Subclass :class:`BaseStage` to get no-op defaults for the hooks you do not need.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -147,6 +147,12 @@ class MetricSink(Protocol):
 
     def record(self, metric: MetricSpec, value: float, attributes: Mapping[str, str]) -> None:
         """Record ``value`` into the ``histogram`` ``metric`` at ``attributes``."""
+
+    def reference_values(self, model: str, values: Mapping[str, Iterable[str]]) -> None:
+        """Declare the metric attribute values ``model``'s reference artifacts know, by attribute key (e.g.
+        ``ml.model.version``, ``ml.class``, ``ml.feature.name``): they are always admitted by the cardinality caps
+        and take no slot, so junk traffic can never fold them into ``_other``. The model itself is admitted too.
+        Replaces what was declared for ``model`` before; an empty mapping withdraws it (artifacts removed)."""
 
 
 @runtime_checkable

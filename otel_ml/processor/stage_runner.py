@@ -6,7 +6,7 @@ See :mod:`otel_ml.processor.stage` for the contract stages implement; this modul
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from otel_ml.processor.aggregates import Step
 from otel_ml.processor.decode import Extra
@@ -25,6 +25,7 @@ class BufferedSink:
         self._step = step
         self._ops: list[tuple[Callable[[MetricSpec, float, Mapping[str, str]], None], MetricSpec, float,
                               Mapping[str, str]]] = []
+        self._pins: list[tuple[str, Mapping[str, tuple[str, ...]]]] = []
 
     def add(self, metric: MetricSpec, value: float, attributes: Mapping[str, str]) -> None:
         """Buffer a counter increment."""
@@ -38,8 +39,15 @@ class BufferedSink:
         """Buffer a histogram observation."""
         self._ops.append((self._step.record, metric, value, dict(attributes)))
 
+    def reference_values(self, model: str, values: Mapping[str, Iterable[str]]) -> None:
+        """Buffer a declaration of reference values (applied to the cardinality caps with the other writes)."""
+        frozen = {k: tuple(v) for k, v in values.items()}
+        self._pins.append((model, frozen))
+
     def apply(self) -> None:
         """Write the buffered operations into the step."""
+        for model, values in self._pins:
+            self._step.capper.pin(model, values)
         for fn, metric, value, attrs in self._ops:
             fn(metric, value, attrs)
 

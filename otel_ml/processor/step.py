@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -82,9 +82,18 @@ class Processor:
         auc_updates: list[AucUpdate] = []
         try:
             self._resync_if_needed()
-            ingested = self.store.ingest_many([(d.predictions, d.labels) for d in items], now)
-            for d, res in zip(items, ingested, strict=True):
-                results.append(self._one(d, res, step, auc_updates))
+            whole = [d for d in items if d.parts is None]
+            outcome: dict[int, tuple[Counter[str], str]] = {}
+            ingested = self.store.ingest_many([(d.predictions, d.labels) for d in whole], now)
+            for d, res in zip(whole, ingested, strict=True):
+                outcome[id(d)] = self._one(d, res, step, auc_updates)
+            for d in items:  # large requests: one part at a time (bounded memory), in the same transaction
+                if d.parts is not None:
+                    outcome[id(d)] = self._in_parts(d, d.parts, step, auc_updates, now)
+            for d in items:
+                rejected, first = outcome[id(d)]
+                first = first or "task_mismatch: a label's type does not fit its prediction's task"
+                results.append(StepResult(sum(rejected.values()), error_message(rejected, first)))
             self._commit(step)
         except BaseException as exc:
             self._failed(exc)
@@ -184,8 +193,27 @@ class Processor:
         for kind, n in self.store.take_errors().items():
             self.aggregates.add_uncommitted(m.PROCESSOR_STORE_ERRORS.name, ((a.ML_REASON, kind),), float(n))
 
-    def _one(self, d: Decoded, res: IngestResult, step: Step, auc_updates: list[AucUpdate]) -> StepResult:
+    def _in_parts(self, d: Decoded, parts: Callable[[], Iterator[Decoded]], step: Step, auc_updates: list[AucUpdate],
+                  now: float) -> tuple[Counter[str], str]:
+        """Ingest and count a request decoded in parts; its rejections and first error."""
         step.add_raw(m.PROCESSOR_RECORDS_RECEIVED.name, (), d.received)
+        if d.ignored:
+            step.add_raw(m.PROCESSOR_RECORDS_IGNORED.name, (), d.ignored)
+        rejected: Counter[str] = Counter()
+        first = ""
+        for part in parts():
+            part.received = part.ignored = 0  # counted above, for the whole request
+            [res] = self.store.ingest_many([(part.predictions, part.labels)], now)
+            part_rejected, part_first = self._one(part, res, step, auc_updates)
+            rejected.update(part_rejected)
+            first = first or part_first
+        return rejected, first
+
+    def _one(self, d: Decoded, res: IngestResult, step: Step,
+             auc_updates: list[AucUpdate]) -> tuple[Counter[str], str]:
+        """Count one decoded request (or part); its rejections by reason and first error."""
+        if d.received:
+            step.add_raw(m.PROCESSOR_RECORDS_RECEIVED.name, (), d.received)
         if d.ignored:
             step.add_raw(m.PROCESSOR_RECORDS_IGNORED.name, (), d.ignored)
         rejected = Counter(d.rejected)
@@ -211,8 +239,7 @@ class Processor:
             step.add_raw(m.PROCESSOR_FEATURES_DROPPED.name, step.attrs({a.ML_REASON: reason}), n)
         if self.stage_runner.stages and (preds or res.joined):
             self.stage_runner.step(preds, [d.extras[i] for i in res.new_predictions], res.joined, step)
-        first = d.first_error or "task_mismatch: a label's type does not fit its prediction's task"
-        return StepResult(sum(rejected.values()), error_message(rejected, first))
+        return rejected, d.first_error
 
     @staticmethod
     def _expired(rows: list[Row], step: Step) -> None:

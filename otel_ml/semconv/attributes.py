@@ -152,6 +152,11 @@ ERROR_TYPE: Final = _register(
     "error.type", "string", "low", metrics=True, events=True,
     doc="OTel `error.type`: qualified name of the exception an instrumented inference raised.")
 
+OTEL_METRIC_OVERFLOW: Final = _register(
+    "otel.metric.overflow", "bool", "bounded", metrics=True, events=False,
+    doc="Set (true) by the OpenTelemetry SDK on the one point into which it folds the attribute sets of an "
+        "instrument beyond its cardinality limit (counted by the processor in `ml.processor.series.overflow`).")
+
 OVERFLOW_VALUE: Final = "_other"
 """Value a capped metric attribute takes once its per-model cardinality limit is reached."""
 

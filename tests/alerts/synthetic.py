@@ -63,6 +63,8 @@ _RATE: dict[str, tuple[float, float]] = {
     m.PROCESSOR_STORE_ERRORS.name: (0.0, 1.0),
     m.PROCESSOR_STORE_QUARANTINED.name: (0.0, 1.0),
     m.PROCESSOR_ATTRIBUTE_OVERFLOW.name: (0.0, 1.0),
+    m.PROCESSOR_FEATURES_DROPPED.name: (0.0, 1.0),
+    m.PROCESSOR_SERIES_OVERFLOW.name: (0.0, 3.0),
     m.REGRESSION_SIGNED_ERROR.name: (0.0, 0.0),
 }
 _OUTCOME_RATE = {"tp": (14.0, 4.0), "fp": (2.0, 8.0), "fn": (2.0, 8.0)}
@@ -73,6 +75,11 @@ _VALUES: dict[str, tuple[str, ...]] = {
     a.ML_ATTRIBUTE_KEY: ("ml.class",), a.ERROR_TYPE: ("ValueError",),
     a.ML_METRIC: tuple(v for k, v in vars(QualityMetric).items() if k.isupper() and isinstance(v, str)),
 }
+_METRIC_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
+    m.PROCESSOR_ATTRIBUTE_OVERFLOW.name: {a.ML_REASON: (a.OverflowReason.LIMIT,)},
+    m.PROCESSOR_FEATURES_DROPPED.name: {a.ML_REASON: (a.FeatureDropReason.TOO_MANY,)},
+}
+"""Attribute values of one metric where the default of :data:`_VALUES` would not be one its alert watches."""
 _REFERENCE = {QualityMetric.MAE: 1.0, QualityMetric.RMSE: 1.0, QualityMetric.LABELS_PER_SAMPLE: 1.0}
 
 
@@ -94,7 +101,7 @@ def _label_sets(spec: MetricSpec, model: str, version: str) -> list[dict[str, st
         elif key == a.ML_MODEL_VERSION:
             values = (version,)
         else:
-            values = _VALUES[key]
+            values = _METRIC_VALUES.get(spec.name, {}).get(key) or _VALUES[key]
         sets = [{**s, label_name(key): v} for s in sets for v in values]
     return sets
 

@@ -38,6 +38,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self.pinned: dict[str, dict[str, set[str]]] = {}
 
     def add(self, metric: MetricSpec, value: float, attributes: Any) -> None:
         assert metric.instrument in ("counter", "updowncounter") and set(attributes) <= set(metric.attributes)
@@ -49,6 +50,9 @@ class RecordingSink:
 
     def record(self, metric: MetricSpec, value: float, attributes: Any) -> None:
         raise AssertionError("the estimation stage records no histogram")
+
+    def reference_values(self, model: str, values: Any) -> None:
+        self.pinned[model] = {k: set(v) for k, v in values.items()}
 
     def total(self, metric: MetricSpec, **where: str) -> float:
         return sum(v for (name, attrs), v in self.sums.items()
@@ -335,3 +339,42 @@ def test_multilabel_counters_equal_offline_estimates(tmp_path):
     # The PromQL ratio equals the offline window estimate.
     e = est.estimate(frame)
     assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) / 300 == pytest.approx(e.value)
+
+
+def test_reference_values_are_pinned_in_the_cardinality_caps(refs, tmp_path):
+    """Junk classes and models fill the caps first; the classes, versions and features of a loaded reference and
+    the model itself still get their own series (the stage declares them on load, the caps pin them)."""
+    from otel_ml.processor import config as cfg
+    from otel_ml.processor.decode import decode_request
+    from otel_ml.processor.stage import load_stages
+    from otel_ml.processor.step import Processor
+    from otel_ml.processor.store import MemoryJoinStore
+    from tests.processor.conftest import prediction_event
+    from tests.support import otlp_events as ev
+
+    stage = stage_for(refs, tmp_path)
+    sink = RecordingSink()
+    stage.on_tick(0.0, sink)
+    assert sink.pinned["router"] == {a.ML_MODEL_VERSION: set(), a.ML_CLASS: set(CLASSES),
+                                     a.ML_FEATURE_NAME: {"x", "region"}}
+    stage.on_tick(60.0, sink)  # nothing changed: nothing declared again
+    assert set(sink.pinned) == {"router", "fraud", "price"}
+
+    clock = Clock()
+    config = cfg.from_mapping({"reference": {"directory": str(refs)}, "metrics": {"cardinality_limit": 4},
+                               "relabel": {"path": str(tmp_path / "r.jsonl"), "max_samples": 100}})
+    proc = Processor(config, MemoryJoinStore(config.store.label_window, config.store.max_pending),
+                     load_stages(config, clock), clock)
+
+    def send(records: list) -> None:
+        proc.process([decode_request(ev.request(records), clock(), proc.wants_extras)])
+
+    send([prediction_event(f"j{i}", model=f"junk-model-{i}") for i in range(20)])
+    send([prediction_event(f"c{i}", model="router", task="multiclass", value=f"junk-class-{i}") for i in range(20)])
+    proc.tick()  # the stage loads the references and declares their values
+    send([prediction_event(f"r{i}", model="router", task="multiclass", value=c) for i, c in enumerate(CLASSES)])
+    classes = {dict(attrs)[a.ML_CLASS] for attrs, _ in proc.aggregates.snapshot(m.PREDICTIONS.name)
+               if dict(attrs)[a.ML_MODEL_NAME] == "router"}
+    assert set(CLASSES) <= classes
+    assert proc.capper.pinned("", a.ML_MODEL_NAME) == {"router", "fraud", "price"}
+    proc.close()

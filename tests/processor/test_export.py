@@ -115,3 +115,34 @@ def test_otlp_metrics_are_cumulative_whatever_the_environment(monkeypatch: pytes
         for metric in (x for rm in req.resource_metrics for sm in rm.scope_metrics for x in sm.metrics):
             if metric.WhichOneof("data") in ("sum", "histogram"):
                 assert getattr(metric, metric.WhichOneof("data")).aggregation_temporality == cumulative, metric.name
+
+
+def test_sdk_cardinality_limit_from_config_and_its_overflow_counted() -> None:
+    """The readers get ``2 x metrics.series_limit`` per instrument (not the SDK's default 2000); series the SDK still
+    folds into its ``otel.metric.overflow`` point are counted in ``ml.processor.series.overflow``."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otel_ml.processor.export import sdk_cardinality_limits
+    from otel_ml.semconv import attributes as a
+
+    config = cfg.from_mapping({"metrics": {"otlp": None, "series_limit": 100}})
+    limits = sdk_cardinality_limits(config)
+    assert set(limits.values()) == {200}
+    agg = Aggregates({(m.PREDICTIONS.name, ((a.ML_CLASS, f"c{i}"), (a.ML_MODEL_NAME, "m"))): 1.0 for i in range(250)})
+    reader = InMemoryMetricReader(cardinality_limits=limits)
+    out = MetricsOutput(config, agg, extra_readers=[reader])
+    try:
+        first = reader.get_metrics_data()
+        assert first is not None
+        out.inject(first)  # what both configured readers do with every collection
+        assert out.overflow.folded == 50
+        second = reader.get_metrics_data()
+        assert second is not None
+        gauge = next(x for rm in second.resource_metrics for sm in rm.scope_metrics for x in sm.metrics
+                     if x.name == m.PROCESSOR_SERIES_OVERFLOW.name)
+        assert [p.value for p in gauge.data.data_points] == [50.0]
+        points = next(x for rm in first.resource_metrics for sm in rm.scope_metrics for x in sm.metrics
+                      if x.name == m.PREDICTIONS.name).data.data_points
+        assert len(points) == 201 and sum(p.value for p in points) == 250  # folded, not lost
+    finally:
+        out.provider.shutdown(timeout_millis=1000)

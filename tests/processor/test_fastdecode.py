@@ -75,7 +75,7 @@ def c_path(body: bytes, extras: bool, limits: LimitsConfig = DEFAULT_LIMITS) -> 
                                     out.reject_limit, _c_limits(limits))
     if counts is None:
         return None, fallbacks[0]
-    out.received, out.ignored, too_long, too_many = counts
+    out.received, out.ignored, too_long, too_many, _ = counts
     out.dropped.update({k: v for k, v in ((FeatureDropReason.TOO_LONG, too_long),
                                           (FeatureDropReason.TOO_MANY, too_many)) if v})
     return summary(out), fallbacks[0]
@@ -459,7 +459,7 @@ def test_limit_rejected_in_c_without_copying_the_value() -> None:
     body = ev.request([huge, _pred()]).SerializeToString()
     tracemalloc.start()
     try:
-        out = decode_body(body, NOW, True)
+        out = decode_body(body, NOW, True).materialized()  # > PART_BYTES: validated, then decoded in parts
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -17,6 +17,7 @@ from pathlib import Path
 from otel_ml.drift.detectors import UnseenClassCounter, WindowedDrift
 from otel_ml.reference.artifact import MANIFEST, ArtifactError, ReferenceArtifact, load
 from otel_ml.reference.fit import SET_SIZE
+from otel_ml.semconv import attributes as a
 
 _logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class ArtifactDirectory:
         self.clock = clock
         self.last_scan = -math.inf
         self._loaded: dict[tuple[str, str], LoadedArtifact] = {}
+        self._changed: set[str] = set()
+        """Models whose artifacts were loaded, reloaded or removed since :meth:`take_reference_values`."""
         self.runtimes: dict[tuple[str, str], ModelRuntime] = {}
         """(model, traffic version) -> runtime, for every version that sent predictions since its artifact loaded."""
 
@@ -113,10 +116,31 @@ class ArtifactDirectory:
                     continue
                 _logger.info("loaded reference %s (model %s, task %s)", vdir, art.model, art.task)
                 self._loaded[key] = LoadedArtifact(art, signature, vdir)
+                self._changed.add(key[0])
                 self._drop_runtimes(vdir)
         for key in set(self._loaded) - seen:
             _logger.info("reference %s/%s removed", *key)
             self._drop_runtimes(self._loaded.pop(key).path)
+            self._changed.add(key[0])
+
+    def take_reference_values(self) -> dict[str, dict[str, set[str]]]:
+        """For each model whose artifacts changed since the last call: the metric attribute values they know
+        (versions with their own artifact, classes, feature names); an empty mapping when none is left."""
+        out: dict[str, dict[str, set[str]]] = {}
+        for model in self._changed:
+            values: dict[str, set[str]] = {}
+            for (name, version), loaded in self._loaded.items():
+                if name != model:
+                    continue
+                art = loaded.artifact
+                values.setdefault(a.ML_MODEL_VERSION, set())
+                if version != DEFAULT_DIR:
+                    values[a.ML_MODEL_VERSION].add(version)
+                values.setdefault(a.ML_CLASS, set()).update(map(str, art.classes))
+                values.setdefault(a.ML_FEATURE_NAME, set()).update(art.feature_distributions)
+            out[model] = values
+        self._changed.clear()
+        return out
 
     def runtime_for(self, model: str, version: str) -> ModelRuntime | None:
         """The runtime of ``(model, version)`` traffic (its version's artifact, else the default), or ``None``."""

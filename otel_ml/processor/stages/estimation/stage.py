@@ -59,6 +59,8 @@ class EstimationStage(BaseStage):
         """Reloads artifacts when due; refreshes the baseline, margin and drift gauges."""
         if now - self.artifacts.last_scan >= self.reload_interval:
             self.artifacts.scan()
+        for model, values in self.artifacts.take_reference_values().items():  # loaded or removed since the last tick
+            sink.reference_values(model, values)  # always admitted by the cardinality caps
         for (model, version), rt in self.artifacts.runtimes.items():
             art = rt.artifact
             attrs = {a.ML_MODEL_NAME: model, a.ML_MODEL_VERSION: version}
