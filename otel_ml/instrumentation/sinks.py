@@ -302,11 +302,14 @@ class SdkSink:
         emit = None
         if lp is not None:
             try:
-                logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version(),
-                                       attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
-            except TypeError:  # an API without scope attributes
-                logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version())
-            emit = event_emitter(logger)
+                try:
+                    logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version(),
+                                           attributes={SCHEMA_VERSION_ATTRIBUTE: EVENT_SCHEMA_VERSION})
+                except TypeError:  # an API without scope attributes
+                    logger = lp.get_logger(INSTRUMENTATION_SCOPE, _scope_version())
+                emit = event_emitter(logger)
+            except AttributeError:  # not a LoggerProvider of the logs API (e.g. the SDK's LogEmitterProvider < 1.15)
+                emit = None
         if emit is None:
             raise ConfigurationError(
                 "mode='sdk' emits events as log records with an event_name, which this opentelemetry-api cannot do "

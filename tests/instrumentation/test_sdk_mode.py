@@ -6,10 +6,11 @@ oldest of scripts/test-otel-matrix.sh) ``mode="sdk"`` is refused at ``configure`
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 
 import pytest
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk import _logs as sdk_logs
 from opentelemetry.sdk._logs import export as log_export
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -21,14 +22,19 @@ from otel_ml.semconv import metrics as m
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
 
 API_VERSION = tuple(int(x) for x in importlib.metadata.version("opentelemetry-api").split(".")[:2])
-# renamed in 1.39 (the old name stays as a deprecated alias there)
-InMemoryExporter = getattr(log_export, "InMemoryLogRecordExporter", None) or log_export.InMemoryLogExporter
+# the SDK's names by version: LogEmitterProvider / LogProcessor before 1.15, InMemoryLogExporter before 1.39
+LoggerProvider = getattr(sdk_logs, "LoggerProvider", None) or sdk_logs.LogEmitterProvider  # type: ignore[attr-defined]
+InMemoryExporter = (
+    getattr(log_export, "InMemoryLogRecordExporter", None) or getattr(log_export, "InMemoryLogExporter", None)
+    or importlib.import_module("opentelemetry.sdk._logs.export.in_memory_log_exporter").InMemoryLogExporter)
+SimpleProcessor = getattr(log_export, "SimpleLogRecordProcessor", None) or log_export.SimpleLogProcessor  # type: ignore[attr-defined]
 
 
-def _providers() -> tuple[object, LoggerProvider, InMemoryMetricReader, MeterProvider]:
+def _providers() -> tuple[object, object, InMemoryMetricReader, MeterProvider]:
     exporter = InMemoryExporter()
     lp = LoggerProvider()
-    lp.add_log_record_processor(log_export.SimpleLogRecordProcessor(exporter))
+    add = getattr(lp, "add_log_record_processor", None) or lp.add_log_processor  # type: ignore[attr-defined]
+    add(SimpleProcessor(exporter))
     reader = InMemoryMetricReader()
     return exporter, lp, reader, MeterProvider(metric_readers=[reader])
 
