@@ -10,8 +10,12 @@ Modules, by job:
 * records -> events: :mod:`.convert` (dispatch per record kind), :mod:`.interpret` (default reading of results),
   :mod:`.rows` (a batch cut into rows), :mod:`.normalize` (event attributes), :mod:`.values` (capped values),
   :mod:`.fastbatch` (column-wise encoding);
-* events -> wire: :mod:`.sinks` (OTLP or the app's SDK providers), :mod:`.wire` (OTLP encoder), :mod:`.aggregate`
-  (client metrics), :mod:`.transport` (OTLP/HTTP, OTLP/gRPC, retries).
+* events -> wire: :mod:`.sinks` (OTLP or the app's SDK providers), :mod:`.wire` (OTLP log encoder),
+  :mod:`.wire_metrics` (client metrics encoder), :mod:`.wire_read` (responses, console), :mod:`.aggregate` (client
+  metrics), :mod:`.transport` (OTLP/HTTP, OTLP/gRPC, retries).
+
+Run-time dependencies: ``opentelemetry-api`` (1.12 to the newest 1.x) and numpy; grpcio for ``protocol="grpc"``
+(``otel-ml[grpc]``), imported only then. Private OpenTelemetry names only through :mod:`otel_ml.compat`.
 """
 
 from otel_ml.instrumentation.api import configure, force_flush, shutdown
