@@ -46,6 +46,7 @@ REASON = label_name(a.ML_REASON)
 RANKING_K = label_name(a.ML_RANKING_K)
 ERROR_TYPE = label_name(a.ERROR_TYPE)
 ATTRIBUTE_KEY = label_name(a.ML_ATTRIBUTE_KEY)
+RECEIVER = label_name(a.ML_RECEIVER)
 LE = "le"
 JOB = "job"
 INSTANCE = "instance"

@@ -21,7 +21,7 @@ from otel_ml.alerting.thresholds import LATENCY_SLO_SECONDS, THRESHOLDS, Thresho
 from otel_ml.alerting.thresholds import promql_regex_escape as _escape
 from otel_ml.grafana_uids import MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
-from otel_ml.semconv.attributes import OverflowReason, QualityMetric
+from otel_ml.semconv.attributes import FailReason, OverflowReason, QualityMetric, RefuseReason
 
 QUALITY_WINDOW = "1h"
 """Window of realized and estimated quality ratios (labels are sparse: shorter windows are noise)."""
@@ -195,6 +195,14 @@ def _slo_alerts() -> list[AlertSpec]:
             for slo in (latency, errors) for fast in (True, False)]
 
 
+REFUSING = q.summed_rate(m.PROCESSOR_REQUESTS_REFUSED, "5m", (_J, q.REASON),
+                         {q.REASON: f"!{RefuseReason.SHUTTING_DOWN}"})
+"""Retryable refusals per second (refusals while shutting down are expected and left out)."""
+INTERNAL_ERRORS = q.summed_increase(m.PROCESSOR_REQUESTS_FAILED, "15m", (_J, q.RECEIVER),
+                                    {q.REASON: FailReason.INTERNAL_ERROR})
+"""Requests failed on an unexpected error in the last 15 minutes."""
+
+
 def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
     """Every otel-ml alert, in the order of ``alerts/README.md``."""
     quality = f"(\n  {_tag(ACCURACY, QualityMetric.ACCURACY)}\n  or {_tag(F1_MACRO, QualityMetric.F1_MACRO)}\n" \
@@ -320,6 +328,36 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "The OpenTelemetry SDK in otel-ml processor {{ $labels.job }} folds series into otel.metric.overflow",
             "{{ $value | humanize }} series of {{ $labels.job }} were folded by the OpenTelemetry SDK into its "
             "otel.metric.overflow point at the last collection: they are exported without their attributes.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorAuthFailures",
+            f"{q.summed_increase(m.PROCESSOR_AUTH_FAILURES, '15m', (_J, q.RECEIVER, q.REASON))}\n"
+            f"> {format_number(config.defaults['processor_auth_failures'])}",
+            "10m", "warning",
+            "otel-ml processor {{ $labels.job }} refuses clients on its {{ $labels.ml_receiver }} endpoint "
+            "({{ $labels.ml_reason }})",
+            "{{ $value | humanize }} requests or TLS handshakes on the {{ $labels.ml_receiver }} endpoint of "
+            "{{ $labels.job }} failed authentication ({{ $labels.ml_reason }}) in the last 15 minutes: a sender with "
+            "a missing or wrong token or certificate is losing its data (401 and UNAUTHENTICATED are not retried), "
+            "or someone is probing the endpoint.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorRefusingRequests",
+            f"{REFUSING} > 0",
+            "15m", "warning",
+            "otel-ml processor {{ $labels.job }} keeps refusing requests ({{ $labels.ml_reason }})",
+            "{{ $labels.job }} has refused {{ $value | humanize }} requests per second for 15 minutes "
+            "({{ $labels.ml_reason }}): senders retry, so nothing is lost yet, but their queues grow and the "
+            "quality metrics lag.",
+            dashboard=SELF_DASHBOARD_UID, per_model=False),
+        AlertSpec(
+            "MLProcessorInternalErrors",
+            f"{INTERNAL_ERRORS} > 0",
+            "0m", "warning",
+            "otel-ml processor {{ $labels.job }} fails requests with internal errors",
+            "{{ $value | humanize }} requests to the {{ $labels.ml_receiver }} endpoint of {{ $labels.job }} failed "
+            "with an unexpected error in the last 15 minutes (answered INTERNAL / 500, which senders do not retry: "
+            "their data is lost). The processor log has the traceback.",
             dashboard=SELF_DASHBOARD_UID, per_model=False),
         AlertSpec(
             "MLProcessorExportFailing",

@@ -88,6 +88,10 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
     Threshold("processor_reject_ratio", 0.01,
               "Share of received records the processor may reject as malformed (processor-wide).",
               per_model=False, maximum=1.0),
+    Threshold("processor_auth_failures", 10,
+              "Authentication failures (missing/wrong token, failed TLS handshakes) tolerated per 15 minutes, "
+              "endpoint and reason (processor-wide): a few are scanners, a steady stream a misconfigured sender.",
+              per_model=False),
 )}
 """Every threshold, by name."""
 

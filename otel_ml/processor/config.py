@@ -20,11 +20,21 @@ import yaml
 
 from otel_ml.errors import ConfigurationError
 
-DEFAULT_GRPC_ENDPOINT: Final = "0.0.0.0:4317"
-DEFAULT_HTTP_ENDPOINT: Final = "0.0.0.0:4318"
+DEFAULT_GRPC_ENDPOINT: Final = "localhost:4317"
+DEFAULT_HTTP_ENDPOINT: Final = "localhost:4318"
 DEFAULT_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT_REQUESTS: Final = 8
 DEFAULT_RETRY_AFTER_S: Final = 1
+DEFAULT_MAX_CONNECTIONS: Final = 256
+DEFAULT_READ_HEADER_TIMEOUT_S: Final = 10.0
+DEFAULT_READ_TIMEOUT_S: Final = 60.0
+DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
+DEFAULT_TLS_MIN_VERSION: Final = "1.2"
+TLS_VERSIONS: Final = ("1.2", "1.3")
+DEFAULT_SHUTDOWN_GRACE_S: Final = 20.0
+DEFAULT_MEMORY_CHECK_INTERVAL_S: Final = 1.0
+DEFAULT_MEMORY_LIMIT_PERCENTAGE: Final = 80
+DEFAULT_MEMORY_SPIKE_LIMIT_PERCENTAGE: Final = 20
 DEFAULT_STORE_BACKEND: Final = "sqlite"
 DEFAULT_STORE_PATH: Final = "./otel-ml-data/store.db"
 DEFAULT_STORE_SCHEMA: Final = "otel_ml"
@@ -64,11 +74,13 @@ PROTOCOLS: Final = ("grpc", "http/protobuf")
 
 EXAMPLE: Final = """\
 instance_id: replica-a
+shutdown_grace: 20s
 receiver:
   grpc: {endpoint: 0.0.0.0:4317}
-  http: {endpoint: 0.0.0.0:4318}
+  http: {endpoint: 0.0.0.0:4318, max_connections: 256}
   max_request_bytes: 16777216
   max_inflight_requests: 8
+memory_limiter: {check_interval: 1s, limit_percentage: 80, spike_limit_percentage: 20}
 store:
   backend: sqlite
   path: ./otel-ml-data/store.db
@@ -97,14 +109,108 @@ class ConfigError(ConfigurationError):
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Server TLS of an endpoint (``tls:``), keys as in the collector's ``configtls`` server settings."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    """When set, clients must present a certificate signed by one of these CAs (mTLS)."""
+    min_version: str = DEFAULT_TLS_MIN_VERSION
+    reload_interval: float | None = None
+    """Re-read the certificate files (when changed) at most this often; None: read once at start."""
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuthConfig:
+    """HTTP basic auth of the Prometheus scrape endpoint (``auth.basic``)."""
+
+    username: str
+    password: str | None = None
+    password_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Client authentication of an endpoint (``auth:``): bearer tokens like the collector's ``bearertokenauth``.
+
+    ``bearer_token_file`` holds one or more tokens, one per line (to rotate: add the new token, move the senders,
+    remove the old one); it is re-read when it changes. ``basic`` is accepted on the scrape endpoint only.
+    """
+
+    bearer_token: str | None = None
+    bearer_token_file: str | None = None
+    basic: BasicAuthConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcReceiverConfig:
+    """OTLP/gRPC receiver (``receiver.grpc``)."""
+
+    endpoint: str = DEFAULT_GRPC_ENDPOINT
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReceiverConfig:
+    """OTLP/HTTP receiver (``receiver.http``); the timeouts and connection cap also bound the scrape endpoint."""
+
+    endpoint: str = DEFAULT_HTTP_ENDPOINT
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    read_header_timeout: float = DEFAULT_READ_HEADER_TIMEOUT_S
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiverConfig:
     """OTLP receivers (``receiver:``)."""
 
-    grpc_endpoint: str | None = DEFAULT_GRPC_ENDPOINT
-    http_endpoint: str | None = DEFAULT_HTTP_ENDPOINT
+    grpc: GrpcReceiverConfig | None = field(default_factory=GrpcReceiverConfig)
+    http: HttpReceiverConfig | None = field(default_factory=HttpReceiverConfig)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_inflight_requests: int = DEFAULT_MAX_INFLIGHT_REQUESTS
     retry_after: int = DEFAULT_RETRY_AFTER_S
+
+    @property
+    def grpc_endpoint(self) -> str | None:
+        """``receiver.grpc.endpoint``, None when the gRPC receiver is disabled."""
+        return self.grpc.endpoint if self.grpc is not None else None
+
+    @property
+    def http_endpoint(self) -> str | None:
+        """``receiver.http.endpoint``, None when the HTTP receiver is disabled."""
+        return self.http.endpoint if self.http is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryLimiterConfig:
+    """Memory limiter (``memory_limiter:``), keys as in the collector's ``memory_limiter`` processor.
+
+    The hard limit is ``limit_mib`` (or ``limit_percentage`` of the cgroup's memory limit, else of the host's
+    memory); the soft limit is the hard limit minus ``spike_limit_mib`` (or ``spike_limit_percentage``; default
+    20 % of the hard limit). See :mod:`otel_ml.processor.memory`.
+    """
+
+    check_interval: float = DEFAULT_MEMORY_CHECK_INTERVAL_S
+    limit_mib: int | None = None
+    spike_limit_mib: int | None = None
+    limit_percentage: int | None = DEFAULT_MEMORY_LIMIT_PERCENTAGE
+    spike_limit_percentage: int | None = DEFAULT_MEMORY_SPIKE_LIMIT_PERCENTAGE
+
+    def limits(self, total_bytes: int) -> tuple[int, int]:
+        """``(soft, hard)`` limits in bytes, given the memory available to the process (cgroup or host)."""
+        if self.limit_mib is not None:
+            hard = self.limit_mib * 2**20
+            spike = self.spike_limit_mib * 2**20 if self.spike_limit_mib is not None else hard // 5
+        else:
+            hard = total_bytes * (self.limit_percentage or 0) // 100
+            spike = (total_bytes * self.spike_limit_percentage // 100 if self.spike_limit_percentage is not None
+                     else hard // 5)
+        return max(hard - spike, 0), hard
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +239,31 @@ class OtlpMetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PrometheusConfig:
+    """Prometheus scrape endpoint (``metrics.prometheus``)."""
+
+    endpoint: str = DEFAULT_PROMETHEUS_ENDPOINT
+    tls: TlsConfig | None = None
+    auth: AuthConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """Metric output (``metrics:``)."""
 
     otlp: OtlpMetricsConfig | None = field(default_factory=OtlpMetricsConfig)
-    prometheus_endpoint: str | None = None
+    prometheus: PrometheusConfig | None = None
     cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT
     cardinality_idle: float = DEFAULT_CARDINALITY_IDLE_S
     cardinality_admission: int = DEFAULT_CARDINALITY_ADMISSION
     series_limit: int = DEFAULT_SERIES_LIMIT
     ranking_k: tuple[int, ...] = DEFAULT_RANKING_K
     auc_window: int = DEFAULT_AUC_WINDOW
+
+    @property
+    def prometheus_endpoint(self) -> str | None:
+        """``metrics.prometheus.endpoint``, None when the scrape endpoint is disabled."""
+        return self.prometheus.endpoint if self.prometheus is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +315,8 @@ class ProcessorConfig:
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
     stages: tuple[str, ...] = ()
     stages_config: Mapping[str, Any] = field(default_factory=dict)
+    memory_limiter: MemoryLimiterConfig | None = field(default_factory=MemoryLimiterConfig)
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S
 
     def resolved_instance_id(self) -> str:
         """``instance_id``, or hostname + a hash of the store's location when unset (stable across restarts).
@@ -224,10 +346,35 @@ class KeyDoc:
 CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("instance_id", "string", "hostname + store path hash",
            "`service.instance.id` of exported metrics; keep it stable so a restart continues the same series."),
+    KeyDoc("shutdown_grace", "duration", "20s",
+           "On SIGTERM/SIGINT: refuse new requests (retryable), drain those in flight, commit, export the metrics a "
+           "last time and exit 0 within this time (keep it below Kubernetes' `terminationGracePeriodSeconds`, "
+           "30s by default)."),
     KeyDoc("receiver.grpc.endpoint", "host:port or null", DEFAULT_GRPC_ENDPOINT,
-           "OTLP/gRPC `LogsService` (gzip accepted); `receiver.grpc: null` disables it."),
+           "OTLP/gRPC `LogsService` (gzip accepted); `receiver.grpc: null` disables it. Loopback only unless "
+           "set (`0.0.0.0:4317`: every interface; then configure `tls` and `auth`)."),
+    KeyDoc("receiver.grpc.tls", "mapping", "none (plaintext)",
+           "`{cert_file, key_file, client_ca_file, min_version, reload_interval}` as in the collector: server "
+           "certificate; `client_ca_file` requires client certificates signed by it (mTLS); `min_version` `1.2` "
+           "(grpc cannot enforce `1.3`); `reload_interval` re-reads changed files."),
+    KeyDoc("receiver.grpc.auth", "mapping", "none",
+           "`{bearer_token}` or `{bearer_token_file}` (one token per line, re-read when it changes): requests "
+           "must carry `authorization: Bearer <token>` (the collector's `bearertokenauth`); else UNAUTHENTICATED, "
+           "counted in `ml.processor.auth.failures`."),
     KeyDoc("receiver.http.endpoint", "host:port or null", DEFAULT_HTTP_ENDPOINT,
-           "OTLP/HTTP `POST /v1/logs` (protobuf, `Content-Encoding: gzip`); `receiver.http: null` disables it."),
+           "OTLP/HTTP `POST /v1/logs` (protobuf, `Content-Encoding: gzip`, identity or chunked bodies); "
+           "`receiver.http: null` disables it. Loopback only unless set."),
+    KeyDoc("receiver.http.tls", "mapping", "none (plaintext)",
+           "As `receiver.grpc.tls`; `min_version` `1.2` or `1.3`. Failed handshakes are counted."),
+    KeyDoc("receiver.http.auth", "mapping", "none", "As `receiver.grpc.auth`; else HTTP 401."),
+    KeyDoc("receiver.http.max_connections", "int", str(DEFAULT_MAX_CONNECTIONS),
+           "Open connections at once; beyond: 503 + Retry-After and close, counted `too_many_connections`."),
+    KeyDoc("receiver.http.read_header_timeout", "duration", "10s",
+           "Time for the request line and headers (from connect, or from the first byte after a keep-alive "
+           "pause); else the connection is closed."),
+    KeyDoc("receiver.http.read_timeout", "duration", "60s",
+           "Time for the whole body once the headers are in; else 408 and close (nothing acknowledged)."),
+    KeyDoc("receiver.http.idle_timeout", "duration", "60s", "Keep-alive connections idle longer are closed."),
     KeyDoc("receiver.max_request_bytes", "int", str(DEFAULT_MAX_REQUEST_BYTES),
            "Largest request (decompressed); larger: HTTP 413 / gRPC RESOURCE_EXHAUSTED, counted `too_large` "
            "(beyond 4x this, grpc itself refuses, uncounted)."),
@@ -235,6 +382,14 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
            "Requests parsed or waiting for the store at once; beyond: gRPC UNAVAILABLE / HTTP 503 + Retry-After."),
     KeyDoc("receiver.retry_after", "int seconds", str(DEFAULT_RETRY_AFTER_S),
            "`Retry-After` of HTTP 503/429 answers."),
+    KeyDoc("memory_limiter.limit_mib", "int or null", "unset",
+           "Hard RSS limit in MiB (or `limit_percentage` of the cgroup's, else the host's memory: default 80); "
+           "above it caches are shed. `memory_limiter: null` disables the limiter."),
+    KeyDoc("memory_limiter.spike_limit_mib", "int or null", "unset",
+           "Soft limit = hard - spike (or `spike_limit_percentage`, default 20; 20 % of `limit_mib`): a request is "
+           "refused (503 / UNAVAILABLE, `memory_limit`) before its body is read when RSS plus the memory the "
+           "requests in flight may still take would pass it."),
+    KeyDoc("memory_limiter.check_interval", "duration", "1s", "How often RSS is sampled to shed caches."),
     KeyDoc("store.backend", "`sqlite`, `postgres` or `memory`", DEFAULT_STORE_BACKEND,
            "Join store: embedded SQLite (one replica), a PostgreSQL database shared by every replica (scale-out), "
            "or `memory` (not durable: tests and benchmarks)."),
@@ -263,6 +418,10 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("metrics.otlp.interval", "duration", "10s", "Export interval."),
     KeyDoc("metrics.prometheus.endpoint", "host:port", "disabled",
            "Optional Prometheus scrape endpoint (`/metrics`) for setups without a collector."),
+    KeyDoc("metrics.prometheus.tls", "mapping", "none (plaintext)", "As `receiver.http.tls`."),
+    KeyDoc("metrics.prometheus.auth", "mapping", "none",
+           "`{bearer_token}`, `{bearer_token_file}` or `{basic: {username, password or password_file}}` "
+           "(Prometheus' `authorization` / `basic_auth` scrape settings); else 401, counted."),
     KeyDoc("metrics.cardinality_limit", "int", str(DEFAULT_CARDINALITY_LIMIT),
            "Distinct values per model and metric attribute (and distinct models); overflow goes to `_other`, "
            "counted in `ml.processor.attribute.overflow{ml.reason}`. Values of a loaded reference artifact (model, "
@@ -350,26 +509,127 @@ def _int(value: Any, key: str, example: str, minimum: int = 1) -> int:
     return value
 
 
-def _endpoint(section: Mapping[str, Any], name: str, default: str, example: str) -> str | None:
-    if name not in section:
-        return default
-    value = section[name]
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]*):\d{1,5}$")
+
+
+def _host_port(value: Any, key: str, example: str) -> str:
+    if not isinstance(value, str) or not _HOST_PORT.match(value) or int(value.rsplit(":", 1)[1]) > 65535:
+        raise ConfigError(key, f"expected host:port (IPv6: [::1]:4317), got {value!r}", example)
+    return value
+
+
+def _mapping(value: Any, key: str, allowed: set[str], example: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping, got {value!r}", example)
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(allowed))})", example)
+    return dict(value)
+
+
+def _file(value: Any, key: str, example: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"expected a file path, got {value!r}", example)
+    if not Path(value).is_file():
+        raise ConfigError(key, f"{value} does not exist or is not a file", example)
+    return value
+
+
+def _tls(value: Any, key: str, *, grpc: bool = False) -> TlsConfig | None:
+    ex = (f"{key}: {{cert_file: /etc/otel-ml/tls/tls.crt, key_file: /etc/otel-ml/tls/tls.key, "
+          f"client_ca_file: /etc/otel-ml/tls/ca.crt, min_version: \"1.2\", reload_interval: 1h}}")
     if value is None:
         return None
-    if not isinstance(value, Mapping) or set(value) - {"endpoint"}:
-        raise ConfigError(f"receiver.{name}", "expected {endpoint: host:port} or null", example)
-    endpoint = value.get("endpoint", default)
-    if not isinstance(endpoint, str) or not re.match(r"^[^:\s]*:\d+$", endpoint):
-        raise ConfigError(f"receiver.{name}.endpoint", f"expected host:port, got {endpoint!r}", example)
-    return endpoint
+    t = _mapping(value, key, {"cert_file", "key_file", "client_ca_file", "min_version", "reload_interval"}, ex)
+    for required in ("cert_file", "key_file"):
+        if required not in t:
+            raise ConfigError(f"{key}.{required}", "required when tls is set", ex)
+    version = str(t.get("min_version", DEFAULT_TLS_MIN_VERSION))
+    if version not in TLS_VERSIONS:
+        raise ConfigError(f"{key}.min_version", f"expected one of {', '.join(TLS_VERSIONS)}, got {version!r}", ex)
+    if grpc and version != "1.2":
+        # grpcio's Python API has no TLS version setting; grpc core negotiates 1.2 or 1.3 and refuses older ones
+        raise ConfigError(f"{key}.min_version", "the gRPC receiver cannot require 1.3 (grpcio has no TLS version "
+                          "setting; it always refuses TLS < 1.2)", ex)
+    reload = t.get("reload_interval")
+    return TlsConfig(
+        cert_file=_file(t["cert_file"], f"{key}.cert_file", ex), key_file=_file(t["key_file"], f"{key}.key_file", ex),
+        client_ca_file=(_file(t["client_ca_file"], f"{key}.client_ca_file", ex)
+                        if t.get("client_ca_file") is not None else None),
+        min_version=version,
+        reload_interval=parse_duration(reload, f"{key}.reload_interval", ex) if reload is not None else None)
+
+
+def _auth(value: Any, key: str, *, basic: bool = False) -> AuthConfig | None:
+    ex = f"{key}: {{bearer_token_file: /etc/otel-ml/token}}"
+    if value is None:
+        return None
+    allowed = {"bearer_token", "bearer_token_file"} | ({"basic"} if basic else set())
+    t = _mapping(value, key, allowed, ex)
+    given = [k for k in sorted(allowed) if t.get(k) is not None]
+    if len(given) != 1:
+        raise ConfigError(key, f"set exactly one of {', '.join(sorted(allowed))} (got {given or 'none'})", ex)
+    if "bearer_token" in given:
+        token = t["bearer_token"]
+        if not isinstance(token, str) or not token.strip() or token != token.strip():
+            raise ConfigError(f"{key}.bearer_token", "expected a non-empty token without surrounding spaces", ex)
+        return AuthConfig(bearer_token=token)
+    if "bearer_token_file" in given:
+        return AuthConfig(bearer_token_file=_file(t["bearer_token_file"], f"{key}.bearer_token_file", ex))
+    bex = f"{key}: {{basic: {{username: prometheus, password_file: /etc/otel-ml/scrape-password}}}}"
+    b = _mapping(t["basic"], f"{key}.basic", {"username", "password", "password_file"}, bex)
+    user = b.get("username")
+    if not isinstance(user, str) or not user or ":" in user:
+        raise ConfigError(f"{key}.basic.username", f"expected a user name without ':', got {user!r}", bex)
+    if (b.get("password") is None) == (b.get("password_file") is None):
+        raise ConfigError(f"{key}.basic", "set exactly one of password, password_file", bex)
+    if b.get("password") is not None:
+        if not isinstance(b["password"], str) or not b["password"]:
+            raise ConfigError(f"{key}.basic.password", "expected a non-empty string", bex)
+        return AuthConfig(basic=BasicAuthConfig(user, password=b["password"]))
+    return AuthConfig(basic=BasicAuthConfig(user, password_file=_file(b["password_file"],
+                                                                      f"{key}.basic.password_file", bex)))
+
+
+def _grpc_receiver(section: Mapping[str, Any], example: str) -> GrpcReceiverConfig | None:
+    if "grpc" not in section:
+        return GrpcReceiverConfig()
+    if section["grpc"] is None:
+        return None
+    g = _mapping(section["grpc"], "receiver.grpc", {"endpoint", "tls", "auth"}, example)
+    return GrpcReceiverConfig(
+        endpoint=_host_port(g.get("endpoint", DEFAULT_GRPC_ENDPOINT), "receiver.grpc.endpoint", example),
+        tls=_tls(g.get("tls"), "receiver.grpc.tls", grpc=True), auth=_auth(g.get("auth"), "receiver.grpc.auth"))
+
+
+def _http_receiver(section: Mapping[str, Any], example: str) -> HttpReceiverConfig | None:
+    if "http" not in section:
+        return HttpReceiverConfig()
+    if section["http"] is None:
+        return None
+    h = _mapping(section["http"], "receiver.http", {"endpoint", "tls", "auth", "max_connections",
+                                                    "read_header_timeout", "read_timeout", "idle_timeout"}, example)
+    return HttpReceiverConfig(
+        endpoint=_host_port(h.get("endpoint", DEFAULT_HTTP_ENDPOINT), "receiver.http.endpoint", example),
+        tls=_tls(h.get("tls"), "receiver.http.tls"), auth=_auth(h.get("auth"), "receiver.http.auth"),
+        max_connections=_int(h.get("max_connections", DEFAULT_MAX_CONNECTIONS), "receiver.http.max_connections",
+                             "receiver: {http: {max_connections: 256}}"),
+        read_header_timeout=parse_duration(h.get("read_header_timeout", DEFAULT_READ_HEADER_TIMEOUT_S),
+                                           "receiver.http.read_header_timeout",
+                                           "receiver: {http: {read_header_timeout: 10s}}"),
+        read_timeout=parse_duration(h.get("read_timeout", DEFAULT_READ_TIMEOUT_S), "receiver.http.read_timeout",
+                                    "receiver: {http: {read_timeout: 60s}}"),
+        idle_timeout=parse_duration(h.get("idle_timeout", DEFAULT_IDLE_TIMEOUT_S), "receiver.http.idle_timeout",
+                                    "receiver: {http: {idle_timeout: 60s}}"),
+    )
 
 
 def _receiver(raw: Mapping[str, Any]) -> ReceiverConfig:
     ex = "receiver: {grpc: {endpoint: 0.0.0.0:4317}, http: null, max_request_bytes: 16777216}"
     s = _section(raw, "receiver", {"grpc", "http", "max_request_bytes", "max_inflight_requests", "retry_after"}, ex)
     return ReceiverConfig(
-        grpc_endpoint=_endpoint(s, "grpc", DEFAULT_GRPC_ENDPOINT, ex),
-        http_endpoint=_endpoint(s, "http", DEFAULT_HTTP_ENDPOINT, ex),
+        grpc=_grpc_receiver(s, ex),
+        http=_http_receiver(s, ex),
         max_request_bytes=_int(s.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES), "receiver.max_request_bytes",
                                ex, 1024),
         max_inflight_requests=_int(s.get("max_inflight_requests", DEFAULT_MAX_INFLIGHT_REQUESTS),
@@ -436,18 +696,21 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
                                   ex)
             otlp = OtlpMetricsConfig(endpoint, protocol, parse_duration(
                 o.get("interval", DEFAULT_EXPORT_INTERVAL_S), "metrics.otlp.interval", ex))
-    prom: str | None = None
+    prom: PrometheusConfig | None = None
     if s.get("prometheus") is not None:
         p = s["prometheus"]
-        endpoint = p.get("endpoint", DEFAULT_PROMETHEUS_ENDPOINT) if isinstance(p, Mapping) else None
-        if not isinstance(endpoint, str) or not re.match(r"^[^:\s]*:\d+$", endpoint):
-            raise ConfigError("metrics.prometheus.endpoint", f"expected host:port, got {endpoint!r}", ex)
-        prom = endpoint
+        if not isinstance(p, Mapping):
+            raise ConfigError("metrics.prometheus.endpoint", f"expected host:port, got {p!r}", ex)
+        p = _mapping(p, "metrics.prometheus", {"endpoint", "tls", "auth"}, ex)
+        prom = PrometheusConfig(
+            endpoint=_host_port(p.get("endpoint", DEFAULT_PROMETHEUS_ENDPOINT), "metrics.prometheus.endpoint", ex),
+            tls=_tls(p.get("tls"), "metrics.prometheus.tls"),
+            auth=_auth(p.get("auth"), "metrics.prometheus.auth", basic=True))
     ks = s.get("ranking_k", list(DEFAULT_RANKING_K))
     if not isinstance(ks, list) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
         raise ConfigError("metrics.ranking_k", f"expected a non-empty list of positive integers, got {ks!r}", ex)
     return MetricsConfig(
-        otlp=otlp, prometheus_endpoint=prom,
+        otlp=otlp, prometheus=prom,
         cardinality_limit=_int(s.get("cardinality_limit", DEFAULT_CARDINALITY_LIMIT), "metrics.cardinality_limit",
                                ex),
         cardinality_idle=_min_duration(s.get("cardinality_idle", DEFAULT_CARDINALITY_IDLE_S),
@@ -510,7 +773,39 @@ def _relabel(raw: Mapping[str, Any]) -> RelabelConfig:
     return RelabelConfig(path, _int(s.get("max_samples", DEFAULT_RELABEL_MAX_SAMPLES), "relabel.max_samples", ex))
 
 
-_TOP = {"instance_id", "receiver", "store", "metrics", "limits", "reference", "relabel", "stages", "stages_config"}
+def _memory_limiter(raw: Mapping[str, Any]) -> MemoryLimiterConfig | None:
+    if "memory_limiter" in raw and raw["memory_limiter"] is None:
+        return None
+    ex = "memory_limiter: {check_interval: 1s, limit_mib: 1024, spike_limit_mib: 256}"
+    s = _section(raw, "memory_limiter", {"check_interval", "limit_mib", "spike_limit_mib", "limit_percentage",
+                                         "spike_limit_percentage"}, ex)
+    check = parse_duration(s.get("check_interval", DEFAULT_MEMORY_CHECK_INTERVAL_S), "memory_limiter.check_interval",
+                           ex)
+    if s.get("limit_mib") is not None:
+        if s.get("limit_percentage") is not None or s.get("spike_limit_percentage") is not None:
+            raise ConfigError("memory_limiter.limit_percentage", "set either limit_mib (+ spike_limit_mib) or "
+                              "limit_percentage (+ spike_limit_percentage), not both", ex)
+        limit = _int(s["limit_mib"], "memory_limiter.limit_mib", ex, 64)
+        spike = s.get("spike_limit_mib")
+        if spike is not None and (_int(spike, "memory_limiter.spike_limit_mib", ex) >= limit):
+            raise ConfigError("memory_limiter.spike_limit_mib", f"must be below limit_mib ({limit})", ex)
+        return MemoryLimiterConfig(check, limit_mib=limit, spike_limit_mib=spike, limit_percentage=None,
+                                   spike_limit_percentage=None)
+    if s.get("spike_limit_mib") is not None:
+        raise ConfigError("memory_limiter.spike_limit_mib", "needs limit_mib", ex)
+    pex = "memory_limiter: {limit_percentage: 80, spike_limit_percentage: 20}"
+    pct = _int(s.get("limit_percentage", DEFAULT_MEMORY_LIMIT_PERCENTAGE), "memory_limiter.limit_percentage", pex)
+    if pct > 100:
+        raise ConfigError("memory_limiter.limit_percentage", f"expected a percentage <= 100, got {pct}", pex)
+    spike_pct = s.get("spike_limit_percentage", DEFAULT_MEMORY_SPIKE_LIMIT_PERCENTAGE if "limit_percentage" not in s
+                      else None)
+    if spike_pct is not None and _int(spike_pct, "memory_limiter.spike_limit_percentage", pex) >= pct:
+        raise ConfigError("memory_limiter.spike_limit_percentage", f"must be below limit_percentage ({pct})", pex)
+    return MemoryLimiterConfig(check, limit_percentage=pct, spike_limit_percentage=spike_pct)
+
+
+_TOP = {"instance_id", "receiver", "store", "metrics", "limits", "reference", "relabel", "stages", "stages_config",
+        "memory_limiter", "shutdown_grace"}
 
 
 def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
@@ -540,6 +835,9 @@ def from_mapping(raw: Mapping[str, Any] | None) -> ProcessorConfig:
         instance_id=instance_id, receiver=_receiver(raw), store=_store(raw), metrics=_metrics(raw),
         limits=_limits(raw), reference=_reference(raw), relabel=_relabel(raw), stages=tuple(stages),
         stages_config=dict(stages_config),
+        memory_limiter=_memory_limiter(raw),
+        shutdown_grace=parse_duration(raw.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S), "shutdown_grace",
+                                      "shutdown_grace: 20s"),
     )
 
 

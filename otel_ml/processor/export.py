@@ -14,8 +14,10 @@ Resource: ``service.name=otel-ml-processor``, ``service.instance.id=<instance_id
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
@@ -49,6 +51,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from otel_ml.processor.aggregates import Aggregates, Attrs, Key
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.prometheus_exposition import prometheus_reader
+from otel_ml.processor.redact import redact
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.events import INSTRUMENTATION_SCOPE
@@ -193,15 +196,31 @@ class _InjectingExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
+def split_credentials(endpoint: str) -> tuple[str, dict[str, str] | None]:
+    """``endpoint`` without its user info, and the ``authorization: Basic`` header it stood for (None without).
+
+    A gRPC target cannot carry user info, and neither exporter should put it in its log lines.
+    """
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.username is None and parts.password is None:
+        return endpoint, None
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"authorization": f"Basic {token}"}
+
+
 def _otlp_exporter(endpoint: str, protocol: str) -> MetricExporter:
+    endpoint, headers = split_credentials(endpoint)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
         insecure = endpoint.startswith("http://")
-        return GrpcExporter(endpoint=endpoint.split("://", 1)[-1], insecure=insecure)
+        return GrpcExporter(endpoint=endpoint.split("://", 1)[-1], insecure=insecure, headers=headers)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics")
+    return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers)
 
 
 class MetricsOutput:
@@ -218,16 +237,17 @@ class MetricsOutput:
         readers: list[MetricReader] = list(extra_readers)
         otlp = config.metrics.otlp
         if otlp is not None:
+            _logger.info("exporting metrics over OTLP/%s to %s every %gs", otlp.protocol, redact(otlp.endpoint),
+                         otlp.interval)
             exporter = _InjectingExporter(_otlp_exporter(otlp.endpoint, otlp.protocol), self.inject,
                                           self._export_failed)
             readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=otlp.interval * 1000,
                                                          cardinality_limits=limits))
-        if config.metrics.prometheus_endpoint:
+        if config.metrics.prometheus is not None:
             readers.append(prometheus_reader(self.inject, cardinality_limits=limits))
-            from prometheus_client import start_http_server
+            from otel_ml.processor.scrape import scrape_endpoint
 
-            host, port = config.metrics.prometheus_endpoint.rsplit(":", 1)
-            self._prom_server, _ = start_http_server(int(port), addr=host or "0.0.0.0")
+            self._prom_server = scrape_endpoint(config, aggregates).start()
         resource = Resource.create({"service.name": SERVICE_NAME,
                                     "service.instance.id": config.resolved_instance_id()})
         self.provider = MeterProvider(resource=resource, metric_readers=readers)
@@ -265,13 +285,18 @@ class MetricsOutput:
         """Export now."""
         return bool(self.provider.force_flush(timeout_millis))
 
-    def shutdown(self) -> None:
-        """Final export and shutdown."""
+    @property
+    def prometheus_port(self) -> int | None:
+        """Bound port of the scrape endpoint (None when disabled)."""
+        return self._prom_server.port if self._prom_server is not None else None
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Final export and shutdown, within ``timeout`` seconds (an export still running then is abandoned)."""
         try:
-            self.provider.shutdown()
+            self.provider.shutdown(timeout_millis=max(timeout, 0.1) * 1000)
         finally:
             if self._prom_server is not None:
-                self._prom_server.shutdown()
+                self._prom_server.stop(0.5)
 
 
 def publish_final_totals(config: ProcessorConfig, instance_id: str, totals: Mapping[Key, float],
@@ -288,7 +313,7 @@ def publish_final_totals(config: ProcessorConfig, instance_id: str, totals: Mapp
     name = m.PROCESSOR_EXPORT_FAILURES.name
     failures = aggregates.value(name)
     output = MetricsOutput(replace(config, instance_id=instance_id,
-                                   metrics=replace(config.metrics, prometheus_endpoint=None)), aggregates)
+                                   metrics=replace(config.metrics, prometheus=None)), aggregates)
     try:
         flushed = output.force_flush(timeout_millis)
     finally:

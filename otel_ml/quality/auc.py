@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
+
+
+def _average_ranks(s: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given their average rank (``scipy.stats.rankdata(s)``, without importing scipy: its
+    import took 60 % of the processor's start-up)."""
+    order = np.argsort(s, kind="mergesort")
+    ordered = s[order]
+    bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    ranks = np.empty(s.size, dtype=np.float64)
+    ranks[order] = np.repeat((bounds[:-1] + bounds[1:] + 1) / 2.0, np.diff(bounds))
+    return ranks
 
 
 def roc_auc_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
@@ -27,6 +37,6 @@ def roc_auc_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     n_neg = t.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(s)
+    ranks = _average_ranks(s)
     u = float(ranks[t].sum()) - n_pos * (n_pos + 1) / 2.0
     return u / (n_pos * n_neg)

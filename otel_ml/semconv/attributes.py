@@ -144,7 +144,12 @@ ML_ESTIMATOR: Final = _register(
     doc="Correctness estimator that produced an estimate: `cbpe`, `atc`, `learned`, `dle` or `blend`.")
 ML_REASON: Final = _register(
     "ml.reason", "string", "bounded", metrics=True, events=False,
-    doc="Why a record, event or sample was dropped, rejected or selected (see `DropReason`, `RejectReason`).")
+    doc="Why a record, event, sample or request was dropped, rejected, refused or selected (see `DropReason`, "
+        "`RejectReason`, `RefuseReason`, `FailReason`, `AuthFailureReason`).")
+ML_RECEIVER: Final = _register(
+    "ml.receiver", "string", "bounded", metrics=True, events=False,
+    doc="Processor endpoint a request or connection came in on (see `Receiver`): `grpc`, `http` (the OTLP "
+        "receivers) or `prometheus` (the scrape endpoint).")
 ML_ATTRIBUTE_KEY: Final = _register(
     "ml.attribute.key", "string", "bounded", metrics=True, events=False,
     doc="The metric attribute whose cardinality cap overflowed.")
@@ -256,6 +261,71 @@ class OverflowReason:
     SERIES: Final = "series"
     """The metric already has ``metrics.series_limit`` points: a new combination of attribute values is folded
     into the point whose capped attributes are all ``_other``."""
+
+
+class Receiver:
+    """Values of ``ml.receiver``."""
+
+    GRPC: Final = "grpc"
+    HTTP: Final = "http"
+    PROMETHEUS: Final = "prometheus"
+
+
+class RefuseReason:
+    """Values of ``ml.reason`` on ``ml.processor.requests.refused``: retryable refusals (gRPC ``UNAVAILABLE``, HTTP
+    503 + ``Retry-After``), answered before the request body is read where the protocol allows; the sender keeps
+    the data and retries."""
+
+    OVERLOADED: Final = "overloaded"
+    """``receiver.max_inflight_requests`` requests were already being processed."""
+    MEMORY_LIMIT: Final = "memory_limit"
+    """The memory limiter's soft limit would be exceeded (``memory_limiter``)."""
+    SHUTTING_DOWN: Final = "shutting_down"
+    """The processor is draining before it exits."""
+    STORE_UNAVAILABLE: Final = "store_unavailable"
+    """The commit failed or timed out; nothing of the request was acknowledged."""
+    TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+    """The HTTP endpoint already held ``max_connections`` connections (answered 503 and closed)."""
+
+
+class FailReason:
+    """Values of ``ml.reason`` on ``ml.processor.requests.failed``: requests answered with a permanent error at the
+    request level (malformed framing, wrong media type, timeouts, internal errors). Unreadable or oversized payloads
+    stay counted as records (``ml.processor.records.rejected{ml.reason=decode_error|too_large}``)."""
+
+    BAD_REQUEST: Final = "bad_request"
+    """HTTP framing the parser refused (invalid, negative or conflicting ``Content-Length``, bad chunking, header
+    block too large, malformed request line): 400 and the connection is closed."""
+    HEADER_TIMEOUT: Final = "header_timeout"
+    """The request line and headers did not arrive within ``read_header_timeout`` (slow clients, slowloris)."""
+    READ_TIMEOUT: Final = "read_timeout"
+    """The body did not arrive within ``read_timeout`` of the headers: 408 and the connection is closed."""
+    UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
+    """``Content-Type`` other than ``application/x-protobuf`` or ``Content-Encoding`` other than gzip: 415."""
+    NOT_FOUND: Final = "not_found"
+    """A path the endpoint does not serve: 404."""
+    METHOD_NOT_ALLOWED: Final = "method_not_allowed"
+    """A method other than ``POST`` on ``/v1/logs`` (or other than ``GET`` on ``/metrics``): 405."""
+    CLIENT_DISCONNECTED: Final = "client_disconnected"
+    """The client closed the connection before sending the whole body (nothing acknowledged)."""
+    INTERNAL_ERROR: Final = "internal_error"
+    """An unexpected exception; answered gRPC ``INTERNAL`` / HTTP 500 (never ``UNKNOWN`` or a dropped connection)
+    with a bounded message, and logged with its traceback."""
+
+
+class AuthFailureReason:
+    """Values of ``ml.reason`` on ``ml.processor.auth.failures``."""
+
+    MISSING_CREDENTIALS: Final = "missing_credentials"
+    """No ``authorization`` header / metadata (or another scheme than the configured one)."""
+    INVALID_CREDENTIALS: Final = "invalid_credentials"
+    """A token or password that matches none of the configured ones."""
+    TLS_HANDSHAKE: Final = "tls_handshake"
+    """A TLS handshake that failed for another reason than a certificate (plaintext on a TLS port, protocol
+    version below ``min_version``, garbage)."""
+    TLS_CERTIFICATE: Final = "tls_certificate"
+    """A TLS handshake that failed on a certificate: the client presented none or one the ``client_ca_file`` does
+    not sign (mTLS), or the client rejected the server's certificate (unknown CA)."""
 
 
 class QualityMetric:

@@ -229,8 +229,28 @@ PROCESSOR_RECORDS_REJECTED: Final = _metric(
     "ml.processor.records.rejected", "counter", "{record}", (a.ML_REASON,), "processor",
     "Malformed otel-ml events rejected (reported to the sender in OTLP partial_success), by reason.")
 PROCESSOR_REQUESTS_REFUSED: Final = _metric(
-    "ml.processor.requests.refused", "counter", "{request}", (), "processor",
-    "Export requests answered with a retryable overload code (gRPC UNAVAILABLE, HTTP 503) so the sender retries.")
+    "ml.processor.requests.refused", "counter", "{request}", (a.ML_REASON, a.ML_RECEIVER), "processor",
+    "Export requests answered with a retryable code (gRPC UNAVAILABLE, HTTP 503 + Retry-After) so the sender keeps "
+    "the data and retries, by reason (overloaded, memory_limit, shutting_down, store_unavailable, "
+    "too_many_connections) and receiver.")
+PROCESSOR_REQUESTS_FAILED: Final = _metric(
+    "ml.processor.requests.failed", "counter", "{request}", (a.ML_REASON, a.ML_RECEIVER), "processor",
+    "Requests answered with a permanent request-level error (bad framing, timeouts, wrong media type or path, "
+    "internal errors), by reason and receiver; undecodable or oversized payloads count in records.rejected.")
+PROCESSOR_AUTH_FAILURES: Final = _metric(
+    "ml.processor.auth.failures", "counter", "{attempt}", (a.ML_REASON, a.ML_RECEIVER), "processor",
+    "Requests refused for missing or invalid credentials (gRPC UNAUTHENTICATED, HTTP 401) and TLS handshakes that "
+    "failed (HTTP and scrape endpoints), by reason and receiver.")
+PROCESSOR_MEMORY_RSS: Final = _metric(
+    "ml.processor.memory.rss", "gauge", "By", (), "processor",
+    "Resident set size of the processor, as the memory limiter reads it.")
+PROCESSOR_MEMORY_SOFT_LIMIT: Final = _metric(
+    "ml.processor.memory.soft_limit", "gauge", "By", (), "processor",
+    "Memory limiter soft limit: above it (RSS plus the memory reserved by requests in flight) new requests are "
+    "refused with retryable codes before their bodies are read.")
+PROCESSOR_MEMORY_HARD_LIMIT: Final = _metric(
+    "ml.processor.memory.hard_limit", "gauge", "By", (), "processor",
+    "Memory limiter hard limit: above it caches are shed; RSS is meant to stay below it.")
 PROCESSOR_JOINS: Final = _metric(
     "ml.processor.joins", "counter", "{join}", (), "processor",
     "Prediction-label joins made (the join rate).")

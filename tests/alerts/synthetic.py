@@ -19,7 +19,7 @@ from typing import Literal
 from otel_ml import promql as q
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
-from otel_ml.semconv.attributes import QualityMetric
+from otel_ml.semconv.attributes import AuthFailureReason, FailReason, QualityMetric, RefuseReason
 from otel_ml.semconv.metrics import MetricSpec
 from otel_ml.semconv.prometheus import label_name, prom_name
 from tests.support.procs import free_port
@@ -59,6 +59,8 @@ _RATE: dict[str, tuple[float, float]] = {
     m.PROCESSOR_RECORDS_REJECTED.name: (0.0, 2.0),
     m.PROCESSOR_EXPORT_FAILURES.name: (0.0, 1.0),
     m.PROCESSOR_REQUESTS_REFUSED.name: (0.0, 1.0),
+    m.PROCESSOR_REQUESTS_FAILED.name: (0.0, 1.0),
+    m.PROCESSOR_AUTH_FAILURES.name: (0.0, 16.0),
     m.PROCESSOR_STORE_EVICTED.name: (0.0, 1.0),
     m.PROCESSOR_STORE_ERRORS.name: (0.0, 1.0),
     m.PROCESSOR_STORE_QUARANTINED.name: (0.0, 1.0),
@@ -72,12 +74,15 @@ _VALUES: dict[str, tuple[str, ...]] = {
     a.ML_SEGMENT: ("region=eu",), a.ML_CLASS: ("cat",), a.ML_OUTCOME: ("tp", "fp", "fn"), a.ML_RANKING_K: ("3",),
     a.ML_FEATURE_NAME: ("amount",), a.ML_DRIFT_METHOD: ("psi",), a.ML_BIN: ("0", "1"),
     a.ML_WEAK_SEGMENT: ("region=apac",), a.ML_ESTIMATOR: ("cbpe",), a.ML_REASON: ("queue_full",),
-    a.ML_ATTRIBUTE_KEY: ("ml.class",), a.ERROR_TYPE: ("ValueError",),
+    a.ML_ATTRIBUTE_KEY: ("ml.class",), a.ERROR_TYPE: ("ValueError",), a.ML_RECEIVER: ("grpc",),
     a.ML_METRIC: tuple(v for k, v in vars(QualityMetric).items() if k.isupper() and isinstance(v, str)),
 }
 _METRIC_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
     m.PROCESSOR_ATTRIBUTE_OVERFLOW.name: {a.ML_REASON: (a.OverflowReason.LIMIT,)},
     m.PROCESSOR_FEATURES_DROPPED.name: {a.ML_REASON: (a.FeatureDropReason.TOO_MANY,)},
+    m.PROCESSOR_REQUESTS_REFUSED.name: {a.ML_REASON: (RefuseReason.MEMORY_LIMIT,)},
+    m.PROCESSOR_REQUESTS_FAILED.name: {a.ML_REASON: (FailReason.INTERNAL_ERROR,)},
+    m.PROCESSOR_AUTH_FAILURES.name: {a.ML_REASON: (AuthFailureReason.INVALID_CREDENTIALS,)},
 }
 """Attribute values of one metric where the default of :data:`_VALUES` would not be one its alert watches."""
 _REFERENCE = {QualityMetric.MAE: 1.0, QualityMetric.RMSE: 1.0, QualityMetric.LABELS_PER_SAMPLE: 1.0}

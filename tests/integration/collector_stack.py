@@ -45,6 +45,7 @@ SCALEOUT_STATIC = CONFIG_DIR / "scaleout-static.yaml"
 SCALEOUT_DNS = CONFIG_DIR / "scaleout-dns.yaml"
 SCALEOUT_ROUNDROBIN = CONFIG_DIR / "scaleout-roundrobin.yaml"
 ADD_OTEL_ML = CONFIG_DIR / "add-otel-ml.yaml"
+PROCESSOR_TLS = CONFIG_DIR / "processor-tls.yaml"
 EXISTING = CONFIG_DIR / "examples" / "existing-collector.yaml"
 SHIPPED_CONFIGS: dict[str, tuple[Path, ...]] = {
     "gateway": (GATEWAY,),
@@ -53,6 +54,7 @@ SHIPPED_CONFIGS: dict[str, tuple[Path, ...]] = {
     "gateway+scaleout-roundrobin": (GATEWAY, SCALEOUT_ROUNDROBIN),
     "existing": (EXISTING,),
     "existing+add-otel-ml": (EXISTING, ADD_OTEL_ML),
+    "gateway+processor-tls": (GATEWAY, PROCESSOR_TLS),
 }
 """Every shipped configuration, as the list of files given to ``--config`` (overlays are merged in order)."""
 
@@ -159,6 +161,7 @@ class Processor:
     interval: str = "1s"
     port: int = 0
     store: dict[str, Any] = field(default_factory=dict)
+    grpc: dict[str, Any] = field(default_factory=dict)  # more receiver.grpc settings (tls, auth)
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
@@ -166,7 +169,7 @@ class Processor:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = {
             "instance_id": self.instance_id,
-            "receiver": {"grpc": {"endpoint": f"127.0.0.1:{self.port}"}, "http": None},
+            "receiver": {"grpc": {"endpoint": f"127.0.0.1:{self.port}", **self.grpc}, "http": None},
             "store": {"backend": "sqlite", "path": str(self.dir / "store.db"), **self.store},
             "metrics": {"otlp": {"endpoint": f"http://{self.collector_grpc}", "protocol": "grpc",
                                  "interval": self.interval}},
@@ -350,7 +353,7 @@ class Stack:
 
     def __init__(self, tmp: Path, replicas: int = 1, collector_env: dict[str, str] | None = None,
                  configs: Sequence[Path | str] | None = None, store: dict[str, Any] | None = None,
-                 remote_write: bool = False) -> None:
+                 remote_write: bool = False, processor_grpc: dict[str, Any] | None = None) -> None:
         self.tmp = tmp
         self.sink = LogSink()
         ports = [free_port() for _ in range(replicas)]
@@ -374,7 +377,7 @@ class Stack:
         self.collector = Collector(tmp, configs, env=env)
         self.store = store or {}
         self.processors = [Processor(tmp, self.collector.grpc_endpoint, instance_id=f"replica-{i}", port=p,
-                                     store=self.store) for i, p in enumerate(ports)]
+                                     store=self.store, grpc=processor_grpc or {}) for i, p in enumerate(ports)]
         if not remote_write:
             self.prometheus = Prometheus(tmp, {"otelcol": [self.collector.prometheus_target]})
         self.app: App | None = None

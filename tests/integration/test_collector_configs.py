@@ -26,6 +26,7 @@ from tests.integration.collector_stack import (
     scrape,
     wait_for,
 )
+from tests.support.certs import make_pki
 from tests.support.procs import ROOT, collector_binary, free_port
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,11 @@ def _components_built() -> dict[str, dict[str, str]]:
 
 def _run_env(tmp_path: Path) -> dict[str, str]:
     """Addresses for a run with no processor listening (the persistent queue simply holds the data)."""
+    pki = make_pki(tmp_path)
+    (tmp_path / "token").write_text("a-token\n")
     return {
+        "OTEL_ML_PROCESSOR_CA_FILE": str(pki.ca),
+        "OTEL_ML_PROCESSOR_TOKEN_FILE": str(tmp_path / "token"),
         "OTEL_ML_PROCESSOR_ENDPOINT": f"127.0.0.1:{free_port()}",
         "OTEL_ML_PROCESSOR_REPLICAS": f"[127.0.0.1:{free_port()}, 127.0.0.1:{free_port()}]",
         "OTEL_ML_PROCESSOR_DNS_NAME": "127.0.0.1",

@@ -12,6 +12,15 @@ import yaml
 from tests.support.procs import ManagedProcess, free_port, http_ok, processor_command, tcp_open
 
 
+def _merge(into: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Deep-merge ``overrides`` into ``into`` (mappings merge, anything else replaces; None disables a section)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
 class ProcessorProcess:
     """``python -m otel_ml.processor`` on free loopback ports with a SQLite store in ``tmp``."""
 
@@ -24,8 +33,7 @@ class ProcessorProcess:
             "store": {"backend": "sqlite", "path": str(tmp / "store.db")},
             "metrics": {"otlp": None, "prometheus": {"endpoint": f"127.0.0.1:{self.prom_port}"}},
         }
-        for key, value in overrides.items():
-            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        _merge(config, overrides)
         self.config_path = tmp / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.process = ManagedProcess(name, processor_command(self.config_path), tmp)

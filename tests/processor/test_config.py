@@ -26,6 +26,19 @@ def test_defaults_and_example_are_valid() -> None:
     assert cfg.from_mapping({}).resolved_instance_id() == cfg.from_mapping({}).resolved_instance_id()
 
 
+def test_secure_defaults() -> None:
+    default = cfg.from_mapping({})
+    assert default.receiver.grpc_endpoint == "localhost:4317" and default.receiver.http_endpoint == "localhost:4318"
+    assert default.receiver.grpc is not None and default.receiver.grpc.tls is None
+    assert default.shutdown_grace == 20.0
+    assert default.memory_limiter is not None
+    assert default.memory_limiter.limits(10 * 2**30) == (6 * 2**30, 8 * 2**30)  # 80 % hard, 20 % of it spike
+    mib = cfg.from_mapping({"memory_limiter": {"limit_mib": 1000, "spike_limit_mib": 200}}).memory_limiter
+    assert mib is not None and mib.limits(10 * 2**30) == (800 * 2**20, 1000 * 2**20)
+    assert cfg.from_mapping({"memory_limiter": None}).memory_limiter is None
+    assert cfg.from_mapping({"receiver": {"grpc": {"endpoint": "[::1]:4317"}}}).receiver.grpc_endpoint == "[::1]:4317"
+
+
 def test_design_doc_example_is_valid() -> None:
     text = (ROOT / "docs" / "design.md").read_text()
     block = text.split("## Processor configuration", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
@@ -50,6 +63,27 @@ def test_design_doc_example_is_valid() -> None:
     ({"metrics": "yes"}, "metrics", "mapping"),
     ({"stages": ["nocolon"]}, "stages", "module:factory"),
     ({"instance": "x"}, "instance", "unknown key"),
+    ({"receiver": {"grpc": {"endpoint": "0.0.0.0:99999"}}}, "receiver.grpc.endpoint", "host:port"),
+    ({"receiver": {"http": {"max_connections": 0}}}, "receiver.http.max_connections", "integer"),
+    ({"receiver": {"http": {"read_timeout": "soon"}}}, "receiver.http.read_timeout", "duration"),
+    ({"receiver": {"http": {"keepalive": 1}}}, "receiver.http.keepalive", "unknown key"),
+    ({"receiver": {"grpc": {"tls": {"cert_file": "/nonexistent.crt", "key_file": "/x.key"}}}},
+     "receiver.grpc.tls.cert_file", "does not exist"),
+    ({"receiver": {"grpc": {"tls": {"key_file": "/x.key"}}}}, "receiver.grpc.tls.cert_file", "required"),
+    ({"receiver": {"http": {"tls": {"cert_file": "README.md", "key_file": "README.md", "min_version": "1.1"}}}},
+     "receiver.http.tls.min_version", "1.2, 1.3"),
+    ({"receiver": {"grpc": {"tls": {"cert_file": "README.md", "key_file": "README.md", "min_version": "1.3"}}}},
+     "receiver.grpc.tls.min_version", "grpcio"),
+    ({"receiver": {"grpc": {"auth": {}}}}, "receiver.grpc.auth", "exactly one"),
+    ({"receiver": {"grpc": {"auth": {"bearer_token": " padded "}}}}, "receiver.grpc.auth.bearer_token", "spaces"),
+    ({"receiver": {"http": {"auth": {"basic": {"username": "u", "password": "p"}}}}}, "receiver.http.auth.basic",
+     "unknown key"),
+    ({"metrics": {"prometheus": {"auth": {"basic": {"username": "u"}}}}}, "metrics.prometheus.auth.basic",
+     "exactly one"),
+    ({"memory_limiter": {"limit_mib": 512, "limit_percentage": 50}}, "memory_limiter.limit_percentage", "not both"),
+    ({"memory_limiter": {"limit_mib": 512, "spike_limit_mib": 600}}, "memory_limiter.spike_limit_mib", "below"),
+    ({"memory_limiter": {"limit_percentage": 120}}, "memory_limiter.limit_percentage", "<= 100"),
+    ({"shutdown_grace": "0s"}, "shutdown_grace", "positive"),
 ])
 def test_invalid_configs_name_the_key_and_show_an_example(raw: dict[str, Any], key: str, fragment: str) -> None:
     with pytest.raises(cfg.ConfigError) as err:
