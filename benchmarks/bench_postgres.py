@@ -135,7 +135,7 @@ def server_pids(server: PostgresServer) -> list[int]:
 
 
 def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: int,
-             server: PostgresServer | None) -> dict[str, float]:
+             server: PostgresServer | None, inflight: int = 4) -> dict[str, float]:
     procs, ports, proms = [], [], []
     try:
         for r in range(replicas):
@@ -148,7 +148,7 @@ def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: in
         pg0 = cpu(server_pids(server)) if server else 0.0
         lsn0 = server.psql("SELECT pg_current_wal_lsn()") if server else ""
         cpu0 = cpu([p.pid for p in procs])
-        elapsed, acked = send_round_robin(ports, rest)
+        elapsed, acked = send_round_robin(ports, rest, inflight)
         proc_cpu = cpu([p.pid for p in procs]) - cpu0
         pg_cpu = (cpu(server_pids(server)) - pg0) if server else 0.0
         wal = float(server.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}')")) if server else 0.0
@@ -164,7 +164,8 @@ def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: in
             "rss MB": rss / 2**20, "seconds": elapsed}
 
 
-def throughput(tmp: Path, server: PostgresServer, n_requests: int, rounds: int, replica_counts: list[int]) -> None:
+def throughput(tmp: Path, server: PostgresServer, n_requests: int, rounds: int, replica_counts: list[int],
+               inflight: int) -> None:
     configs: list[tuple[str, dict[str, Any], int]] = [("sqlite x1", {}, 1)]
     configs += [(f"postgres x{n}", {}, n) for n in replica_counts]
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in configs}
@@ -174,16 +175,17 @@ def throughput(tmp: Path, server: PostgresServer, n_requests: int, rounds: int, 
             bodies = benchmark_requests(n_requests)  # fresh ids per run
             if name.startswith("sqlite"):
                 store = {"backend": "sqlite", "path": str(tmp / f"bench-{rnd}.db")}
-                r = run_once(tmp, bodies, store, 1, None)
+                r = run_once(tmp, bodies, store, 1, None, inflight)
             else:
                 store = {"backend": "postgres", "dsn": dsn, "schema": f"bench_{rnd}_{n}"}
-                r = run_once(tmp, bodies, store, n, server)
+                r = run_once(tmp, bodies, store, n, server, inflight)
             results[name].append(r)
             print(f"  round {rnd + 1} {name:12s}: {r['events/s']:9,.0f} events/s, processors {r['proc us/event']:5.1f} "
                   f"µs CPU/event, PostgreSQL {r['pg us/event']:5.1f} µs CPU/event, WAL {r['wal B/event']:4.0f} B/event, joins "
                   f"{'ok' if r['joins ok'] else 'MISMATCH ' + str(r['joins'])}, RSS {r['rss MB']:.0f} MB", flush=True)
     base = statistics.median(r["events/s"] for r in results["sqlite x1"])
-    print(f"\nmedians over {rounds} rounds ({n_requests} requests of {PER_REQUEST} records each):")
+    print(f"\nmedians over {rounds} rounds ({n_requests} requests of {PER_REQUEST} records each, {inflight} in "
+          "flight):")
     print("| store | replicas | events/s | vs SQLite x1 | processor CPU µs/event | PostgreSQL CPU µs/event | "
           "WAL bytes/event |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -255,6 +257,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=150, help="1000-record requests per run")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of every configuration")
     ap.add_argument("--replicas", default="1,2,3", help="replica counts on PostgreSQL")
+    ap.add_argument("--inflight", type=int, default=4, help="requests in flight (the collector's num_consumers)")
     ap.add_argument("--pending", type=int, default=0, help="pending predictions for the footprint run (0: skip)")
     args = ap.parse_args()
     random.seed(1)
@@ -265,7 +268,8 @@ def main() -> None:
             print(f"PostgreSQL {server.psql('SHOW server_version')} at {server.dsn(password=None)}; "
                   f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
             if args.requests:
-                throughput(tmp, server, args.requests, args.rounds, [int(x) for x in args.replicas.split(",")])
+                throughput(tmp, server, args.requests, args.rounds, [int(x) for x in args.replicas.split(",")],
+                           args.inflight)
             if args.pending:
                 pending(tmp, server, args.pending)
         finally:

@@ -306,6 +306,7 @@ class PostgresJoinStore(BaseJoinStore):
         self._pending_base: int | None = None  # committed pending count (every replica) at the last read
         self._pending_read_at = 0.0
         self._wrote = False
+        self._deferred: list[tuple[str, tuple[Any, ...]]] = []
         conn = connect(dsn, self._app, lock_timeout)
         try:
             migrate(conn, schema, instance_id)
@@ -380,9 +381,18 @@ class PostgresJoinStore(BaseJoinStore):
             except Exception:
                 self._drop()
         self._wrote = False
+        self._deferred.clear()
         self._dpending = self._ddone = 0
         self._head = self._saved_head
         self._quarantined.clear()
+
+    def _flush(self) -> None:
+        """Run the statements deferred to the commit now (a read of this transaction depends on them)."""
+        if self._deferred:
+            db = self._db()
+            for sql, params in self._deferred:
+                db.execute(sql, params)
+            self._deferred.clear()
 
     # --- encoding --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -451,6 +461,7 @@ class PostgresJoinStore(BaseJoinStore):
         self._wrote = True
         with self._guard("ingest"):
             db = self._db()
+            self._flush()
             # what the join logic writes for each key if the store held nothing for it
             first = _Joins({})
             for predictions, labels in batches:
@@ -490,8 +501,8 @@ class PostgresJoinStore(BaseJoinStore):
             stored_pending = {k for k, v in state.items() if type(v) is tuple}  # _Joins marks them DONE as it goes
             joins = _Joins(state)
             results = [joins.batch(predictions, labels) for predictions, labels in batches]
-            if joins.deletes:
-                db.execute(self._sql_tombstone, (now, joins.deletes))
+            if joins.deletes:  # sent with the commit (one round trip less); flushed first by any read that needs it
+                self._deferred.append((self._sql_tombstone, (now, joins.deletes)))
             mine_pending = sum(1 for r in new_rows if r[0] in inserted)
             was_pending = sum(1 for k in joins.deletes if k in stored_pending)
             self._dpending += mine_pending - was_pending
@@ -534,6 +545,7 @@ class PostgresJoinStore(BaseJoinStore):
         pending rows only; expiry: everything that arrived before ``before``, whose tombstones are deleted)."""
         s = self._s
         db = self._db()
+        self._flush()
         if before is None:
             rows = db.execute(f"SELECT k, arrived, joined, pred, label FROM {s}.joins WHERE joined IS NULL "
                               "ORDER BY arrived, k LIMIT %s FOR UPDATE SKIP LOCKED", (limit,)).fetchall()
@@ -571,6 +583,7 @@ class PostgresJoinStore(BaseJoinStore):
         """Nothing to do: :meth:`_pop_oldest` turned the rows into gone tombstones in place (one UPDATE)."""
 
     def _drop_done(self, before: float, keep_at_most: int) -> None:
+        self._flush()
         over = self._count("done") - keep_at_most
         if over > 0:
             s = self._s
@@ -607,6 +620,7 @@ class PostgresJoinStore(BaseJoinStore):
     def oldest_pending_arrival(self) -> float | None:
         """Arrival time of the oldest pending record in the store (a cursor skips the tombstones already seen)."""
         with self._guard("oldest pending"):
+            self._flush()
             row = self._db().execute(f"SELECT arrived FROM {self._s}.joins WHERE joined IS NULL AND arrived >= %s "
                                      "ORDER BY arrived LIMIT 1", (self._head,)).fetchone()
         if row is None:
@@ -616,34 +630,39 @@ class PostgresJoinStore(BaseJoinStore):
 
     # --- transaction, aggregates, state ----------------------------------------------------------------------------
     def commit(self, totals: Mapping[Key, float]) -> None:
-        """Write this replica's totals and count deltas, then ``COMMIT`` (durable once this returns)."""
+        """Write the deferred tombstones, this replica's totals and count deltas, then ``COMMIT``, in one round trip
+        (psycopg pipeline mode); durable once this returns."""
         s = self._s
-        with self._guard("commit", committing=False):
-            db = self._db()
-            if totals:
-                names, attrs, values = [], [], []
-                for (name, at), value in totals.items():
-                    names.append(name)
-                    attrs.append(encode_attrs(at))
-                    values.append(float(value))
-                db.execute(f"INSERT INTO {s}.aggregates (instance, metric, attrs, value) SELECT %b, * FROM "
-                           "unnest(%b::text[], %b::text[], %b::float8[]) ON CONFLICT (instance, metric, attrs) "
-                           "DO UPDATE SET value = excluded.value", (self.instance_id, names, attrs, values))
-            if self._dpending or self._ddone:
-                db.execute(f"INSERT INTO {s}.counts (instance, pending, done) VALUES (%s, %s, %s) "
-                           "ON CONFLICT (instance) DO UPDATE SET pending = counts.pending + excluded.pending, "
-                           "done = counts.done + excluded.done", (self.instance_id, self._dpending, self._ddone))
-            wall = time.time()
-            if wall - self._last_heartbeat >= HEARTBEAT_S:
-                db.execute(f"INSERT INTO {s}.instances (instance, host, first_seen, last_seen) VALUES "
-                           "(%s, %s, now(), now()) ON CONFLICT (instance) DO UPDATE SET last_seen = now(), "
-                           "host = excluded.host, retired_at = NULL", (self.instance_id, socket.gethostname()))
+        wall = time.time()
+        heartbeat = wall - self._last_heartbeat >= HEARTBEAT_S
         with self._guard("commit", committing=True):
-            db.commit()
-        if wall - self._last_heartbeat >= HEARTBEAT_S:
+            db = self._db()
+            with db.pipeline():
+                for sql, params in self._deferred:
+                    db.execute(sql, params)
+                if totals:
+                    names, attrs, values = [], [], []
+                    for (name, at), value in totals.items():
+                        names.append(name)
+                        attrs.append(encode_attrs(at))
+                        values.append(float(value))
+                    db.execute(f"INSERT INTO {s}.aggregates (instance, metric, attrs, value) SELECT %b, * FROM "
+                               "unnest(%b::text[], %b::text[], %b::float8[]) ON CONFLICT (instance, metric, attrs) "
+                               "DO UPDATE SET value = excluded.value", (self.instance_id, names, attrs, values))
+                if self._dpending or self._ddone:
+                    db.execute(f"INSERT INTO {s}.counts (instance, pending, done) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (instance) DO UPDATE SET pending = counts.pending + excluded.pending, "
+                               "done = counts.done + excluded.done", (self.instance_id, self._dpending, self._ddone))
+                if heartbeat:
+                    db.execute(f"INSERT INTO {s}.instances (instance, host, first_seen, last_seen) VALUES "
+                               "(%s, %s, now(), now()) ON CONFLICT (instance) DO UPDATE SET last_seen = now(), "
+                               "host = excluded.host, retired_at = NULL", (self.instance_id, socket.gethostname()))
+                db.commit()
+        if heartbeat:
             self._last_heartbeat = wall
         if self._pending_base is not None:
             self._pending_base += self._dpending
+        self._deferred.clear()
         self._wrote = False
         self._dpending = self._ddone = 0
         self._saved_head = self._head
