@@ -667,11 +667,18 @@ def _store(raw: Mapping[str, Any]) -> StoreConfig:
         max_pending=_int(s.get("max_pending", DEFAULT_MAX_PENDING), "store.max_pending", ex),
         expire_interval=parse_duration(s.get("expire_interval", DEFAULT_EXPIRE_INTERVAL_S), "store.expire_interval",
                                        "store: {expire_interval: 10s}"),
-        replica_timeout=parse_duration(s.get("replica_timeout", DEFAULT_REPLICA_TIMEOUT_S), "store.replica_timeout",
-                                       "store: {backend: postgres, dsn: ..., replica_timeout: 5m}"),
+        replica_timeout=_replica_timeout(s),
         lock_timeout=parse_duration(s.get("lock_timeout", DEFAULT_STORE_LOCK_TIMEOUT_S), "store.lock_timeout",
                                     "store: {lock_timeout: 5s}"),
     )
+
+
+def _replica_timeout(s: Mapping[str, Any]) -> float:
+    ex = "store: {backend: postgres, dsn: ..., replica_timeout: 5m}"
+    seconds = parse_duration(s.get("replica_timeout", DEFAULT_REPLICA_TIMEOUT_S), "store.replica_timeout", ex)
+    if seconds < 3:  # replicas refresh their heartbeat with a commit every third of it, and commit every second
+        raise ConfigError("store.replica_timeout", f"must be at least 3s, got {s.get('replica_timeout')!r}", ex)
+    return seconds
 
 
 def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:

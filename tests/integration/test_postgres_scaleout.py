@@ -135,17 +135,27 @@ def test_round_robin_replicas_killed_added_removed(tmp_path: Path, postgres_serv
         feeder.at(0.75)
         replicas[1].start()  # the crashed replica is back (same instance_id: its counters continue)
         feeder.finish()
+        # gRPC reconnects to an address that failed with exponential back-off (1 s, x1.6, up to 120 s): if the
+        # stream ended before replica-3 was tried again, keep traffic of another model flowing until it takes some
+        extra = make_workload(2000, model="warmup", seed=3).predictions()
+        wait_for(lambda: received(stack).get("replica-3", 0) > 0 or bool(stack.send(extra[:20], batch=20)),
+                 timeout=150, what="the added replica takes traffic")
         assert_matches_truth(stack, w, w.truth(), timeout=120)
         stack.wait_value(f"sum({prom_name(m.PROCESSOR_JOINS)})", len(w.ids))
         joins = per_replica(stack, m.LABELED_PREDICTIONS, w.model)
         predictions = per_replica(stack, m.PREDICTIONS, w.model)
-        received = {r["metric"]["exported_instance"]: float(r["value"][1]) for r in stack.prometheus.query(
-            f"sum by (exported_instance) ({prom_name(m.PROCESSOR_RECORDS_RECEIVED)})")}
-        print(f"\nper replica: predictions {predictions}, joins {joins}, records received {received}")
-        assert sorted(k for k, v in received.items() if v) == [f"replica-{i}" for i in range(4)], received
+        got = received(stack)
+        print(f"\nper replica: predictions {predictions}, joins {joins}, records received {got}")
+        assert sorted(k for k, v in got.items() if v) == [f"replica-{i}" for i in range(4)], got
         # a replica completes joins of predictions other replicas took: the counts per replica differ
         assert any(joins.get(r, 0) != predictions.get(r, 0) for r in predictions), (joins, predictions)
         assert dns.queries > 0
+
+
+def received(stack: Stack) -> dict[str, float]:
+    """Records each replica received, by ``instance_id``."""
+    return {r["metric"]["exported_instance"]: float(r["value"][1]) for r in stack.prometheus.query(
+        f"sum by (exported_instance) ({prom_name(m.PROCESSOR_RECORDS_RECEIVED)})")}
 
 
 def test_load_balancing_ring_changes_lose_nothing(tmp_path: Path, postgres_server: PostgresServer,

@@ -23,5 +23,5 @@ def open_store(config: StoreConfig, instance_id: str = "") -> BaseJoinStore:
 
         return PostgresJoinStore(config.dsn, config.label_window, config.max_pending,
                                  instance_id or "otel-ml-processor", schema=config.schema,
-                                 lock_timeout=config.lock_timeout)
+                                 lock_timeout=config.lock_timeout, replica_timeout=config.replica_timeout)
     return SqliteJoinStore(config.path, config.label_window, config.max_pending, lock_timeout=config.lock_timeout)

@@ -117,7 +117,8 @@ CONNECT_TIMEOUT_S: Final = 5
 REOPEN_BACKOFF_S: Final = 0.5
 """After a failed connection attempt, steps fail at once (``unavailable``) for this long before the next attempt."""
 HEARTBEAT_S: Final = 10.0
-"""How often a replica refreshes its ``instances.last_seen``."""
+"""How often a replica refreshes its ``instances.last_seen`` at most (more often with a short ``replica_timeout``:
+a third of it)."""
 _LOCK_CLASS_MIGRATE: Final = 0x6F6D0001
 _LOCK_CLASS_LEADER: Final = 0x6F6D0002
 _LOCK_CLASS_EVICT: Final = 0x6F6D0003
@@ -277,8 +278,9 @@ class PostgresJoinStore(BaseJoinStore):
 
     def __init__(self, dsn: str, label_window: float, max_pending: int, instance_id: str,
                  schema: str = "otel_ml", clock: Callable[[], float] = time.time,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S, replica_timeout: float = 300.0) -> None:
         super().__init__(label_window, max_pending)
+        self.heartbeat = min(HEARTBEAT_S, replica_timeout / 3)  # a live replica is never older than the timeout
         self.dsn = dsn
         self.lock_timeout = lock_timeout
         self.schema = schema
@@ -634,7 +636,7 @@ class PostgresJoinStore(BaseJoinStore):
         (psycopg pipeline mode); durable once this returns."""
         s = self._s
         wall = time.time()
-        heartbeat = wall - self._last_heartbeat >= HEARTBEAT_S
+        heartbeat = wall - self._last_heartbeat >= self.heartbeat
         with self._guard("commit", committing=True):
             db = self._db()
             with db.pipeline():
@@ -733,8 +735,9 @@ class ReplicaAdopter:
     killed between a commit and its next export (``kill -9``, OOM, node loss) leaves counts that only the database
     knows. When it comes back with the same ``instance_id`` it restores and exports them itself; a replica replaced
     under a new id (a Deployment's pod) never does. So one replica (the holder of an advisory lock) checks every
-    ``interval`` for replicas whose heartbeat (``instances.last_seen``, refreshed with every commit at least every
-    :data:`HEARTBEAT_S`) is older than ``timeout``, exports their totals once under their own ``instance_id``
+    ``interval`` for replicas whose heartbeat (``instances.last_seen``, refreshed with a commit every third of
+    ``timeout``, at most every :data:`HEARTBEAT_S`; the processor commits at least every second) is older than
+    ``timeout``, exports their totals once under their own ``instance_id``
     (``publish``) and marks them retired. Their series then end at their true final values, and sums over replicas
     are exact. A retired replica that comes back clears the mark with its next heartbeat.
     """
