@@ -79,7 +79,7 @@ from typing import Any
 from otel_ml.estimation._inputs import ColumnRoles, EstimationError
 from otel_ml.estimation.auto import AutoCorrectnessEstimator
 from otel_ml.estimation.classification import ClassificationEstimator
-from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator
+from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator, ConfidenceEstimator
 from otel_ml.estimation.estimate import Estimate
 from otel_ml.estimation.learned import DirectLossEstimator, LearnedCorrectnessEstimator
 from otel_ml.estimation.multilabel import MultilabelEstimator
@@ -91,7 +91,7 @@ Estimator = ClassificationEstimator | RegressionEstimator | MultilabelEstimator
 
 ESTIMATORS: dict[str, type[ClassificationEstimator] | type[RegressionEstimator] | type[MultilabelEstimator]] = {
     cls.key: cls
-    for cls in (CalibratedConfidenceEstimator, ATCEstimator, LearnedCorrectnessEstimator, AutoCorrectnessEstimator,
+    for cls in (CalibratedConfidenceEstimator, ATCEstimator, ConfidenceEstimator, LearnedCorrectnessEstimator, AutoCorrectnessEstimator,
                 DirectLossEstimator, MultilabelEstimator)
 }
 """Estimator classes by key."""
@@ -125,6 +125,7 @@ __all__ = [
     "CalibratedConfidenceEstimator",
     "ClassificationEstimator",
     "ColumnRoles",
+    "ConfidenceEstimator",
     "DirectLossEstimator",
     "Estimate",
     "EstimationError",

@@ -1,20 +1,30 @@
 """Automatic choice of the correctness estimator per model, cross-validated on the reference.
 
-Candidates: ``cbpe``, ``atc`` (with scores), ``learned`` (with at least :data:`~otel_ml.estimation.learned.MIN_ERRORS`
-wrong and right predictions) and ``blend`` (the mean of ``cbpe`` and ``learned``). Each produces out-of-fold
-correctness on the reference and is scored on the same simulated random and covariate-shifted chunks
-(:mod:`otel_ml.estimation._chunks`; ``cv_scores_``, shown by ``otel-ml reference report``).
+Candidates: ``cbpe`` (calibrated confidence), ``atc`` and ``confidence`` (plain average confidence; both need
+scores), ``learned`` (with at least :data:`~otel_ml.estimation.learned.MIN_ERRORS` wrong and right predictions) and
+``blend`` (the mean of ``cbpe`` and ``learned``, for information). Each produces out-of-fold correctness on the
+reference and is scored on the same simulated random and covariate-shifted chunks
+(:mod:`otel_ml.estimation._chunks`; ``cv_scores_``, shown by ``otel-ml reference report``). The contest runs
+whenever the reference has :data:`~otel_ml.estimation.margins.MIN_CV_ROWS` rows, also when it has too few errors for
+``learned``: a near-perfect reference is exactly where calibrated confidence can be overconfident.
 
-The choice is made by held-out likelihood: ``learned`` when its out-of-fold log-loss of "the prediction is right"
-beats the calibrated confidence's by more than :data:`LOGLIK_Z` standard errors (paired over reference rows), i.e.
-when the features demonstrably carry information about correctness beyond the model's own calibrated confidence;
-``cbpe`` otherwise. A correction learned from noise is not harmless: under shift it turns into bias (on NannyML's
-work-from-home set, whose scores are the true probabilities, it tripled the error). Chunk MAE did not discriminate
-(differences within its noise), the likelihood test does (benchmarks/README.md). The chosen candidate's chunk
-errors give the error margins.
+The choice, in two steps:
 
-Safe fallback: with fewer than :data:`~otel_ml.estimation.margins.MIN_CV_ROWS` rows or too few errors to learn from,
-``cbpe`` (calibrated scores, or the smoothed per-class precision without scores) is used without a contest.
+1. ``learned`` or ``cbpe``, by held-out likelihood: ``learned`` when its out-of-fold log-loss of "the prediction is
+   right" beats the calibrated confidence's by more than :data:`LOGLIK_Z` standard errors (paired over reference
+   rows), i.e. when the features demonstrably carry information about correctness beyond the model's own calibrated
+   confidence. A correction learned from noise is not harmless: under shift it turns into bias (on NannyML's
+   work-from-home set, whose scores are the true probabilities, it tripled the error). Chunk MAE did not
+   discriminate there (differences within its noise), the likelihood test does (benchmarks/README.md).
+2. When that is ``cbpe``, ``confidence`` or ``atc`` replace it only where they win: when their absolute error on
+   the simulated chunks is lower by more than :data:`CHUNK_Z` standard errors (paired over chunks, random and
+   shifted chunks weighted equally) *and* lower on both kinds of chunks. ATC's per-row correctness is 0 or 1, so it
+   has no likelihood; chunk errors are the common ground. A ``learned`` choice is not challenged on chunk errors:
+   its advantage shows in likelihood, not in simulated-chunk MAE (on NannyML's multiclass set plain confidence has
+   the lower chunk error but twice the error on the real analysis chunks).
+
+The chosen candidate's chunk errors give the error margins. Below ``MIN_CV_ROWS`` rows, ``cbpe`` (calibrated
+scores, or the smoothed per-class precision without scores) is used without a contest.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from otel_ml.estimation import _chunks as ch
 from otel_ml.estimation import metrics as m
 from otel_ml.estimation._inputs import ClassificationInputs
 from otel_ml.estimation.classification import ClassificationEstimator
-from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator
+from otel_ml.estimation.confidence import ATCEstimator, CalibratedConfidenceEstimator, ConfidenceEstimator
 from otel_ml.estimation.learned import LearnedCorrectnessEstimator
 from otel_ml.estimation.margins import MIN_CV_ROWS
 
@@ -36,6 +46,7 @@ BLEND = "blend"
 _MEMBERS: dict[str, type[ClassificationEstimator]] = {
     CalibratedConfidenceEstimator.key: CalibratedConfidenceEstimator,
     ATCEstimator.key: ATCEstimator,
+    ConfidenceEstimator.key: ConfidenceEstimator,
     LearnedCorrectnessEstimator.key: LearnedCorrectnessEstimator,
 }
 _BLEND_OF = (CalibratedConfidenceEstimator.key, LearnedCorrectnessEstimator.key)
@@ -43,6 +54,30 @@ _BLEND_OF = (CalibratedConfidenceEstimator.key, LearnedCorrectnessEstimator.key)
 
 LOGLIK_Z = 2.0
 """``learned`` is chosen when its held-out log-loss beats ``cbpe``'s by more than this many standard errors."""
+CHUNK_Z = 2.0
+"""``confidence`` or ``atc`` replace the likelihood choice when their simulated-chunk error is lower by more than
+this many standard errors (and lower on random and on shifted chunks)."""
+_CHALLENGERS = (ConfidenceEstimator.key, ATCEstimator.key)
+
+
+def chunk_gain_z(errors_new: np.ndarray, errors_base: np.ndarray, kinds: list[str]) -> tuple[float, bool]:
+    """z-statistic of the paired difference of absolute chunk errors (new - base; random and shifted chunks weighted
+    equally; negative = new better) and whether new is better on every kind of chunk."""
+    kind = np.asarray(kinds)
+    means, variances, better = [], [], True
+    for k in (ch.RANDOM, ch.SHIFTED):
+        sel = (kind == k) & np.isfinite(errors_new) & np.isfinite(errors_base)
+        if not sel.any():
+            continue
+        diff = np.abs(errors_new[sel]) - np.abs(errors_base[sel])
+        means.append(float(diff.mean()))
+        variances.append(float(diff.var(ddof=1)) / diff.size if diff.size > 1 else 0.0)
+        better = better and means[-1] < 0
+    if not means:
+        return 0.0, False
+    mean = float(np.mean(means))
+    se = float(np.sqrt(np.sum(variances))) / len(means)
+    return (mean / se if se > 0 else (-np.inf if mean < 0 else 0.0)), better
 
 
 def loss_gain_z(correct: np.ndarray, p_new: np.ndarray, p_base: np.ndarray) -> float:
@@ -60,11 +95,13 @@ def loss_gain_z(correct: np.ndarray, p_new: np.ndarray, p_base: np.ndarray) -> f
 
 
 class AutoCorrectnessEstimator(ClassificationEstimator):
-    """Chooses ``learned`` or ``cbpe`` by held-out log-loss (``auto``; see the module docstring).
+    """Chooses among ``cbpe``, ``learned``, ``confidence`` and ``atc`` on held-out data (``auto``; see the module
+    docstring).
 
     After ``fit``: ``choice_`` is the chosen key (reported as ``ml.estimator``), ``loglik_z_`` the z-statistic of
-    the learned model's held-out log-loss gain over ``cbpe`` (NaN when it was not a candidate), ``cv_scores_`` the
-    simulated-chunk accuracy MAE of every candidate (``cbpe``, ``atc``, ``learned``, ``blend``) for information,
+    the learned model's held-out log-loss gain over ``cbpe`` (NaN when it was not a candidate), ``chunk_z_`` the
+    z-statistic of each challenger's chunk-error gain over the likelihood choice, ``cv_scores_`` the
+    simulated-chunk accuracy MAE of every candidate (``cbpe``, ``atc``, ``confidence``, ``learned``, ``blend``),
     and ``members_`` the fitted estimator behind the choice.
     """
 
@@ -85,8 +122,9 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
         n = len(inputs)
         self.cv_scores_: dict[str, float] = {}
         self.loglik_z_ = float("nan")
+        self.chunk_z_ = {}
         keys = [k for k, cls in _MEMBERS.items() if cls.available(inputs, correct)]
-        if n < MIN_CV_ROWS or LearnedCorrectnessEstimator.key not in keys:
+        if n < MIN_CV_ROWS:
             keys = [CalibratedConfidenceEstimator.key]
         if n >= MIN_CV_ROWS:
             rng = np.random.default_rng(self.random_state)
@@ -96,15 +134,26 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
             preds = {k: r[0] for k, r in results.items()}
             if all(k in preds for k in _BLEND_OF):
                 preds[BLEND] = [np.mean(ps, axis=0) for ps in zip(*(preds[k] for k in _BLEND_OF), strict=True)]
+            errors: dict[str, np.ndarray] = {}
             for k, p in preds.items():
-                err, _ = self._chunk_errors(inputs, y, p, plan, (m.ACCURACY,), None)[m.ACCURACY]
-                self.cv_scores_[k] = ch.weighted_mae(err, plan.kinds)
+                errors[k], _ = self._chunk_errors(inputs, y, p, plan, (m.ACCURACY,), None)[m.ACCURACY]
+                self.cv_scores_[k] = ch.weighted_mae(errors[k], plan.kinds)
             self.loglik_z_ = float("nan")
             if LearnedCorrectnessEstimator.key in results:
                 self.loglik_z_ = loss_gain_z(correct, results[LearnedCorrectnessEstimator.key][1],
                                              results[CalibratedConfidenceEstimator.key][1])
             self.choice_ = (LearnedCorrectnessEstimator.key if self.loglik_z_ < -LOGLIK_Z
                             else CalibratedConfidenceEstimator.key)
+            self.chunk_z_: dict[str, float] = {}
+            best = -CHUNK_Z
+            incumbent = self.choice_
+            for k in _CHALLENGERS:
+                if k not in errors or incumbent != CalibratedConfidenceEstimator.key:
+                    continue
+                z, everywhere = chunk_gain_z(errors[k], errors[incumbent], plan.kinds)
+                self.chunk_z_[k] = z
+                if everywhere and z < best:
+                    best, self.choice_ = z, k
             self._set_margins(inputs, y, preds[self.choice_], plan, floor)
         else:
             self.choice_ = keys[0]
@@ -128,12 +177,13 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
             members[k] = core
             objects.update({f"{k}.{name}": obj for name, obj in objs.items()})
         return {"choice": self.choice_, "cv_scores": self.cv_scores_, "members": members,
-                "loglik_z": getattr(self, "loglik_z_", float("nan"))}, objects
+                "loglik_z": getattr(self, "loglik_z_", float("nan")), "chunk_z": self.chunk_z_}, objects
 
     def _load_core_state(self, core: Mapping[str, Any], objects: Mapping[str, Any]) -> None:
         self.choice_ = str(core["choice"])
         self.cv_scores_ = {k: float(v) for k, v in core["cv_scores"].items()}
         self.loglik_z_ = float(core.get("loglik_z", float("nan")))
+        self.chunk_z_ = {k: float(v) for k, v in core.get("chunk_z", {}).items()}
         self.members_ = {}
         for k, member_core in core["members"].items():
             if k not in _MEMBERS:
