@@ -222,7 +222,8 @@ def run_otel_ml(case: Case, method: str) -> tuple[list[tuple[float, float, float
     out = []
     for chunk in case.chunks():
         e = est.estimate(chunk.drop(columns=["y"]))
-        out.append((e.value, e.lower, e.upper, float(getattr(e, "pessimistic", float("nan")))))
+        pessimistic = getattr(e, "pessimistic", None)
+        out.append((e.value, e.lower, e.upper, float("nan") if pessimistic is None else float(pessimistic)))
     return out, est.estimator_key
 
 

@@ -91,8 +91,8 @@ Estimator = ClassificationEstimator | RegressionEstimator | MultilabelEstimator
 
 ESTIMATORS: dict[str, type[ClassificationEstimator] | type[RegressionEstimator] | type[MultilabelEstimator]] = {
     cls.key: cls
-    for cls in (CalibratedConfidenceEstimator, ATCEstimator, ConfidenceEstimator, LearnedCorrectnessEstimator, AutoCorrectnessEstimator,
-                DirectLossEstimator, MultilabelEstimator)
+    for cls in (CalibratedConfidenceEstimator, ATCEstimator, ConfidenceEstimator, LearnedCorrectnessEstimator,
+                AutoCorrectnessEstimator, DirectLossEstimator, MultilabelEstimator)
 }
 """Estimator classes by key."""
 

@@ -87,18 +87,59 @@ def as_class_strings(values: Any) -> np.ndarray:
     return out
 
 
+Scores = str | Sequence[str] | Mapping[Any, str] | None
+"""Score columns: one column name, a list aligned with the classes, or a ``{class: column}`` mapping."""
+
+
+def score_mapping(scores: Scores, classes: Sequence[Any] | None,
+                  positive_class: Any = None) -> tuple[tuple[str, ...], list[str] | None, str | None]:
+    """Normalises the score roles: ``(score columns, classes, positive class)``.
+
+    A ``{class: column}`` mapping (NannyML's ``y_pred_proba`` style) gives the classes in its order when ``classes``
+    is None, else its columns are put in ``classes`` order; a one-entry mapping is the binary P(that class), whose
+    class becomes the positive class. Lists and single names pass through.
+
+    Raises:
+        EstimationError: A mapping whose classes differ from ``classes``, or a one-entry mapping naming another
+            positive class than ``positive_class``.
+    """
+    positive = None if positive_class is None else str(as_class_strings([positive_class])[0])
+    if not isinstance(scores, Mapping):
+        cols = (scores,) if isinstance(scores, str) else tuple(scores or ())
+        return cols, None if classes is None else [str(c) for c in as_class_strings(list(classes))], positive
+    mapping = {str(as_class_strings([k])[0]): str(v) for k, v in scores.items()}
+    if len(mapping) == 1:
+        (cls, col), = mapping.items()
+        if positive is not None and positive != cls:
+            raise EstimationError(f"scores {{{cls!r}: {col!r}}} is P({cls!r}) but positive_class is {positive!r}: "
+                                  f"give {{{positive!r}: <column of P({positive!r})>}} or positive_class={cls!r}")
+        return (col,), None if classes is None else [str(c) for c in as_class_strings(list(classes))], cls
+    if classes is None:
+        return tuple(mapping.values()), list(mapping), positive
+    order = [str(c) for c in as_class_strings(list(classes))]
+    if set(order) != set(mapping):
+        raise EstimationError(f"the score mapping's classes {sorted(mapping)} differ from classes {order}")
+    return tuple(mapping[c] for c in order), order, positive
+
+
 def resolve_roles(
     reference: pd.DataFrame,
     *,
     y_true: str,
     y_pred: str,
-    scores: str | Sequence[str] | None,
+    scores: Scores,
     features: Sequence[str],
     classes: Sequence[Any] | None,
     task: str | None,
+    positive_class: Any = None,
 ) -> ColumnRoles:
-    """Validates column roles against a reference DataFrame and infers the task and class order when not given."""
-    score_cols = (scores,) if isinstance(scores, str) else tuple(scores or ())
+    """Validates column roles against a reference DataFrame and infers the task and class order when not given.
+
+    Binary: the class order is ``[negative, positive]``; the positive class is ``positive_class`` when given (it is
+    moved last), else the last of ``classes``, else the last of the sorted class strings. A single score column is
+    P(positive).
+    """
+    score_cols, classes, positive = score_mapping(scores, classes, positive_class)
     needed = [y_true, y_pred, *score_cols, *features]
     missing = [c for c in needed if c not in reference.columns]
     if missing:
@@ -117,6 +158,17 @@ def resolve_roles(
             class_list = tuple(sorted(seen))
         if task == Task.BINARY and len(class_list) > 2:
             raise EstimationError(f"binary task with {len(class_list)} classes: {class_list[:5]}")
+        if positive is not None:
+            if task != Task.BINARY:
+                raise EstimationError(f"positive_class is for binary tasks; this one is {task}")
+            if positive not in class_list:
+                if len(class_list) >= 2:
+                    raise EstimationError(f"positive_class {positive!r} is not one of the classes {list(class_list)}")
+                class_list = (*class_list, positive)
+            reordered = (*(c for c in class_list if c != positive), positive)
+            if len(score_cols) == len(class_list) == 2:  # one column per class: keep them aligned
+                score_cols = tuple(score_cols[class_list.index(c)] for c in reordered)
+            class_list = reordered
         if score_cols and len(score_cols) not in (1, len(class_list)):
             raise EstimationError(
                 f"give one score column (binary P(positive)) or one per class ({len(class_list)}); got {score_cols}")

@@ -122,7 +122,7 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
         n = len(inputs)
         self.cv_scores_: dict[str, float] = {}
         self.loglik_z_ = float("nan")
-        self.chunk_z_ = {}
+        self.chunk_z_: dict[str, float] = {}
         keys = [k for k, cls in _MEMBERS.items() if cls.available(inputs, correct)]
         if n < MIN_CV_ROWS:
             keys = [CalibratedConfidenceEstimator.key]
@@ -144,7 +144,6 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
                                              results[CalibratedConfidenceEstimator.key][1])
             self.choice_ = (LearnedCorrectnessEstimator.key if self.loglik_z_ < -LOGLIK_Z
                             else CalibratedConfidenceEstimator.key)
-            self.chunk_z_: dict[str, float] = {}
             best = -CHUNK_Z
             incumbent = self.choice_
             for k in _CHALLENGERS:
@@ -168,6 +167,9 @@ class AutoCorrectnessEstimator(ClassificationEstimator):
 
     def _predict_core(self, inputs: ClassificationInputs) -> np.ndarray:
         return np.asarray(np.mean([est._predict_core(inputs) for est in self.members_.values()], axis=0))
+
+    def _calibration_sd(self, inputs: ClassificationInputs) -> np.ndarray:
+        return np.asarray(np.mean([est._calibration_sd(inputs) for est in self.members_.values()], axis=0))
 
     def _core_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         members: dict[str, Any] = {}

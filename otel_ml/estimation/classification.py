@@ -9,6 +9,7 @@ P(correct) into window metrics (accuracy, F1, ROC-AUC) with intervals and learns
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -16,8 +17,15 @@ import pandas as pd
 
 from otel_ml.estimation import _chunks as ch
 from otel_ml.estimation import metrics as m
-from otel_ml.estimation._inputs import ClassificationInputs, EstimationError, class_codes, prepare_classification
-from otel_ml.estimation.estimate import Estimate, interval
+from otel_ml.estimation import novelty as nv
+from otel_ml.estimation._inputs import (
+    ClassificationInputs,
+    EstimationError,
+    Scores,
+    class_codes,
+    prepare_classification,
+)
+from otel_ml.estimation.estimate import Estimate, Novelty, interval
 from otel_ml.estimation.estimator import EstimatorBase
 from otel_ml.estimation.margins import (
     MIN_CV_ROWS,
@@ -28,7 +36,58 @@ from otel_ml.estimation.margins import (
     out_of_fold,
     reference_floor,
 )
+from otel_ml.estimation.orientation import Orientation, check_orientation
 from otel_ml.semconv.attributes import Task
+
+UNSEEN_CLASS = "unseen_class"
+"""Unknown-correctness reason: the predicted class is not among the reference's classes."""
+OUT_OF_SUPPORT = "out_of_support"
+"""Unknown-correctness reason: the inputs are farther from the reference than any of its own rows."""
+
+
+@dataclass(frozen=True)
+class RowEstimates:
+    """Per-row estimates of a frame: what the processor turns into counters.
+
+    Attributes:
+        p: P(correct) ``(n,)``. Rows out of the reference's support get the model's own confidence (the
+            calibration's prior: the reference's evidence does not reach them).
+        class_proba: Distribution over the true class ``(n, k)`` aligned with the reference classes.
+        pred: Predicted class codes ``(n,)`` (``-1``: a class the reference never had).
+        calibration_sd: Posterior standard deviation of each row's calibrated P(correct) ``(n,)`` (0 for unknown
+            rows: their uncertainty is carried by the bounds).
+        novelty: Novelty p-value of each row ``(n,)`` (NaN without features or support model).
+        unseen: Rows predicting a class the reference never had ``(n,)``.
+        out_of_support: Rows farther from the reference than any of its own rows ``(n,)``.
+        scores: Binary: the positive-class score ``(n,)``; multiclass: the scores ``(n, k)``; None without scores.
+    """
+
+    p: np.ndarray
+    class_proba: np.ndarray
+    pred: np.ndarray
+    calibration_sd: np.ndarray
+    novelty: np.ndarray
+    unseen: np.ndarray
+    out_of_support: np.ndarray
+    scores: np.ndarray | None
+
+    @property
+    def unknown(self) -> np.ndarray:
+        """Rows of unknown correctness."""
+        return self.unseen | self.out_of_support
+
+    def novel_share(self) -> tuple[float, float]:
+        """``(share of rows from outside the reference, share of the other rows that are novel)``.
+
+        Unseen-class rows are novel by definition; among the others the share comes from their novelty p-values
+        (:func:`otel_ml.estimation.novelty.novel_share`).
+        """
+        n = self.p.shape[0]
+        if n == 0:
+            return 0.0, 0.0
+        known = ~self.unseen
+        rest = nv.novel_share(self.novelty[known]) if known.any() else 0.0
+        return float((self.unseen.sum() + rest * known.sum()) / n), rest
 
 
 class ClassificationEstimator(EstimatorBase):
@@ -53,60 +112,83 @@ class ClassificationEstimator(EstimatorBase):
         raise NotImplementedError
 
     # --- public API --------------------------------------------------------------------------------------------
-    def fit(self, reference: pd.DataFrame, *, y_true: str, y_pred: str, scores: str | Sequence[str] | None = None,
-            features: Sequence[str] = (), classes: Sequence[Any] | None = None, task: str | None = None) -> Self:
+    @classmethod
+    def unavailable_reason(cls, inputs: ClassificationInputs, correct: np.ndarray) -> str:
+        """Why :meth:`available` is False on this reference (a sentence for the error message)."""
+        return "the reference does not support this method"
+
+    def fit(self, reference: pd.DataFrame, *, y_true: str, y_pred: str, scores: Scores = None,
+            features: Sequence[str] = (), classes: Sequence[Any] | None = None, task: str | None = None,
+            positive_class: Any = None) -> Self:
         """Fits on a labeled reference (evaluation set).
 
         Args:
             reference: One row per prediction.
             y_true: Column of the true class.
             y_pred: Column of the predicted class.
-            scores: Binary: the column of P(positive = last class), or one column per class; multiclass: one column
-                per class aligned with ``classes``. None when the model gives no scores.
-            features: Feature columns (numeric or categorical) for learned estimators.
-            classes: Class order (default: sorted union of true and predicted classes, as strings).
+            scores: Binary: the column of P(positive class), or one column per class; multiclass: one column per
+                class aligned with ``classes``; or a ``{class: column}`` mapping (NannyML's ``y_pred_proba``). None
+                when the model gives no scores.
+            features: Feature columns (numeric or categorical) for learned estimators and novelty.
+            classes: Class order (default: the mapping's classes, else the sorted union of true and predicted
+                classes, as strings).
             task: ``binary`` or ``multiclass`` (inferred from the number of classes when None).
+            positive_class: Binary: the class a single score column is the probability of (default: the last of
+                ``classes``; with a one-entry mapping, its class).
 
         Returns:
             self
 
         Raises:
-            EstimationError: Missing columns, empty reference, inconsistent scores or an unsupported task.
+            EstimationError: Missing columns, empty reference, inconsistent scores, scores read the wrong way round
+                (:mod:`~otel_ml.estimation.orientation`), an unsupported task, or a method the reference cannot
+                support (the message says why and what to use instead).
         """
-        roles = self._resolve(reference, y_true, y_pred, scores, features, classes, task)
+        roles = self._resolve(reference, y_true, y_pred, scores, features, classes, task, positive_class)
         inputs = prepare_classification(reference, roles, self.encoder_)
         y = class_codes(reference[y_true].to_numpy(), roles.classes)
+        self.orientation_ = check_orientation(inputs, y, roles)
         if not self.available(inputs, inputs.pred == y):
-            raise EstimationError(f"{self.key}: the reference does not support this method "
-                                  "(no scores, or too few errors to learn from); use the automatic estimator")
+            raise EstimationError(f"method {self.key!r}: {self.unavailable_reason(inputs, inputs.pred == y)}")
         self._fit_prepared(inputs, y)
         return self
 
     def predict_correctness(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row probability that the prediction is correct, shape ``(n,)``, values in [0, 1]."""
-        return self._predict_core(self._prepare(frame))
+        return self._rows(self._prepare(frame)).p
 
     def predict_class_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row distribution over the true class ``(n, k)``, aligned with ``roles_.classes``."""
-        inputs = self._prepare(frame)
-        return m.class_probabilities(self._predict_core(inputs), inputs.pred, inputs.proba, len(self.roles_.classes))
+        return self._rows(self._prepare(frame)).class_proba
 
     def predict_details(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """P(correct) ``(n,)``, the distribution over the true class ``(n, k)`` and the predicted class codes
-        ``(n,)`` (``-1`` for a class the reference never had): what the processor turns into counters."""
-        inputs = self._prepare(frame)
-        p = self._predict_core(inputs)
-        return p, m.class_probabilities(p, inputs.pred, inputs.proba, len(self.roles_.classes)), inputs.pred
+        ``(n,)`` (``-1`` for a class the reference never had)."""
+        rows = self._rows(self._prepare(frame))
+        return rows.p, rows.class_proba, rows.pred
+
+    def predict_rows(self, frame: pd.DataFrame) -> RowEstimates:
+        """Everything per row: P(correct), class distribution, calibration uncertainty and novelty (what the
+        processor turns into counters)."""
+        return self._rows(self._prepare(frame))
 
     def estimate(self, frame: pd.DataFrame) -> Estimate:
         """Estimated accuracy of the window ``frame`` with its interval."""
         return self.estimate_metrics(frame, metrics=(m.ACCURACY,))[m.ACCURACY]
 
     def estimate_metrics(self, frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[str, Estimate]:
-        """Estimated window metrics: accuracy, F1 (binary: positive class; multiclass: macro) and, for binary
-        models with scores, ROC-AUC."""
+        """Estimated window metrics, keyed by the names asked for (default: every metric of the task).
+
+        Binary: ``accuracy``, ``f1`` (positive class), ``f1_macro`` (both classes, on request) and, with scores,
+        ``roc_auc``. Multiclass: ``accuracy``, ``f1_macro`` (alias ``f1``) and, with scores, ``roc_auc`` (one-vs-rest,
+        macro over the classes present). Aliases: ``auc`` = ``roc_auc``, ``macro_f1`` = ``f1_macro``
+        (:func:`otel_ml.estimation.metrics.canonical_metric`). ``Estimate.metric`` is the canonical name.
+
+        Raises:
+            EstimationError: A metric this estimator cannot estimate (the message lists those it can).
+        """
         inputs = self._prepare(frame)
-        return self._estimate_prepared(inputs, self._predict_core(inputs), metrics, self._drift_allowance(frame))
+        return self._estimate_prepared(inputs, self._rows(inputs), metrics, self._drift_allowance(frame))
 
     # --- internals ---------------------------------------------------------------------------------------------
     def _prepare(self, frame: pd.DataFrame) -> ClassificationInputs:
@@ -115,10 +197,39 @@ class ClassificationEstimator(EstimatorBase):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        """Metrics this estimator estimates."""
+        """Metrics this estimator estimates by default (and learns margins for)."""
         if self.roles_.task == Task.BINARY:
             return m.BINARY_METRICS if self.roles_.scores else (m.ACCURACY, m.F1)
-        return m.MULTICLASS_METRICS
+        return m.MULTICLASS_METRICS if self.roles_.scores else (m.ACCURACY, m.F1_MACRO)
+
+    @property
+    def supported_metrics(self) -> tuple[str, ...]:
+        """Every metric :meth:`estimate_metrics` accepts (canonical names)."""
+        extra = (m.F1_MACRO,) if self.roles_.task == Task.BINARY else ()
+        return (*self.metric_names, *extra)
+
+    def _calibration_sd(self, inputs: ClassificationInputs) -> np.ndarray:
+        """Posterior standard deviation of each row's P(correct) (subclasses that calibrate override this)."""
+        return np.zeros(len(inputs))
+
+    def _rows(self, inputs: ClassificationInputs) -> RowEstimates:
+        p = self._predict_core(inputs)
+        n = len(inputs)
+        novelty = self._pvalues(inputs.X)
+        unseen = inputs.pred < 0
+        support = getattr(self, "support_", None)
+        floor = 1.0 / (support.null.size + 1.0) if support is not None else 0.0
+        out = (novelty <= floor) & ~unseen if n else np.zeros(0, dtype=bool)
+        if out.any() and inputs.proba is not None:
+            # Where the reference's evidence does not reach, only the calibration's prior is left: the model's
+            # own confidence (see confidence.PRIOR_ROWS).
+            conf = inputs.confidence()
+            p = np.where(out & np.isfinite(conf), np.clip(conf, 0.0, 1.0), p)
+        cal = np.where(unseen | out, 0.0, self._calibration_sd(inputs)) if n else np.zeros(0)
+        k = len(self.roles_.classes)
+        cp = m.class_probabilities(p, inputs.pred, inputs.proba, k)
+        scores = None if inputs.proba is None else inputs.proba[:, -1] if self._positive is not None else inputs.proba
+        return RowEstimates(p, cp, inputs.pred, cal, novelty, unseen, out, scores)
 
     @property
     def _positive(self) -> int | None:
@@ -138,29 +249,63 @@ class ClassificationEstimator(EstimatorBase):
             if name == m.ACCURACY:
                 out[name] = (float(p.mean()), m.accuracy_sd(p))
                 continue
+            positive = pos if name == m.F1 else None
             if name in (m.F1, m.F1_MACRO):
-                value = m.f1_from_outcomes(*m.expected_outcomes(cp, inputs.pred), positive=pos)
+                value = m.f1_from_outcomes(*m.expected_outcomes(cp, inputs.pred), positive=positive)
             elif name == m.ROC_AUC and score is not None and pos is not None:
                 value = m.expected_roc_auc(score, cp[:, pos])
+            elif name == m.ROC_AUC and inputs.proba is not None and pos is None:
+                value = m.expected_roc_auc_ovr(inputs.proba, cp)
             else:
                 continue
-            sd = float("nan") if rng is None else m.simulated_sd(cp, inputs.pred, score, name, positive=pos, rng=rng)
+            scores = score if pos is not None else inputs.proba
+            sd = float("nan") if rng is None else m.simulated_sd(cp, inputs.pred, scores, name, positive=positive,
+                                                                  rng=rng)
             out[name] = (value, sd)
         return out
 
-    def _estimate_prepared(self, inputs: ClassificationInputs, p: np.ndarray,
+    def _estimate_prepared(self, inputs: ClassificationInputs, rows: RowEstimates,
                            metrics: Sequence[str] | None, drift: float = 0.0) -> dict[str, Estimate]:
-        names = tuple(metrics) if metrics is not None else self.metric_names
-        unknown = [x for x in names if x not in self.metric_names]
+        asked = tuple(metrics) if metrics is not None else self.metric_names
+        names = {name: m.canonical_metric(name, self.roles_.task) for name in asked}
+        unknown = [x for x, c in names.items() if c not in self.supported_metrics]
         if unknown:
-            raise EstimationError(f"cannot estimate {unknown}; this estimator supports {list(self.metric_names)}")
+            raise EstimationError(f"cannot estimate {unknown}; this estimator supports {list(self.supported_metrics)}"
+                                  f" (aliases: {sorted(m.METRIC_ALIASES)}; f1 is macro-F1 for multiclass)")
         rng = np.random.default_rng(self.random_state)
-        values = self._window_values(inputs, p, names, rng)
-        return {
-            name: interval(name, v, sd, self.error_margin_.get(name, 0.0), len(inputs), self.estimator_key, self.z,
-                           self._reference_value(name), drift)
-            for name, (v, sd) in values.items()
-        }
+        values = self._window_values(inputs, rows.p, tuple(dict.fromkeys(names.values())), rng)
+        n = len(inputs)
+        calibration = float(rows.calibration_sd.mean()) if n else 0.0
+        share, rest_share = rows.novel_share()
+        out: dict[str, Estimate] = {}
+        for name, canonical in names.items():
+            if canonical not in values:
+                continue
+            value, sd = values[canonical]
+            out[name] = interval(canonical, value, sd, self.error_margin_.get(canonical, 0.0), n, self.estimator_key,
+                                 self.z, self._reference_value(canonical), drift, calibration,
+                                 self._novelty(canonical, value, rows, share, rest_share))
+        return out
+
+    @staticmethod
+    def _novelty(metric: str, value: float, rows: RowEstimates, share: float, rest_share: float) -> Novelty:
+        """The bounds unknown-correctness rows imply for ``metric``.
+
+        Accuracy: pessimistic = unseen-class rows wrong and a ``rest_share`` of the other rows' estimated correct
+        mass removed; optimistic = those rows right. Other metrics (F1, ROC AUC): ``value -/+ share`` (a share s
+        of rows of unknown correctness moves a rate by about s).
+        """
+        n = rows.p.shape[0]
+        unknown = int(rows.unknown.sum())
+        if n == 0:
+            return Novelty()
+        if metric != m.ACCURACY:
+            return Novelty(unknown, share, value - share, value + share) if share > 0 else Novelty(unknown, share)
+        known = ~rows.unseen
+        mass = float(rows.p[known].sum())
+        pessimistic = mass * (1.0 - rest_share) / n
+        optimistic = (mass + rest_share * float((1.0 - rows.p[known]).sum()) + float(rows.unseen.sum())) / n
+        return Novelty(unknown, share, pessimistic, optimistic)
 
     def _realized(self, inputs: ClassificationInputs, y: np.ndarray, metrics: Sequence[str]) -> dict[str, float]:
         k, pos = len(self.roles_.classes), self._positive
@@ -169,9 +314,12 @@ class ClassificationEstimator(EstimatorBase):
             if name == m.ACCURACY:
                 out[name] = float(np.mean(inputs.pred == y))
             elif name in (m.F1, m.F1_MACRO):
-                out[name] = m.f1_from_outcomes(*m.realized_outcomes(y, inputs.pred, k), positive=pos)
+                out[name] = m.f1_from_outcomes(*m.realized_outcomes(y, inputs.pred, k),
+                                               positive=pos if name == m.F1 else None)
             elif name == m.ROC_AUC and inputs.proba is not None and pos is not None:
                 out[name] = m.realized_roc_auc(y == pos, inputs.proba[:, pos])
+            elif name == m.ROC_AUC and inputs.proba is not None:
+                out[name] = m.realized_roc_auc_ovr(y, inputs.proba)
         return out
 
     def _fit_clone(self, inputs: ClassificationInputs, correct: np.ndarray, rows: np.ndarray) -> Self:
@@ -212,6 +360,8 @@ class ClassificationEstimator(EstimatorBase):
                 errors[name][0][i] = value - real.get(name, float("nan"))
                 errors[name][1][i] = sd
         return errors
+
+    orientation_: Orientation
 
     def _start(self, inputs: ClassificationInputs, y: np.ndarray) -> tuple[np.ndarray, float]:
         correct = inputs.pred == y

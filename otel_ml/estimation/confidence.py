@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,6 +25,9 @@ from otel_ml.estimation.classification import ClassificationEstimator
 
 MIN_PER_CLASS = 50
 """Rows (with at least 5 correct and 5 wrong) a predicted class needs for its own calibration curve."""
+MIN_ATC_ERRORS = 5
+"""Wrong reference predictions ATC needs: its threshold is the reference's error-rate quantile of the confidence;
+with no errors it would call every prediction right, and win a contest on a perfect reference's chunks."""
 PRIOR_WEIGHT = 10.0
 """Pseudo-count pulling a predicted class's precision towards the overall accuracy (no-score fallback)."""
 
@@ -43,14 +45,17 @@ often as the reference overall", so no curve reaches 1.0 (and one at the lowest,
 reaches 0)."""
 PRIOR_POINTS = 40
 """Pseudo-observations the prior is spread over."""
+BANDWIDTH = 0.05
+"""Half-width, in confidence, of the neighbourhood whose rows count as the evidence behind a calibrated value."""
 
 
 def fit_isotonic(x: np.ndarray, y: np.ndarray, *, low: float = 0.0, base_rate: float | None = None,
                  prior_rows: float = PRIOR_ROWS) -> dict[str, list[float]]:
     """Isotonic fit of ``y`` (0/1) on ``x`` with the confidence prior (see :data:`PRIOR_ROWS`) as interpolation
     knots (JSON-safe): ``x``, ``y`` (calibrated P(correct)) and ``sd`` (its posterior standard deviation,
-    ``sqrt(p (1 - p) / (w + 1))`` with ``w`` the weight of real and pseudo rows behind the knot's block: large where
-    the reference knew little). NaN ``x`` are ignored; ``low`` is the lowest possible confidence (``1/k``).
+    ``sqrt(p (1 - p) / (w + 1))`` with ``w`` the weight of real and pseudo rows within :data:`BANDWIDTH` of the
+    knot: large where the reference knew little). NaN ``x`` are ignored; ``low`` is the lowest possible confidence
+    (``1/k``).
     """
     ok = np.isfinite(x)
     xs, ys = x[ok].astype(float), y[ok].astype(float)
@@ -64,21 +69,17 @@ def fit_isotonic(x: np.ndarray, y: np.ndarray, *, low: float = 0.0, base_rate: f
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(px, py, sample_weight=pw)
     fitted = iso.predict(px)
     order = np.argsort(px, kind="stable")
-    fx, fv, fw = px[order], fitted[order], pw[order]
-    knots_x: list[float] = []
-    knots_y: list[float] = []
-    knots_sd: list[float] = []
-    start = 0
-    for i in range(1, fx.size + 1):  # one knot at each end of every block of equal fitted value
-        if i == fx.size or fv[i] != fv[start]:
-            p, w = float(fv[start]), float(fw[start:i].sum())
-            sd = math.sqrt(max(p * (1 - p), 0.0) / (w + 1.0))
-            for xv in dict.fromkeys((float(fx[start]), float(fx[i - 1]))):
-                knots_x.append(xv)
-                knots_y.append(p)
-                knots_sd.append(sd)
-            start = i
-    return {"x": knots_x, "y": knots_y, "sd": knots_sd}
+    fx, fv = px[order], fitted[order]
+    keep = np.ones(fx.size, dtype=bool)  # knots: both ends of every block of equal fitted value
+    keep[1:-1] = (fv[1:-1] != fv[:-2]) | (fv[1:-1] != fv[2:])
+    knots_x, knots_y = fx[keep], fv[keep]
+    # Evidence behind each knot: real and pseudo rows within BANDWIDTH of it (the local effective sample size).
+    sorted_w = np.cumsum(pw[order])
+    lo_idx = np.searchsorted(fx, knots_x - BANDWIDTH, side="left")
+    hi_idx = np.searchsorted(fx, knots_x + BANDWIDTH, side="right")
+    weight = sorted_w[hi_idx - 1] - np.where(lo_idx > 0, sorted_w[np.maximum(lo_idx - 1, 0)], 0.0)
+    knots_sd = np.sqrt(np.maximum(knots_y * (1 - knots_y), 0.0) / (weight + 1.0))
+    return {"x": knots_x.tolist(), "y": knots_y.tolist(), "sd": knots_sd.tolist()}
 
 
 def apply_isotonic(knots: Mapping[str, list[float]], x: np.ndarray) -> np.ndarray:
@@ -189,6 +190,11 @@ class ConfidenceEstimator(ClassificationEstimator):
         """Needs scores."""
         return inputs.proba is not None
 
+    @classmethod
+    def unavailable_reason(cls, inputs: ClassificationInputs, correct: np.ndarray) -> str:
+        """No scores."""
+        return "needs score columns (the model's probabilities); without them use 'cbpe' or 'auto'"
+
     def _fit_core(self, inputs: ClassificationInputs, correct: np.ndarray) -> None:
         self.prior_ = float(correct.mean()) if correct.shape[0] else 0.5
 
@@ -220,8 +226,16 @@ class ATCEstimator(ClassificationEstimator):
 
     @classmethod
     def available(cls, inputs: ClassificationInputs, correct: np.ndarray) -> bool:
-        """Needs scores."""
-        return inputs.proba is not None
+        """Needs scores and at least :data:`MIN_ATC_ERRORS` wrong reference predictions."""
+        return inputs.proba is not None and int((~correct).sum()) >= MIN_ATC_ERRORS
+
+    @classmethod
+    def unavailable_reason(cls, inputs: ClassificationInputs, correct: np.ndarray) -> str:
+        """No scores, or too few errors to place the threshold."""
+        if inputs.proba is None:
+            return "needs score columns (the model's probabilities); without them use 'cbpe' or 'auto'"
+        return (f"sets its threshold at the reference's error rate and needs at least {MIN_ATC_ERRORS} wrong "
+                f"predictions for that; this reference has {int((~correct).sum())}. Use 'auto' or 'cbpe'")
 
     def _fit_core(self, inputs: ClassificationInputs, correct: np.ndarray) -> None:
         assert inputs.proba is not None  # guaranteed by available()

@@ -1,8 +1,9 @@
 """A window's estimate and its interval: :class:`Estimate` and the constants that widen the band.
 
-``lower``/``upper`` = ``value -/+ (z * sampling_sd + error_margin + shift_allowance + drift_allowance)`` (see
-:mod:`otel_ml.estimation`, "Intervals"). The processor exports the additive parts so that PromQL rebuilds the same
-band (:mod:`otel_ml.processor.stages.estimation`).
+``lower``/``upper`` = ``value -/+ (z * sampling_sd + z * calibration_sd + error_margin + shift_allowance +
+drift_allowance)``, widened further to the pessimistic and optimistic bounds when part of the window has unknown
+correctness (see :mod:`otel_ml.estimation`, "Intervals"). The processor exports the additive parts so that PromQL
+rebuilds the same band (:mod:`otel_ml.processor.stages.estimation`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ there would be false confidence (on the California set every estimator is off by
 class Estimate:
     """A window's estimated metric with its interval.
 
-    ``lower``/``upper`` = ``value -/+ (z * sampling_sd + error_margin + shift_allowance + drift_allowance)``,
-    clipped to the metric's range.
+    ``lower``/``upper`` = ``value -/+ (z * sampling_sd + z * calibration_sd + error_margin + shift_allowance +
+    drift_allowance)``, then widened to ``pessimistic`` and ``optimistic`` when they lie outside, clipped to the
+    metric's range.
 
     Attributes:
         metric: Metric name (a :class:`~otel_ml.semconv.attributes.QualityMetric` value).
@@ -51,6 +53,17 @@ class Estimate:
         error_margin: Cross-validated estimation error on the reference beyond sampling noise.
         shift_allowance: :data:`SHIFT_ALLOWANCE` times the distance of ``value`` from the reference metric.
         drift_allowance: :data:`DRIFT_ALLOWANCE` times the window's mean feature drift (Jensen-Shannon).
+        calibration_sd: Mean posterior standard deviation of the rows' calibrated correctness: how little the
+            reference knew about predictions like these (large for a near-perfect reference's rare low-confidence
+            predictions). Counted as perfectly correlated across rows (a calibration error is systematic).
+        unknown: Rows of unknown correctness: a predicted class the reference never had, or inputs farther from
+            the reference than any of its own rows (:mod:`otel_ml.estimation.novelty`).
+        novel_share: Estimated share of the window that comes from outside the reference's distribution
+            (unseen classes included); 0 when nothing is novel or novelty is not measured.
+        pessimistic: Accuracy if every novel prediction is wrong, less sampling noise, calibration and margin: a
+            lower bound for alerts (None where not defined: regression, multilabel; F1 and ROC AUC only when part of
+            the window is novel).
+        optimistic: Accuracy if every novel prediction is right, plus the same noise (None likewise).
     """
 
     metric: str
@@ -63,6 +76,11 @@ class Estimate:
     error_margin: float
     shift_allowance: float = 0.0
     drift_allowance: float = 0.0
+    calibration_sd: float = 0.0
+    unknown: int = 0
+    novel_share: float = 0.0
+    pessimistic: float | None = None
+    optimistic: float | None = None
 
     def contains(self, realized: float) -> bool:
         """Whether a realized value falls inside the interval."""
@@ -73,8 +91,26 @@ class Estimate:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class Novelty:
+    """What a window's novelty does to its interval.
+
+    Attributes:
+        unknown: Rows of unknown correctness (unseen class or out of support).
+        share: Estimated share of the window from outside the reference's distribution (unseen classes included).
+        pessimistic: The metric if every novel row is wrong (before noise), or None when not defined.
+        optimistic: The metric if every novel row is right (before noise), or None.
+    """
+
+    unknown: int = 0
+    share: float = 0.0
+    pessimistic: float | None = None
+    optimistic: float | None = None
+
+
 def interval(metric: str, value: float, sd: float, margin: float, n: int, key: str, z: float,
-             reference: float | None, drift: float) -> Estimate:
+             reference: float | None, drift: float, calibration: float = 0.0,
+             novelty: Novelty | None = None) -> Estimate:
     """The :class:`Estimate` of ``value`` with its band, clipped to the metric's range.
 
     Args:
@@ -87,14 +123,27 @@ def interval(metric: str, value: float, sd: float, margin: float, n: int, key: s
         z: Standard deviations of sampling noise.
         reference: The metric on the reference (``None``: no shift allowance).
         drift: :data:`DRIFT_ALLOWANCE` times the window's feature drift.
+        calibration: Mean calibration standard deviation of the window's rows (adds ``z`` times it).
+        novelty: Unknown-correctness rows and the bounds they imply (the band is widened to reach them).
     """
     shift = SHIFT_ALLOWANCE * abs(value - reference) if reference is not None and math.isfinite(value) else 0.0
     if metric in m.REGRESSION_METRICS and reference is not None:
         drift *= reference  # errors have the target's scale: widen relative to the reference error
-    half = z * (0.0 if not math.isfinite(sd) else sd) + margin + shift + drift
+    noise = z * (0.0 if not math.isfinite(sd) else sd) + z * calibration + margin
+    half = noise + shift + drift
     lo, hi = value - half, value + half
+    novelty = novelty or Novelty()
+    pessimistic: float | None = None
+    optimistic: float | None = None
+    if novelty.pessimistic is not None and math.isfinite(novelty.pessimistic):
+        pessimistic = max(novelty.pessimistic - noise, 0.0)
+        lo = min(lo, pessimistic)
+    if novelty.optimistic is not None and math.isfinite(novelty.optimistic):
+        optimistic = min(novelty.optimistic + noise, 1.0)
+        hi = max(hi, optimistic)
     if metric not in m.REGRESSION_METRICS:
         lo, hi = max(lo, 0.0), min(hi, 1.0)
     else:
         lo = max(lo, 0.0)
-    return Estimate(metric, value, lo, hi, n, key, sd, margin, shift, drift)
+    return Estimate(metric, value, lo, hi, n, key, sd, margin, shift, drift, calibration, novelty.unknown,
+                    novelty.share, pessimistic, optimistic)

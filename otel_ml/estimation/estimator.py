@@ -19,9 +19,10 @@ import pandas as pd
 from otel_ml.drift.detectors import MIN_WINDOW
 from otel_ml.drift.distribution import Distribution
 from otel_ml.drift.methods import jensen_shannon
-from otel_ml.estimation._inputs import ColumnRoles, EstimationError, FeatureEncoder, resolve_roles
+from otel_ml.estimation._inputs import ColumnRoles, EstimationError, FeatureEncoder, Scores, resolve_roles
 from otel_ml.estimation.estimate import DRIFT_ALLOWANCE, Z
 from otel_ml.estimation.margins import CV_FOLDS
+from otel_ml.estimation.novelty import SupportModel
 
 
 class EstimatorBase:
@@ -54,21 +55,40 @@ class EstimatorBase:
         """Key reported on metrics (``ml.estimator``); the chosen method for automatic estimators."""
         return self.key
 
-    def _resolve(self, reference: pd.DataFrame, y_true: str, y_pred: str, scores: str | Sequence[str] | None,
-                 features: Sequence[str], classes: Sequence[Any] | None, task: str | None) -> ColumnRoles:
+    def _resolve(self, reference: pd.DataFrame, y_true: str, y_pred: str, scores: Scores,
+                 features: Sequence[str], classes: Sequence[Any] | None, task: str | None,
+                 positive_class: Any = None) -> ColumnRoles:
         if not isinstance(reference, pd.DataFrame):
             raise EstimationError(f"reference must be a pandas DataFrame, got {type(reference).__name__}")
         if len(reference) == 0:
             raise EstimationError("reference is empty")
         roles = resolve_roles(reference, y_true=y_true, y_pred=y_pred, scores=scores, features=features,
-                              classes=classes, task=task)
+                              classes=classes, task=task, positive_class=positive_class)
         if roles.task not in self.tasks:
             raise EstimationError(f"{type(self).__name__} supports tasks {self.tasks}, not {roles.task!r}")
         self.roles_ = roles
         self.encoder_ = FeatureEncoder.fit(reference, roles.features)
         self.feature_bins_ = {name: Distribution.fit(name, reference[name].to_numpy(dtype=object))
                               for name in roles.features}
+        self.support_ = SupportModel.fit(self.encoder_.transform(reference),
+                                         [self.encoder_.is_categorical(n) for n in self.encoder_.names],
+                                         random_state=self.random_state)
         return roles
+
+    def novelty_pvalues(self, frame: pd.DataFrame) -> np.ndarray:
+        """Novelty p-value of each row (:mod:`otel_ml.estimation.novelty`); NaN without a support model."""
+        self._check_fitted()
+        return self._pvalues(self.encoder_.transform(frame))
+
+    def _pvalues(self, X: np.ndarray) -> np.ndarray:
+        support = getattr(self, "support_", None)
+        return np.full(X.shape[0], np.nan) if support is None else support.pvalues(X)
+
+    def missing_features(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Rows of ``frame`` without a value for each reference feature (an absent column: every row)."""
+        self._check_fitted()
+        return {name: len(frame) if name not in frame.columns else int(frame[name].isna().sum())
+                for name in self.roles_.features}
 
     def window_drift(self, frame: pd.DataFrame) -> float:
         """Mean Jensen-Shannon distance of the window's features from the reference (NaN: no features or fewer
@@ -77,8 +97,12 @@ class EstimatorBase:
         bins = getattr(self, "feature_bins_", {})
         if not bins or len(frame) < MIN_WINDOW:
             return float("nan")
-        dists = [jensen_shannon(np.asarray(d.counts), d.count(frame[name].to_numpy(dtype=object)))
-                 for name, d in bins.items() if name in frame.columns]
+        # A feature the window lacks entirely counts as missing in every row (drift toward the missing bin), not as
+        # absent from the average: a window without the features the estimate relies on must not look calmer.
+        absent = np.full(len(frame), None, dtype=object)
+        dists = [jensen_shannon(np.asarray(d.counts),
+                                d.count(frame[name].to_numpy(dtype=object) if name in frame.columns else absent))
+                 for name, d in bins.items()]
         dists = [x for x in dists if math.isfinite(x)]
         return float(np.mean(dists)) if dists else float("nan")
 
@@ -101,6 +125,9 @@ class EstimatorBase:
             "reference": self.reference_, "core": core,
             "feature_bins": {k: d.to_json() for k, d in getattr(self, "feature_bins_", {}).items()},
         }
+        support = getattr(self, "support_", None)
+        if support is not None:
+            state["support"] = support.to_json()
         return state, objects
 
     @classmethod
@@ -112,6 +139,8 @@ class EstimatorBase:
         est.error_margin_ = {k: float(v) for k, v in state["error_margin"].items()}
         est.reference_ = dict(state["reference"])
         est.feature_bins_ = {k: Distribution.from_json(v) for k, v in state.get("feature_bins", {}).items()}
+        # Artifacts fitted before novelty was measured have no support model: their novelty is unknown (NaN).
+        est.support_ = SupportModel.from_json(state["support"]) if "support" in state else None
         est._load_core_state(state["core"], objects)
         return est
 
@@ -126,3 +155,4 @@ class EstimatorBase:
     error_margin_: dict[str, float]
     reference_: dict[str, Any]
     feature_bins_: dict[str, Distribution]
+    support_: SupportModel | None

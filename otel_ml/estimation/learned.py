@@ -61,6 +61,20 @@ class LearnedCorrectnessEstimator(ClassificationEstimator):
         errors = int((~correct).sum())
         return errors >= MIN_ERRORS and correct.shape[0] - errors >= MIN_ERRORS
 
+    @classmethod
+    def unavailable_reason(cls, inputs: ClassificationInputs, correct: np.ndarray) -> str:
+        """How many errors the reference has and what to do instead."""
+        errors, n = int((~correct).sum()), int(correct.shape[0])
+        return (f"needs at least {MIN_ERRORS} wrong and {MIN_ERRORS} right predictions in the reference to learn "
+                f"where the model errs; this one has {errors} wrong of {n}. Use method 'auto' (it compares "
+                "calibrated confidence, plain confidence and ATC on held-out reference data and takes 'learned' "
+                "only when it has the evidence), 'cbpe', or a larger evaluation set")
+
+    def _calibration_sd(self, inputs: ClassificationInputs) -> np.ndarray:
+        """The calibrated confidence's posterior sd: the model learns where that calibration is wrong, but its
+        evidence is as thin in the same places."""
+        return self.calibrator_._calibration_sd(inputs)
+
     def _design(self, inputs: ClassificationInputs) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Design matrix, its categorical mask and monotonic constraints.
 

@@ -9,10 +9,12 @@ seeded Monte Carlo draw of labels for F1 and ROC-AUC.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import rankdata
 
-from otel_ml.semconv.attributes import QualityMetric
+from otel_ml.semconv.attributes import QualityMetric, Task
 
 ACCURACY = QualityMetric.ACCURACY
 F1 = QualityMetric.F1
@@ -22,8 +24,27 @@ MAE = QualityMetric.MAE
 RMSE = QualityMetric.RMSE
 
 BINARY_METRICS = (ACCURACY, F1, ROC_AUC)
-MULTICLASS_METRICS = (ACCURACY, F1_MACRO)
+MULTICLASS_METRICS = (ACCURACY, F1_MACRO, ROC_AUC)
 REGRESSION_METRICS = (MAE, RMSE)
+
+METRIC_ALIASES: dict[str, str] = {
+    "auc": ROC_AUC, "roc-auc": ROC_AUC, "rocauc": ROC_AUC, "roc_auc_ovr": ROC_AUC, "macro_f1": F1_MACRO,
+    "f1-macro": F1_MACRO, "acc": ACCURACY,
+}
+"""Other names users write for a metric (case-insensitive). Plus, by task: ``f1`` on a multiclass or multilabel
+model is ``f1_macro`` (there is no positive class); ``accuracy`` on a multilabel model is ``exact_match``;
+``roc_auc`` on a multiclass model is one-vs-rest, macro-averaged."""
+
+
+def canonical_metric(name: str, task: str) -> str:
+    """The canonical metric name behind ``name`` for ``task`` (unknown names are returned lower-cased)."""
+    key = str(name).strip().lower()
+    key = METRIC_ALIASES.get(key, key)
+    if key == F1 and task in (Task.MULTICLASS, Task.MULTILABEL):
+        return F1_MACRO
+    if key == ACCURACY and task == Task.MULTILABEL:
+        return QualityMetric.EXACT_MATCH
+    return key
 
 
 def class_probabilities(p_correct: np.ndarray, pred: np.ndarray, proba: np.ndarray | None, k: int) -> np.ndarray:
@@ -107,6 +128,29 @@ def expected_roc_auc(score_pos: np.ndarray, q_pos: np.ndarray) -> float:
     return num / den if den > 1e-12 else float("nan")
 
 
+def expected_roc_auc_ovr(scores: np.ndarray, class_proba: np.ndarray) -> float:
+    """Expected one-vs-rest ROC-AUC, macro-averaged over the classes with expected positives and negatives
+    (at least one of each): per class ``c``, :func:`expected_roc_auc` of score column ``c`` with P(true = c)."""
+    n, k = class_proba.shape
+    values = []
+    for c in range(k):
+        q = class_proba[:, c]
+        total = float(q.sum())
+        if total >= 1.0 and n - total >= 1.0:
+            v = expected_roc_auc(scores[:, c], q)
+            if np.isfinite(v):
+                values.append(v)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def realized_roc_auc_ovr(y: np.ndarray, scores: np.ndarray) -> float:
+    """One-vs-rest ROC-AUC macro-averaged over the classes present in ``y`` (codes; ``-1`` ignored) that are not
+    all of it (scikit-learn's ``roc_auc_score(multi_class="ovr", average="macro")`` when every class is present)."""
+    values = [realized_roc_auc(y == c, scores[:, c]) for c in range(scores.shape[1])]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def realized_roc_auc(y_pos: np.ndarray, score_pos: np.ndarray) -> float:
     """ROC-AUC from booleans and scores (Mann-Whitney); NaN when one class is absent."""
     pos = int(y_pos.sum())
@@ -133,7 +177,11 @@ def simulated_sd(
     rng: np.random.Generator,
     draws: int = 200,
 ) -> float:
-    """Monte Carlo standard deviation of a window's realized F1 or ROC-AUC when labels follow ``class_proba``."""
+    """Monte Carlo standard deviation of a window's realized F1 or ROC-AUC when labels follow ``class_proba``.
+
+    ``score_pos``: binary, the positive-class score ``(n,)`` (with ``positive``); multiclass ROC-AUC, the scores
+    ``(n, k)`` (one-vs-rest, macro).
+    """
     n, k = class_proba.shape
     if n == 0:
         return float("nan")
@@ -143,7 +191,19 @@ def simulated_sd(
     u = rng.random((draws, n))
     y = (u[:, :, None] > cum[None, :, :-1]).sum(axis=2)
     values = np.empty(draws)
-    if metric == ROC_AUC:
+    if metric == ROC_AUC and score_pos is not None and score_pos.ndim == 2:
+        per_class = np.full((draws, k), np.nan)
+        for c in range(k):
+            y_pos = y == c
+            pos = y_pos.sum(axis=1).astype(float)
+            neg = n - pos
+            with np.errstate(invalid="ignore", divide="ignore"):
+                auc = (y_pos @ rankdata(score_pos[:, c]) - pos * (pos + 1) / 2) / (pos * neg)
+            per_class[:, c] = np.where((pos > 0) & (neg > 0), auc, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = np.nanmean(per_class, axis=1)
+    elif metric == ROC_AUC:
         if score_pos is None or positive is None:
             return float("nan")
         ranks = rankdata(score_pos)

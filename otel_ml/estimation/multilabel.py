@@ -52,7 +52,14 @@ import pandas as pd
 from otel_ml.drift.distribution import Distribution
 from otel_ml.estimation import _chunks as ch
 from otel_ml.estimation import metrics as m
-from otel_ml.estimation._inputs import ColumnRoles, EstimationError, FeatureEncoder, as_class_strings
+from otel_ml.estimation._inputs import (
+    ColumnRoles,
+    EstimationError,
+    FeatureEncoder,
+    Scores,
+    as_class_strings,
+    score_mapping,
+)
 from otel_ml.estimation.estimate import Estimate, interval
 from otel_ml.estimation.estimator import EstimatorBase
 from otel_ml.estimation.margins import MIN_CV_ROWS, chunk_predictions, held_out, margins, out_of_fold, reference_floor
@@ -141,7 +148,7 @@ class MultilabelEstimator(EstimatorBase):
     metric_names: ClassVar[tuple[str, ...]] = MULTILABEL_METRICS
 
     # --- public API --------------------------------------------------------------------------------------------
-    def fit(self, reference: pd.DataFrame, *, y_true: str, y_pred: str, scores: Sequence[str] | None = None,
+    def fit(self, reference: pd.DataFrame, *, y_true: str, y_pred: str, scores: Scores = None,
             features: Sequence[str] = (), classes: Sequence[Any] | None = None,
             task: str | None = Task.MULTILABEL, **_: Any) -> Self:
         """Fits on a labeled reference: ``y_true``/``y_pred`` label-set columns, optional per-label ``scores``.
@@ -153,7 +160,7 @@ class MultilabelEstimator(EstimatorBase):
             raise EstimationError(f"{type(self).__name__} supports tasks {self.tasks}, not {task!r}")
         if not isinstance(reference, pd.DataFrame) or len(reference) == 0:
             raise EstimationError("reference must be a non-empty pandas DataFrame")
-        score_cols = tuple(scores or ())
+        score_cols, classes, _positive = score_mapping(scores, classes)  # {label: column} mappings too
         missing = [c for c in (y_true, y_pred, *score_cols, *features) if c not in reference.columns]
         if missing:
             raise EstimationError(f"reference has no column(s) {missing}")
@@ -193,10 +200,12 @@ class MultilabelEstimator(EstimatorBase):
 
     def estimate_metrics(self, frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> dict[str, Estimate]:
         """Estimated ``exact_match`` and ``f1_macro`` of the window."""
-        names = tuple(metrics) if metrics is not None else self.metric_names
+        names = tuple(m.canonical_metric(x, Task.MULTILABEL) for x in metrics) if metrics is not None \
+            else self.metric_names  # f1 is macro-F1 over the labels, as for multiclass
         unknown = [x for x in names if x not in self.metric_names]
         if unknown:
-            raise EstimationError(f"cannot estimate {unknown}; this estimator supports {list(self.metric_names)}")
+            raise EstimationError(f"cannot estimate {unknown}; this estimator supports {list(self.metric_names)}"
+                                  " (f1 = f1_macro over the labels, accuracy = exact_match)")
         inputs = self._prepare(frame)
         values = self._window_values(inputs, self._label_proba(inputs), names,
                                      np.random.default_rng(self.random_state))

@@ -3,8 +3,9 @@
 Usage::
 
     otel-ml reference fit --model router --data eval.parquet --task multiclass --target label --prediction pred \\
-        [--version 2024-06-01] [--scores p_a p_b p_c] [--classes a b c] [--features age country] \\
-        [--segments region] [--method auto] --out references/router/default
+        [--version 2024-06-01] [--scores p_a p_b p_c | --scores a=p_a b=p_b c=p_c] [--classes a b c] \\
+        [--positive-class b] [--features age country] [--segments region] [--method auto] \\
+        --out references/router/default
     otel-ml reference fit --model search --data eval.csv --task ranking --target relevant --prediction ranked \
         [--ranking-k 1 5 10] --out references/search/default
     otel-ml reference report references/router/default [--out ./router-report]
@@ -39,8 +40,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="true value column (multilabel: list or 'a|b' strings; ranking: relevant items, same forms)")
     fit.add_argument("--prediction", required=True,
                      help="predicted value column (multilabel: label set; ranking: ranked items, best first)")
-    fit.add_argument("--scores", nargs="*", default=[], help="score columns (binary: P(positive) or one per class)")
+    fit.add_argument("--scores", nargs="*", default=[],
+                     help="score columns (binary: P(positive class) or one per class, in --classes order), or "
+                          "CLASS=COLUMN pairs (benign=p_benign malignant=p_malignant)")
     fit.add_argument("--classes", nargs="*", default=None, help="class order matching --scores")
+    fit.add_argument("--positive-class", default=None,
+                     help="binary: the class a single score column is P() of (default: the last of --classes, "
+                          "else the last of the sorted class values)")
     fit.add_argument("--features", nargs="*", default=[], help="feature columns (names as in ml.feature.<name>)")
     fit.add_argument("--segments", nargs="*", default=[], help="segment columns (names as in ml.segment.<dim>)")
     fit.add_argument("--method", default="auto", help="estimator: auto, cbpe, atc, learned (regression: dle)")
@@ -56,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scores(items: Sequence[str]) -> list[str] | dict[str, str]:
+    """``--scores``: column names, or ``CLASS=COLUMN`` pairs (all of them, or none).
+
+    Raises:
+        ReferenceFitError: Pairs mixed with plain names.
+    """
+    pairs = [item.partition("=") for item in items]
+    if not any(sep for _, sep, _ in pairs):
+        return list(items)
+    if not all(sep and cls and col for cls, sep, col in pairs):
+        raise ReferenceFitError(f"--scores: give either column names or CLASS=COLUMN pairs, not both: {list(items)}")
+    return {cls: col for cls, _, col in pairs}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``otel-ml reference``."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -64,9 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             frame = read_table(args.data)
             art = fit_reference(frame, model=args.model, version=args.version, task=args.task, target=args.target,
-                                prediction=args.prediction, scores=args.scores, features=args.features,
+                                prediction=args.prediction, scores=_scores(args.scores), features=args.features,
                                 segments=args.segments, classes=args.classes, method=args.method,
-                                random_state=args.seed, ranking_k=args.ranking_k)
+                                random_state=args.seed, ranking_k=args.ranking_k, positive_class=args.positive_class)
         except (ReferenceFitError, ValueError) as exc:
             print(f"otel-ml reference fit: {exc}", file=sys.stderr)
             return 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,16 @@ from otel_ml.drift.distribution import CATEGORICAL, NUMERIC, Distribution
 from otel_ml.errors import DataError
 from otel_ml.estimation import EstimationError, create_estimator
 from otel_ml.estimation import metrics as em
-from otel_ml.estimation._inputs import as_class_strings, class_codes, resolve_roles
+from otel_ml.estimation._inputs import (
+    FeatureEncoder,
+    as_class_strings,
+    class_codes,
+    prepare_classification,
+    resolve_roles,
+    score_mapping,
+)
 from otel_ml.estimation.multilabel import label_set
+from otel_ml.estimation.orientation import check_orientation
 from otel_ml.quality.ranking import ranking_sums, reciprocal_rank
 from otel_ml.reference.artifact import ReferenceArtifact
 from otel_ml.reference.weak_segments import find_weak_segments
@@ -69,13 +77,14 @@ def fit_reference(
     target: str,
     prediction: str,
     version: str = "",
-    scores: Sequence[str] | None = None,
+    scores: Sequence[str] | Mapping[Any, str] | None = None,
     features: Sequence[str] = (),
     segments: Sequence[str] = (),
     classes: Sequence[str] | None = None,
     method: str = "auto",
     random_state: int = 0,
     ranking_k: Sequence[int] = RANKING_K,
+    positive_class: Any = None,
 ) -> ReferenceArtifact:
     """Builds the reference artifact of ``model`` from its labeled evaluation set.
 
@@ -88,11 +97,16 @@ def fit_reference(
         prediction: Predicted value column (multilabel: list or ``a|b`` string column; ranking: the ranked item
             ids, best first, same forms).
         version: Model version the reference is for (empty: any version).
-        scores: Score columns (binary: P(positive) or one per class; multiclass and multilabel: one per class,
-            aligned with ``classes``).
+        scores: Score columns (binary: P(positive class) or one per class; multiclass and multilabel: one per
+            class, aligned with ``classes``), or a ``{class: column}`` mapping (the classes come from it when
+            ``classes`` is not given).
         features: Feature columns (as sent in ``ml.feature.<name>``).
         segments: Segment columns (as sent in ``ml.segment.<dimension>``).
         classes: Class order (default: sorted union of target and prediction values).
+        positive_class: Binary: the class a single score column is the probability of, and whose F1 and ROC AUC
+            are the baselines (default: the last of ``classes``, else the last of the sorted class strings; with a
+            one-entry score mapping, its class). The reference is refused when the scores rank it below the other
+            class (see :mod:`otel_ml.estimation.orientation`).
         method: Estimator (``auto``, ``cbpe``, ``atc``, ``learned``; regression ``dle``; multilabel
             ``multilabel``).
         random_state: Seed of every random choice (fits are deterministic).
@@ -102,19 +116,25 @@ def fit_reference(
             drive the stage.
 
     Raises:
-        ReferenceFitError: Unsupported task, missing columns, an empty evaluation set.
+        ReferenceFitError: Unsupported task, missing columns, an empty evaluation set, scores read the wrong way
+            round (the message says how to fix the column or the class order), an estimator the evaluation set
+            cannot support (the message says why).
     """
     if task not in SUPPORTED_TASKS:
         raise ReferenceFitError(f"task must be one of {SUPPORTED_TASKS}; got {task!r}")
-    scores = list(scores or [])
-    needed = [target, prediction, *scores, *features, *segments]
+    try:
+        score_list, classes, positive = score_mapping(scores, classes, positive_class)
+    except EstimationError as exc:
+        raise ReferenceFitError(str(exc)) from exc
+    score_cols = list(score_list)
+    needed = [target, prediction, *score_cols, *features, *segments]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ReferenceFitError(f"evaluation set has no column(s) {missing}; columns: {list(frame.columns)[:30]}")
     frame = frame[frame[target].notna() & frame[prediction].notna()].reset_index(drop=True)
     if len(frame) == 0:
         raise ReferenceFitError("evaluation set has no row with both a target and a prediction")
-    schema: dict[str, Any] = {"prediction": prediction, "target": target, "scores": scores,
+    schema: dict[str, Any] = {"prediction": prediction, "target": target, "scores": score_cols,
                               "features": list(features), "segments": list(segments), "classes": []}
     distributions: dict[str, Any] = {
         "features": {name: Distribution.fit(name, frame[name].to_numpy(dtype=object)) for name in features},
@@ -135,11 +155,11 @@ def fit_reference(
         distributions["prediction"] = Distribution.fit("prediction", [c for s in pred for c in s], kind=CATEGORICAL,
                                                        max_categories=max(30, len(classes_list)))
         binned[SET_SIZE] = (distributions[SET_SIZE], sizes.astype(object), "set_size")
-        if scores and len(scores) != len(classes_list):
-            raise ReferenceFitError(f"{len(scores)} --scores columns for {len(classes_list)} labels {classes_list}: "
-                                    "give one score column per label, in --classes order")
+        if score_cols and len(score_cols) != len(classes_list):
+            raise ReferenceFitError(f"{len(score_cols)} --scores columns for {len(classes_list)} labels "
+                                    f"{classes_list}: give one score column per label, in --classes order")
         estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
-                                   scores=scores or None, features=list(features), classes=classes_list)
+                                   scores=score_cols or None, features=list(features), classes=classes_list)
     elif task == Task.RANKING:
         relevant = [parse_label_set(v) for v in frame[target]]
         ranked = [parse_label_set(v) for v in frame[prediction]]
@@ -163,26 +183,36 @@ def fit_reference(
         estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
                                    features=list(features))
     else:
-        roles = resolve_roles(frame, y_true=target, y_pred=prediction, scores=scores or None, features=features,
-                              classes=classes, task=task)
+        try:
+            roles = resolve_roles(frame, y_true=target, y_pred=prediction, scores=score_cols or None,
+                                  features=features, classes=classes, task=task, positive_class=positive)
+            score_cols = list(roles.scores)  # binary: in [negative, positive] order
+            orientation = check_orientation(prepare_classification(frame, roles, FeatureEncoder()),
+                                            class_codes(frame[target].to_numpy(), roles.classes), roles)
+        except EstimationError as exc:
+            raise ReferenceFitError(str(exc)) from exc
         schema["classes"] = list(roles.classes)
+        schema["scores"] = score_cols
+        schema["orientation"] = orientation.to_json()
+        if task == Task.BINARY:
+            schema["positive_class"] = roles.classes[-1]
         y_codes = class_codes(frame[target].to_numpy(), roles.classes)
         p_codes = class_codes(frame[prediction].to_numpy(), roles.classes)
         quality = (y_codes == p_codes).astype(float)
-        metrics = _classification_metrics(frame, roles.classes, y_codes, p_codes, scores, task)
+        metrics = _classification_metrics(frame, roles.classes, y_codes, p_codes, score_cols, task)
         quality_metric, higher = QualityMetric.ACCURACY, True
         distributions["prediction"] = Distribution.fit(
             "prediction", as_class_strings(frame[prediction]), kind=CATEGORICAL,
             max_categories=max(30, len(roles.classes)))
-        if scores:
-            raw = frame[scores].to_numpy(dtype=float)
+        if score_cols:
+            raw = frame[score_cols].to_numpy(dtype=float)
             if raw.shape[1] == 1:  # binary P(positive): confidence in the predicted class
                 conf = np.where(p_codes == len(roles.classes) - 1, raw[:, 0], 1.0 - raw[:, 0])
             else:
                 conf = raw.max(axis=1)
             distributions["score"] = Distribution.fit("score", conf, kind=NUMERIC)
         estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
-                                   scores=scores or None, features=list(features), classes=list(roles.classes))
+                                   scores=score_cols or None, features=list(features), classes=list(roles.classes))
     metrics["rows"] = float(len(frame))
     calibration: dict[str, Any] = {}
     if task == Task.REGRESSION:
@@ -239,6 +269,8 @@ def _classification_metrics(frame: pd.DataFrame, classes: Sequence[str], y: np.n
         if scores:
             raw = frame[list(scores)].to_numpy(dtype=float)
             out[QualityMetric.ROC_AUC] = em.realized_roc_auc(y == 1, raw[:, -1])
+    elif scores and len(scores) == k:
+        out[QualityMetric.ROC_AUC] = em.realized_roc_auc_ovr(y, frame[list(scores)].to_numpy(dtype=float))
     return out
 
 

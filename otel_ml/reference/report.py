@@ -9,7 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from otel_ml.estimation.orientation import Orientation
 from otel_ml.reference.artifact import ReferenceArtifact
+from otel_ml.semconv.attributes import Task
 
 
 def _num(x: Any) -> str:
@@ -40,6 +42,13 @@ def render_text(art: ReferenceArtifact) -> str:
     ]
     if art.classes:
         parts += ["", f"Classes ({len(art.classes)}): " + ", ".join(art.classes[:50])]
+    orientation = art.schema.get("orientation")
+    if isinstance(orientation, dict):
+        parts += ["", "Score orientation (checked at fit: a reference read the wrong way round is refused)",
+                  "  " + Orientation.from_json(orientation).describe()]
+    elif art.task == Task.BINARY and art.schema.get("scores"):
+        parts += ["", f"Score orientation: {art.schema['scores'][-1]!r} read as P({art.classes[-1]!r}) "
+                      "(not checked: artifact fitted before orientation checks; refit to check it)"]
     est = art.estimator
     if est is not None:
         parts += ["", f"Correctness estimator: {est.estimator_key}"]
@@ -49,7 +58,15 @@ def render_text(art: ReferenceArtifact) -> str:
             z = getattr(est, "loglik_z_", float("nan"))
             if math.isfinite(z):
                 parts.append(f"held-out log-loss gain of learned over cbpe: z = {z:.1f} (learned chosen below -2)")
+            for key, cz in sorted(getattr(est, "chunk_z_", {}).items()):
+                parts.append(f"simulated-chunk error gain of {key} over cbpe: z = {cz:.1f} (chosen below -2 when "
+                             "better on random and shifted chunks)")
         parts.append(_table(["metric", "error margin"], [[k, v] for k, v in sorted(est.error_margin_.items())]))
+        support = getattr(est, "support_", None)
+        parts.append("novelty: " + (
+            f"{support.prototypes.shape[0]} prototypes over {support.prototypes.shape[1]} encoded feature columns; "
+            "predictions farther from them than every held-out reference row have unknown correctness"
+            if support is not None else "not measured (no features, fewer than 50 rows, or an older artifact)"))
     parts += ["", "Weak segments (quality significantly below overall, 95 % interval)"]
     if art.weak_segments:
         parts.append(_table(
