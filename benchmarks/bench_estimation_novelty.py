@@ -147,7 +147,7 @@ def withheld(w: int) -> Case:
     classes = [str(c) for c in range(10) if c != w]
     parts = []
     for share in np.linspace(0, 0.45, N_CHUNKS):
-        k = int(round(CHUNK * share))
+        k = round(CHUNK * share)
         idx = np.concatenate([rng.choice(prod, CHUNK - k), rng.choice(novel, k)])
         parts.append(_digit_frame(clf, X[idx], y[idx], names, classes))
     return Case(f"withheld_{w}", "multiclass", _digit_frame(clf, X[ref], y[ref], names, classes),
@@ -167,7 +167,7 @@ def unseen_prediction() -> Case:
     prod, nines = rest[400:][y[rest[400:]] != 9], rest[400:][y[rest[400:]] == 9]
     parts = []
     for share in np.linspace(0, 0.45, N_CHUNKS):
-        k = int(round(CHUNK * share))
+        k = round(CHUNK * share)
         idx = np.concatenate([rng.choice(prod, CHUNK - k), rng.choice(nines, k)])
         parts.append(_digit_frame(clf, X[idx], y[idx], names, all_classes))
     reference = _digit_frame(clf, X[ref], y[ref], names, all_classes)

@@ -39,11 +39,6 @@ from otel_ml.estimation.margins import (
 from otel_ml.estimation.orientation import Orientation, check_orientation
 from otel_ml.semconv.attributes import Task
 
-UNSEEN_CLASS = "unseen_class"
-"""Unknown-correctness reason: the predicted class is not among the reference's classes."""
-OUT_OF_SUPPORT = "out_of_support"
-"""Unknown-correctness reason: the inputs are farther from the reference than any of its own rows."""
-
 
 @dataclass(frozen=True)
 class RowEstimates:
@@ -54,12 +49,14 @@ class RowEstimates:
             calibration's prior: the reference's evidence does not reach them).
         class_proba: Distribution over the true class ``(n, k)`` aligned with the reference classes.
         pred: Predicted class codes ``(n,)`` (``-1``: a class the reference never had).
-        calibration_sd: Posterior standard deviation of each row's calibrated P(correct) ``(n,)`` (0 for unknown
-            rows: their uncertainty is carried by the bounds).
+        calibration_sd: Posterior standard deviation of each row's calibrated P(correct) beyond the reference rows'
+            average (that part is in the cross-validated margin) ``(n,)``: large where the reference had little
+            evidence; 0 for unknown rows (their uncertainty is carried by the bounds).
         novelty: Novelty p-value of each row ``(n,)`` (NaN without features or support model).
         unseen: Rows predicting a class the reference never had ``(n,)``.
         out_of_support: Rows farther from the reference than any of its own rows ``(n,)``.
-        scores: Binary: the positive-class score ``(n,)``; multiclass: the scores ``(n, k)``; None without scores.
+        scores: The scores aligned with the reference classes ``(n, k)`` (binary: ``[1 - p, p]``); None without
+            scores.
     """
 
     p: np.ndarray
@@ -151,6 +148,9 @@ class ClassificationEstimator(EstimatorBase):
         if not self.available(inputs, inputs.pred == y):
             raise EstimationError(f"method {self.key!r}: {self.unavailable_reason(inputs, inputs.pred == y)}")
         self._fit_prepared(inputs, y)
+        # The calibration uncertainty of the reference's own rows is already in the cross-validated margin; only
+        # what a window's rows add beyond it (thin evidence where they fall) widens its interval.
+        self.reference_["calibration_sd"] = float(self._calibration_sd(inputs).mean()) if len(inputs) else 0.0
         return self
 
     def predict_correctness(self, frame: pd.DataFrame) -> np.ndarray:
@@ -218,18 +218,19 @@ class ClassificationEstimator(EstimatorBase):
         novelty = self._pvalues(inputs.X)
         unseen = inputs.pred < 0
         support = getattr(self, "support_", None)
-        floor = 1.0 / (support.null.size + 1.0) if support is not None else 0.0
+        floor = support.floor if support is not None else 0.0
         out = (novelty <= floor) & ~unseen if n else np.zeros(0, dtype=bool)
         if out.any() and inputs.proba is not None:
             # Where the reference's evidence does not reach, only the calibration's prior is left: the model's
             # own confidence (see confidence.PRIOR_ROWS).
             conf = inputs.confidence()
             p = np.where(out & np.isfinite(conf), np.clip(conf, 0.0, 1.0), p)
-        cal = np.where(unseen | out, 0.0, self._calibration_sd(inputs)) if n else np.zeros(0)
+        baseline = float(self.reference_.get("calibration_sd", 0.0))
+        cal = np.where(unseen | out, 0.0, np.maximum(self._calibration_sd(inputs) - baseline, 0.0)) if n \
+            else np.zeros(0)
         k = len(self.roles_.classes)
         cp = m.class_probabilities(p, inputs.pred, inputs.proba, k)
-        scores = None if inputs.proba is None else inputs.proba[:, -1] if self._positive is not None else inputs.proba
-        return RowEstimates(p, cp, inputs.pred, cal, novelty, unseen, out, scores)
+        return RowEstimates(p, cp, inputs.pred, cal, novelty, unseen, out, inputs.proba)
 
     @property
     def _positive(self) -> int | None:
@@ -249,7 +250,7 @@ class ClassificationEstimator(EstimatorBase):
             if name == m.ACCURACY:
                 out[name] = (float(p.mean()), m.accuracy_sd(p))
                 continue
-            positive = pos if name == m.F1 else None
+            positive = None if name == m.F1_MACRO else pos  # macro F1: every class, also for binary
             if name in (m.F1, m.F1_MACRO):
                 value = m.f1_from_outcomes(*m.expected_outcomes(cp, inputs.pred), positive=positive)
             elif name == m.ROC_AUC and score is not None and pos is not None:

@@ -53,9 +53,10 @@ class Estimate:
         error_margin: Cross-validated estimation error on the reference beyond sampling noise.
         shift_allowance: :data:`SHIFT_ALLOWANCE` times the distance of ``value`` from the reference metric.
         drift_allowance: :data:`DRIFT_ALLOWANCE` times the window's mean feature drift (Jensen-Shannon).
-        calibration_sd: Mean posterior standard deviation of the rows' calibrated correctness: how little the
-            reference knew about predictions like these (large for a near-perfect reference's rare low-confidence
-            predictions). Counted as perfectly correlated across rows (a calibration error is systematic).
+        calibration_sd: Mean posterior standard deviation of the rows' calibrated correctness beyond the reference
+            rows' average: how much less the reference knew about predictions like these than about its own
+            (large for a near-perfect reference's rare low-confidence predictions; 0 on typical traffic). Counted
+            as perfectly correlated across rows (a calibration error is systematic).
         unknown: Rows of unknown correctness: a predicted class the reference never had, or inputs farther from
             the reference than any of its own rows (:mod:`otel_ml.estimation.novelty`).
         novel_share: Estimated share of the window that comes from outside the reference's distribution

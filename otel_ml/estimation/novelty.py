@@ -16,8 +16,9 @@ model is wrong. This module measures that distance so the estimate can say what 
   new row from the reference's distribution has a uniformly distributed *novelty p-value*: the share of held-out
   reference distances at least as large as its own.
 
-Per row, p-value < :data:`OUT_OF_SUPPORT_P` counts as *out of support* (far outside everything the reference
-has: about 1 % of in-distribution rows by construction). Per window, :func:`novel_share` estimates the share of
+Per row, a distance beyond every held-out reference distance (the smallest p-value, :attr:`SupportModel.floor`)
+counts as *out of support*: far outside everything the reference has (about one in ``reference rows + 1`` of
+in-distribution rows by construction). Per window, :func:`novel_share` estimates the share of
 rows that come from outside the reference's distribution: with novel rows' p-values concentrated near 0,
 ``(share below alpha - alpha) / (1 - alpha)`` is an estimate of that share which is low (conservative) by the
 detector's miss rate; the largest over :data:`ALPHAS`, less one standard error of sampling noise, is used (the
@@ -45,8 +46,6 @@ MIN_ROWS = 50
 """Below this many reference rows no support model is fitted (novelty unknown: p-values are NaN)."""
 NULL_QUANTILES = 1000
 """Held-out distances kept (as quantiles) for the p-values."""
-OUT_OF_SUPPORT_P = 0.01
-"""A row whose novelty p-value is below this is *out of support*: its correctness is unknown."""
 ALPHAS = (0.2, 0.1, 0.05, 0.01)
 """p-value thresholds of the window novel-share estimate: the reference's 20 % tail and beyond.
 
@@ -165,11 +164,21 @@ class SupportModel:
     def pvalues(self, X: np.ndarray) -> np.ndarray:
         """Novelty p-value of each row: the share of held-out reference rows at least as far from the reference.
 
-        Near 0: unlike the reference; uniform over (0, 1] for rows from the reference's distribution.
+        Near 0: unlike the reference; uniform over (0, 1] for rows from the reference's distribution. NaN for a row
+        without any feature value (nothing to compare: features not sent, or sampled out).
         """
         d = self.distance(X)
         m = self.null.size
-        return (m - np.searchsorted(self.null, d, side="left") + 1.0) / (m + 1.0)
+        out = (m - np.searchsorted(self.null, d, side="left") + 1.0) / (m + 1.0)
+        used = self.columns + [j for j, _ in self.categorical]
+        if used and X.shape[0]:
+            out[np.isnan(X[:, used]).all(axis=1)] = np.nan
+        return out
+
+    @property
+    def floor(self) -> float:
+        """The smallest p-value: a row farther from the reference than every held-out reference row."""
+        return 1.0 / (self.null.size + 1.0)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""

@@ -10,10 +10,11 @@ in another order than ``classes`` fail the same way.
 :func:`check_orientation` refuses such a reference with an error that says how to fix it:
 
 * binary: the reference ROC AUC of the positive-class score is *significantly* below 0.5 (its upper bound,
-  :data:`Z_REFUSE` Hanley-McNeil standard errors above it, is below 0.5);
+  :data:`Z_REFUSE` Hanley-McNeil standard errors above it, is below 0.5; at least :data:`MIN_EACH` rows of each
+  class);
 * any task with scores: the score of the predicted class separates right from wrong predictions significantly
-  *worse* than chance (the same test on the AUC of confidence vs correctness): scores that anti-correlate with
-  correctness are not the model's confidence;
+  *worse* than chance (the same test on the AUC of confidence vs correctness, at least :data:`MIN_EACH` right and
+  wrong predictions): scores that anti-correlate with correctness are not the model's confidence;
 * multiclass: the predicted class is the top-scored class for fewer than half of the rows while a permutation of
   the score columns would make it so for more than 90 %: the columns are not in ``classes`` order.
 
@@ -39,6 +40,10 @@ MIN_AGREEMENT = 0.5
 """Multiclass: below this share of rows whose prediction is the top-scored class, the column order is suspect."""
 PERMUTED_AGREEMENT = 0.9
 """... and a permutation of the columns reaching this share proves it."""
+MIN_EACH = 10
+"""Rows each side of an AUC test needs (positives and negatives; right and wrong predictions). A near-perfect model
+whose two errors are its two most confident predictions (label noise) is not evidence of a misread score: the
+class-label ROC AUC (binary) and the column-order check (multiclass) catch a misread score at any error count."""
 
 
 def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
@@ -123,8 +128,8 @@ def check_orientation(inputs: ClassificationInputs, y: np.ndarray, roles: Column
     proba = inputs.proba
     correct = inputs.pred == y
     roc = roc_se = nan
+    is_pos = y == 1
     if binary:
-        is_pos = y == 1
         roc = m.realized_roc_auc(is_pos, proba[:, 1])
         roc_se = auc_se(roc, int(is_pos.sum()), int((~is_pos).sum()))
     conf = inputs.confidence()
@@ -135,7 +140,8 @@ def check_orientation(inputs: ClassificationInputs, y: np.ndarray, roles: Column
     agreement = float(np.mean(top[known] == inputs.pred[known])) if known.any() else nan
     orientation = Orientation(roles.task, list(roles.classes), list(roles.scores), positive, roc, roc_se, corr,
                               corr_se, agreement)
-    if binary and math.isfinite(roc) and roc + Z_REFUSE * roc_se < 0.5:
+    enough = min(int(is_pos.sum()), int((~is_pos).sum())) >= MIN_EACH if binary else False
+    if enough and math.isfinite(roc) and roc + Z_REFUSE * roc_se < 0.5:
         other = roles.classes[0]
         column = roles.scores[-1]
         raise EstimationError(
@@ -146,7 +152,8 @@ def check_orientation(inputs: ClassificationInputs, y: np.ndarray, roles: Column
             f"--classes {positive} {other}), or give a column of P({positive!r}) (1 - {column})")
     if not binary and known.any() and agreement < MIN_AGREEMENT:
         _check_column_order(inputs, roles, agreement)
-    if math.isfinite(corr) and corr + Z_REFUSE * corr_se < 0.5:
+    enough = min(int(correct.sum()), int((~correct).sum())) >= MIN_EACH
+    if enough and math.isfinite(corr) and corr + Z_REFUSE * corr_se < 0.5:
         raise EstimationError(
             f"the score of the predicted class anti-correlates with correctness on the reference (AUC {corr:.3f} "
             f"for telling right from wrong predictions; chance is 0.5): the score columns {list(roles.scores)} do "
@@ -168,7 +175,7 @@ def _check_column_order(inputs: ClassificationInputs, roles: ColumnRoles, agreem
     rows, cols = linear_sum_assignment(-confusion)
     permuted = float(confusion[rows, cols].sum() / max(known.sum(), 1))
     if permuted >= PERMUTED_AGREEMENT:
-        hint = ", ".join(f"{roles.scores[c]!r} looks like P({roles.classes[r]!r})"
+        hint = ", ".join(f"{roles.scores[c]!r}, given for {roles.classes[c]!r}, looks like P({roles.classes[r]!r})"
                          for r, c in zip(rows, cols, strict=True) if r != c)
         raise EstimationError(
             f"the score columns are not in classes order: the predicted class is the top-scored class on only "

@@ -328,6 +328,15 @@ class AuthFailureReason:
     not sign (mTLS), or the client rejected the server's certificate (unknown CA)."""
 
 
+class UnknownReason:
+    """Values of ``ml.reason`` on ``ml.estimated.unknown_predictions``: why a prediction's correctness is unknown."""
+
+    UNSEEN_CLASS: Final = "unseen_class"
+    """The predicted class is not among the reference's classes."""
+    OUT_OF_SUPPORT: Final = "out_of_support"
+    """The prediction's features are farther from the reference than any of its own rows."""
+
+
 class QualityMetric:
     """Values of ``ml.metric`` (baseline and estimate gauges)."""
 

@@ -187,6 +187,30 @@ ESTIMATED_REGRESSION_ABSOLUTE_ERROR_VARIANCE: Final = _metric(
     "ml.estimated.regression.absolute_error_variance", "counter", "{error}", (*_SEG, a.ML_ESTIMATOR), "processor",
     "Sum of per-prediction variances of the absolute error, max(E[e^2] - E[|e|]^2, 0): the estimated MAE's band is "
     "1.645*sqrt(increase(sum))/increase(ml_estimated_predictions_total) + error margin.")
+ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS: Final = _metric(
+    "ml.estimated.pessimistic_correct_predictions", "counter", "{prediction}", (*_SEG, a.ML_ESTIMATOR), "processor",
+    "Sum of pessimistic correctness: P(correct) on traffic the reference covers; 0 for a predicted class the "
+    "reference never had; P(correct) x (1 - r) otherwise, r the estimated share of recent traffic (last 5000 "
+    "predictions) from outside the reference's distribution. Pessimistic accuracy = increase(sum)/increase(estimated); "
+    "equals the estimate on healthy traffic.")
+ESTIMATED_OPTIMISTIC_CORRECT_PREDICTIONS: Final = _metric(
+    "ml.estimated.optimistic_correct_predictions", "counter", "{prediction}", (*_SEG, a.ML_ESTIMATOR), "processor",
+    "Sum of optimistic correctness: the same with every unknown-correctness prediction counted right (1 for an "
+    "unseen class, P(correct) + r (1 - P(correct)) otherwise): the upper end of the estimate's interval.")
+ESTIMATED_UNKNOWN_PREDICTIONS: Final = _metric(
+    "ml.estimated.unknown_predictions", "counter", "{prediction}", (*_SEG, a.ML_ESTIMATOR, a.ML_REASON), "processor",
+    "Predictions of unknown correctness, by `ml.reason` (`unseen_class`: a class the reference never had; "
+    "`out_of_support`: features farther from the reference than any of its own rows, ~1/(reference rows) of "
+    "healthy traffic). Share = increase(this)/increase(ml.estimated.predictions).")
+ESTIMATED_CORRECT_CALIBRATION_SD: Final = _metric(
+    "ml.estimated.correct_calibration_sd", "counter", "{prediction}", (*_SEG, a.ML_ESTIMATOR), "processor",
+    "Sum of the posterior standard deviations of the per-prediction correctness beyond the reference rows' average "
+    "(how much less the reference knew about predictions like these; ~0 on typical traffic): the interval's "
+    "half-width gains 1.645*increase(sum)/increase(estimated).")
+ESTIMATED_CLASSIFICATION_ROC_AUC: Final = _metric(
+    "ml.estimated.classification.roc_auc", "gauge", "1", _MODEL, "processor",
+    "Estimated ROC-AUC of the most recent `metrics.auc_window` predictions with scores (binary: positive class; "
+    "multiclass: one-vs-rest, macro over classes): does not decompose, a windowed gauge like the realized one.")
 ESTIMATOR_ERROR_MARGIN: Final = _metric(
     "ml.estimator.error_margin", "gauge", "1", (*_MODEL, a.ML_METRIC), "processor",
     "Cross-validated estimation error of the estimator on the reference: widens the interval beyond sampling noise.")
@@ -202,6 +226,10 @@ UNSEEN_CLASS_PREDICTIONS: Final = _metric(
 FEATURE_BIN_OBSERVATIONS: Final = _metric(
     "ml.feature.bin.observations", "counter", "{observation}", (*_MODEL, a.ML_FEATURE_NAME, a.ML_BIN), "processor",
     "Observations per reference bin of a feature (additive: any window's distribution can be compared).")
+FEATURE_MISSING: Final = _metric(
+    "ml.feature.missing", "counter", "{prediction}", (*_MODEL, a.ML_FEATURE_NAME), "processor",
+    "Predictions without a value for a feature of their reference (absent or null): the estimate treats it as missing "
+    "and its interval widens. Share = increase(this)/increase(ml.estimated.predictions).")
 FEATURE_DRIFT: Final = _metric(
     "ml.feature.drift", "gauge", "1", (*_MODEL, a.ML_FEATURE_NAME, a.ML_DRIFT_METHOD), "processor",
     "Drift distance of a feature's recent window against its reference distribution.")

@@ -147,7 +147,10 @@ _TASK_METRICS: dict[str, tuple[MetricSpec, ...]] = {
     "ranking": (m.RANKING_RECIPROCAL_RANK, m.RANKING_PRECISION_AT_K, m.RANKING_NDCG_AT_K),
     "multilabel": (m.MULTILABEL_PREDICTED_LABELS, m.SET_SIZE_DRIFT),
     "classification": (m.CLASSIFICATION_OUTCOMES, m.ESTIMATED_CLASSIFICATION_OUTCOMES, m.CLASSIFICATION_ROC_AUC,
-                       m.UNSEEN_CLASS_PREDICTIONS, m.ESTIMATED_CORRECT_PREDICTIONS, m.ESTIMATED_CORRECT_VARIANCE),
+                       m.UNSEEN_CLASS_PREDICTIONS, m.ESTIMATED_CORRECT_PREDICTIONS, m.ESTIMATED_CORRECT_VARIANCE,
+                       m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS, m.ESTIMATED_OPTIMISTIC_CORRECT_PREDICTIONS,
+                       m.ESTIMATED_UNKNOWN_PREDICTIONS, m.ESTIMATED_CORRECT_CALIBRATION_SD,
+                       m.ESTIMATED_CLASSIFICATION_ROC_AUC),
 }
 _FAMILY = {"binary": ("classification",), "multiclass": ("classification",),
            "multilabel": ("classification", "multilabel"), "regression": ("regression",), "ranking": ("ranking",)}

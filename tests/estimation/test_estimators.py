@@ -140,7 +140,7 @@ def test_tiny_reference_falls_back_to_cbpe(n):
 def test_learned_and_atc_refuse_unsuitable_reference():
     ref = binary_frame(300)
     ref["yhat"] = ref["y"]
-    with pytest.raises(EstimationError, match="needs at least 20 wrong and 20 right predictions.*0 wrong of 300"):
+    with pytest.raises(EstimationError, match=r"needs at least 20 wrong and 20 right predictions.*0 wrong of 300"):
         LearnedCorrectnessEstimator().fit(ref, y_true="y", y_pred="yhat", scores="p")
     with pytest.raises(EstimationError):
         ATCEstimator().fit(ref, y_true="y", y_pred="yhat")  # no scores

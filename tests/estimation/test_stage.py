@@ -378,3 +378,120 @@ def test_reference_values_are_pinned_in_the_cardinality_caps(refs, tmp_path):
     assert set(CLASSES) <= classes
     assert proc.capper.pinned("", a.ML_MODEL_NAME) == {"router", "fraud", "price"}
     proc.close()
+
+
+# --- issue #16 / #12.3: estimated ROC AUC, unknown correctness, missing features ----------------------------------
+def _pipeline(refs: Path, tmp_path: Path, clock: Clock, auc_window: int = 10_000) -> Any:
+    from otel_ml.processor import config as cfg
+    from otel_ml.processor.stage import load_stages
+    from otel_ml.processor.step import Processor
+    from otel_ml.processor.store import MemoryJoinStore
+
+    config = cfg.from_mapping({"reference": {"directory": str(refs)}, "metrics": {"auc_window": auc_window},
+                               "relabel": {"path": str(tmp_path / "r.jsonl"), "max_samples": 100}})
+    return Processor(config, MemoryJoinStore(config.store.label_window, config.store.max_pending),
+                     load_stages(config, clock), clock)
+
+
+def test_estimated_roc_auc_gauges_against_scikit_learn_on_labeled_windows(refs, tmp_path):
+    """Binary and multiclass labeled windows (pairs) through the processor: the estimated ROC AUC gauge equals the
+    offline estimate of the same window and is close to scikit-learn's on the window's labels; the binary window
+    also has the realized gauge, equal to scikit-learn's exactly."""
+    from sklearn.metrics import roc_auc_score
+
+    from otel_ml.processor.decode import decode_request
+    from tests.processor.conftest import prediction_event
+    from tests.support import otlp_events as ev
+
+    clock = Clock()
+    pipeline = _pipeline(refs, tmp_path, clock, auc_window=1500)
+    fraud = binary_frame(2000, seed=40)
+    router = multiclass_frame(2000, seed=41)
+    records = [prediction_event(f"b{i}", model="fraud", task="binary", value=str(r["yhat"]), **{
+        a.ML_PREDICTION_SCORE: float(r["p"]), a.ML_PREDICTION_CLASSES: ["0", "1"], a.ML_LABEL_VALUE: str(r["y"]),
+        "ml.feature.x": float(r["x"])}) for i, r in enumerate(fraud.to_dict("records"))]
+    records += [prediction_event(f"m{i}", model="router", task="multiclass", value=r["pred"], **{
+        a.ML_PREDICTION_SCORES: [float(r[c]) for c in SCORES], a.ML_PREDICTION_CLASSES: CLASSES,
+        a.ML_LABEL_VALUE: r["label"], "ml.feature.x": float(r["x"]), "ml.feature.region": r["region"]})
+        for i, r in enumerate(router.to_dict("records"))]
+    for i in range(0, len(records), 250):
+        pipeline.process([decode_request(ev.request(records[i:i + 250]), clock(), pipeline.wants_extras)])
+    pipeline.tick()
+    gauges = {(name, dict(attrs)[a.ML_MODEL_NAME]): v for name in (m.ESTIMATED_CLASSIFICATION_ROC_AUC.name,
+                                                                   m.CLASSIFICATION_ROC_AUC.name)
+              for attrs, v in pipeline.aggregates.gauge_snapshot(name)}
+    window_b = fraud.iloc[-1500:]  # the gauges cover the most recent auc_window predictions
+    window_m = router.iloc[-1500:]
+    realized_b = roc_auc_score(window_b.y, window_b.p)
+    realized_m = roc_auc_score(window_m.label, window_m[SCORES].to_numpy(), multi_class="ovr", labels=CLASSES)
+    est_b = load(refs / "fraud" / "default").estimator.estimate_metrics(window_b, ["roc_auc"])["roc_auc"]
+    est_m = load(refs / "router" / "default").estimator.estimate_metrics(window_m, ["roc_auc"])["roc_auc"]
+    assert gauges[(m.CLASSIFICATION_ROC_AUC.name, "fraud")] == pytest.approx(realized_b, abs=1e-9)
+    assert gauges[(m.ESTIMATED_CLASSIFICATION_ROC_AUC.name, "fraud")] == pytest.approx(est_b.value, abs=1e-9)
+    assert gauges[(m.ESTIMATED_CLASSIFICATION_ROC_AUC.name, "router")] == pytest.approx(est_m.value, abs=1e-9)
+    for e, realized in ((est_b, realized_b), (est_m, realized_m)):  # within 3 sd of the realized AUC's noise
+        assert abs(e.value - realized) < 3 * e.sampling_sd and e.contains(realized)
+    pipeline.close()
+
+
+def test_unknown_correctness_pessimistic_optimistic_and_calibration_counters(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    est = load(refs / "router" / "default").estimator
+    healthy = multiclass_frame(600, seed=50)
+    sink = RecordingSink()
+    stage.on_predictions(mc_batch(healthy), sink)
+    correct = sink.total(m.ESTIMATED_CORRECT_PREDICTIONS)
+    # Covered traffic: the pessimistic and optimistic sums equal the estimate (within the rolling novel share).
+    assert sink.total(m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS) == pytest.approx(correct, rel=0.03)
+    assert sink.total(m.ESTIMATED_OPTIMISTIC_CORRECT_PREDICTIONS) == pytest.approx(correct, rel=0.03)
+    assert sink.total(m.ESTIMATED_CORRECT_CALIBRATION_SD) == pytest.approx(
+        est.predict_rows(healthy).calibration_sd.sum(), rel=1e-9)
+    assert sink.total(m.ESTIMATED_UNKNOWN_PREDICTIONS) <= 3
+    novel = multiclass_frame(600, seed=51)
+    novel.loc[:199, "x"] += 50.0  # inputs far from anything in the reference
+    novel.loc[200:259, "pred"] = "Mystery"
+    sink = RecordingSink()
+    stage.on_predictions(mc_batch(novel), sink)
+    rows = est.predict_rows(novel)
+    assert sink.total(m.ESTIMATED_UNKNOWN_PREDICTIONS, **{a.ML_REASON: "out_of_support"}) == 200
+    assert sink.total(m.ESTIMATED_UNKNOWN_PREDICTIONS, **{a.ML_REASON: "unseen_class"}) == 60
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(rows.p.sum(), rel=1e-9)
+    pess = sink.total(m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS)
+    opt = sink.total(m.ESTIMATED_OPTIMISTIC_CORRECT_PREDICTIONS)
+    assert pess < rows.p[~rows.unseen].sum() * 0.85  # the novel share of the window was discounted
+    assert opt >= sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) + 60 * 0.5
+    by_segment = sink.total(m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS, **{a.ML_SEGMENT: "region=eu"})
+    assert 0 < by_segment < pess
+
+
+def test_missing_features_are_counted_per_feature(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    frame = multiclass_frame(300, seed=52)
+    batch = mc_batch(frame)
+    batch.features["x"] = [None if i < 40 else v for i, v in enumerate(batch.features["x"])]
+    batch.features["x"][40] = float("nan")
+    for name in ("x", "region"):  # the last 50 rows carry no feature at all: sampled out, not "missing"
+        batch.features[name][250:] = [None] * 50
+    sink = RecordingSink()
+    stage.on_predictions(batch, sink)
+    assert sink.total(m.FEATURE_MISSING, **{a.ML_FEATURE_NAME: "x"}) == 41
+    assert sink.total(m.FEATURE_MISSING, **{a.ML_FEATURE_NAME: "region"}) == 0
+    del batch.features["region"]  # a renamed column: absent from every record that has features
+    sink = RecordingSink()
+    stage.on_predictions(batch, sink)
+    assert sink.total(m.FEATURE_MISSING, **{a.ML_FEATURE_NAME: "region"}) == 250 - 41
+
+
+def test_binary_score_is_read_by_the_records_class_order(refs, tmp_path):
+    stage = stage_for(refs, tmp_path)
+    frame = binary_frame(300, seed=53)
+    est = load(refs / "fraud" / "default").estimator
+    expected = est.predict_correctness(frame).sum()
+    for classes, score in ((("0", "1"), frame.p), (("1", "0"), 1 - frame.p), (None, frame.p)):
+        batch = PredictionBatch(model="fraud", version="", task="binary", classes=classes,
+                                ids=[str(i) for i in range(300)], timestamps=np.full(300, 1.7e9),
+                                values=[str(v) for v in frame.yhat], scores=score.to_numpy(),
+                                features={"x": list(frame.x)}, segments=[""] * 300)
+        sink = RecordingSink()
+        stage.on_predictions(batch, sink)
+        assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(expected, rel=1e-9), classes

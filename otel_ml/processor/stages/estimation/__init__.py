@@ -11,7 +11,13 @@ Loaded by the processor when the config has a ``reference:`` section (see :mod:`
 
   - classification: ``ml.estimated.predictions`` (+1), ``ml.estimated.correct_predictions`` (+p),
     ``ml.estimated.correct_variance`` (+p(1-p)), ``ml.estimated.classification.outcomes`` (expected tp/fp/fn per
-    class), all with ``ml.estimator`` = the artifact's chosen estimator;
+    class), all with ``ml.estimator`` = the artifact's chosen estimator; and what the estimate does not know:
+    ``ml.estimated.unknown_predictions`` (+1 per prediction of unknown correctness, ``ml.reason`` =
+    ``unseen_class`` or ``out_of_support``), ``ml.estimated.pessimistic_correct_predictions`` (+0 for an unseen
+    class, else +p(1-r), ``r`` the estimated novel share of the last 5000 predictions of the model version, ~0 on
+    covered traffic), ``ml.estimated.optimistic_correct_predictions`` (+1 for an unseen class, else
+    +p+r(1-p)) and ``ml.estimated.correct_calibration_sd`` (+ the posterior sd of p beyond the reference rows'
+    average: thin evidence);
   - multilabel: the same four counters, with P(exact match) as the correctness and expected tp/fp/fn per label
     (``ml.class`` = label), from :class:`~otel_ml.estimation.multilabel.MultilabelEstimator` (scores read from
     ``ml.prediction.scores`` aligned with ``ml.prediction.classes``);
@@ -19,13 +25,17 @@ Loaded by the processor when the config has a ``reference:`` section (see :mod:`
     ``.absolute_error_variance`` (per-row ``max(E[e^2] - E[|e|]^2, 0)``, the sampling variance of the summed
     absolute error);
   - drift and novelty: ``ml.unseen_class_predictions`` (by class, capped), ``ml.feature.bin.observations`` (per
-    feature and reference bin), ``ml.weak_segment.predictions`` (per weak slice the prediction falls in).
+    feature and reference bin), ``ml.feature.missing`` (per reference feature, predictions without a value for it
+    among those that carry features), ``ml.weak_segment.predictions`` (per weak slice the prediction falls in).
 * **Ranking** references (no correctness estimator): unseen items (``ml.unseen_class_predictions``, ``ml.class``
   = item id, capped; only when the evaluation set's catalogue was small enough to keep), the item mix
   (``ml.prediction.drift``), ranked-list length against the reference (``ml.multilabel.set_size_drift``) and the
   weak list-length slices; baselines ``mrr`` and ``precision_at_k`` / ``ndcg_at_k`` with ``ml.ranking.k``.
 * **Gauges**, refreshed on every tick: ``ml.reference.metric`` (evaluation-set baselines),
-  ``ml.estimator.error_margin``, and the drift of the last :data:`~otel_ml.drift.detectors.DEFAULT_WINDOW`
+  ``ml.estimator.error_margin``, ``ml.estimated.classification.roc_auc`` (the expected ROC AUC of the last
+  ``metrics.auc_window`` predictions with scores: binary positive class, multiclass one-vs-rest macro; the
+  estimated twin of the realized ``ml.classification.roc_auc`` window, in memory: it refills after a restart),
+  and the drift of the last :data:`~otel_ml.drift.detectors.DEFAULT_WINDOW`
   predictions against the reference: ``ml.feature.drift``, ``ml.prediction.drift`` and
   ``ml.multilabel.set_size_drift`` (``psi``, ``jensen_shannon`` and ``ks``; no point below 100 observations).
 * **Samples to relabel** (:mod:`.relabel_samples`, written by :mod:`otel_ml.drift.relabel`): per batch and
@@ -34,11 +44,16 @@ Loaded by the processor when the config has a ``reference:`` section (see :mod:`
 
 Interval in PromQL (any window, summed over replicas)::
 
-    est = increase(ml_estimated_correct_predictions_total[w]) / increase(ml_estimated_predictions_total[w])
-    half = 1.645 * sqrt(increase(ml_estimated_correct_variance_total[w])) / increase(ml_estimated_predictions_total[w])
+    n    = increase(ml_estimated_predictions_total[w])
+    est  = increase(ml_estimated_correct_predictions_total[w]) / n
+    noise = 1.645 * sqrt(increase(ml_estimated_correct_variance_total[w])) / n
+           + 1.645 * increase(ml_estimated_correct_calibration_sd_total[w]) / n
            + ml_estimator_error_margin_ratio{ml_metric="accuracy"}
+    half = noise
            + 0.5 * abs(est - ml_reference_metric_ratio{ml_metric="accuracy"})
            + 0.25 * avg(ml_feature_drift_ratio{ml_drift_method="jensen_shannon"})
+    lower = min(est - half, increase(ml_estimated_pessimistic_correct_predictions_total[w]) / n - noise)
+    upper = max(est + half, increase(ml_estimated_optimistic_correct_predictions_total[w]) / n + noise)
 
 Regression (estimated MAE and its band)::
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from otel_ml.drift.detectors import UnseenClassCounter, WindowedDrift
+from otel_ml.estimation import ClassificationEstimator
+from otel_ml.processor.config import DEFAULT_AUC_WINDOW
+from otel_ml.processor.stages.estimation.windows import NoveltyWindow, ScoreWindow
 from otel_ml.reference.artifact import MANIFEST, ArtifactError, ReferenceArtifact, load
 from otel_ml.reference.fit import SET_SIZE
 from otel_ml.semconv import attributes as a
@@ -23,6 +26,7 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = "default"
 """Version directory used for traffic of a version without its own artifact."""
+
 
 
 @dataclass
@@ -36,13 +40,16 @@ class LoadedArtifact:
 
 @dataclass
 class ModelRuntime:
-    """Per (model, traffic version): the artifact in use and the drift windows against it."""
+    """Per (model, traffic version): the artifact in use, the drift windows against it, the novelty window (the
+    pessimistic counters' rolling novel share) and the score window (estimated ROC AUC)."""
 
     loaded: LoadedArtifact
     features: dict[str, WindowedDrift] = field(default_factory=dict)
     prediction: WindowedDrift | None = None
     set_size: WindowedDrift | None = None
     unseen: UnseenClassCounter | None = None
+    novelty: NoveltyWindow = field(default_factory=NoveltyWindow)
+    scores: ScoreWindow | None = None
 
     @property
     def artifact(self) -> ReferenceArtifact:
@@ -50,8 +57,9 @@ class ModelRuntime:
         return self.loaded.artifact
 
     @classmethod
-    def build(cls, loaded: LoadedArtifact) -> ModelRuntime:
-        """Fresh drift windows for ``loaded``'s distributions."""
+    def build(cls, loaded: LoadedArtifact, auc_window: int = DEFAULT_AUC_WINDOW) -> ModelRuntime:
+        """Fresh drift windows for ``loaded``'s distributions (and a score window of ``auc_window`` predictions
+        for a classification estimator with scores)."""
         art = loaded.artifact
         rt = cls(loaded, {name: WindowedDrift(d) for name, d in art.feature_distributions.items()})
         pred = art.distribution("prediction")
@@ -62,15 +70,20 @@ class ModelRuntime:
             rt.set_size = WindowedDrift(size)
         if art.classes:
             rt.unseen = UnseenClassCounter(art.classes)
+        est = art.estimator
+        if isinstance(est, ClassificationEstimator) and est.roles_.scores:
+            rt.scores = ScoreWindow(auc_window, len(est.roles_.classes))
         return rt
 
 
 class ArtifactDirectory:
     """The artifacts under ``directory`` and the runtimes of the traffic that uses them; not thread-safe."""
 
-    def __init__(self, directory: str | Path, clock: Callable[[], float]) -> None:
+    def __init__(self, directory: str | Path, clock: Callable[[], float],
+                 auc_window: int = DEFAULT_AUC_WINDOW) -> None:
         self.directory = Path(directory)
         self.clock = clock
+        self.auc_window = auc_window
         self.last_scan = -math.inf
         self._loaded: dict[tuple[str, str], LoadedArtifact] = {}
         self._changed: set[str] = set()
@@ -150,7 +163,7 @@ class ArtifactDirectory:
         loaded = (self._loaded.get((model, version)) if version else None) or self._loaded.get((model, DEFAULT_DIR))
         if loaded is None:
             return None
-        rt = self.runtimes[(model, version)] = ModelRuntime.build(loaded)
+        rt = self.runtimes[(model, version)] = ModelRuntime.build(loaded, self.auc_window)
         return rt
 
     def _drop_runtimes(self, path: Path) -> None:

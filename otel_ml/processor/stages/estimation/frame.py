@@ -48,8 +48,16 @@ def _score_columns(batch: PredictionBatch, score_cols: tuple[str, ...], classes:
             if j is not None:
                 matrix[:, k] = batch.score_matrix[:, j]
     if len(classes) == 2 and batch.task == Task.BINARY and batch.scores is not None:
-        # Binary: ml.prediction.score is P(positive = last class); fill rows without a score vector.
+        # Binary: ml.prediction.score is P(the last of the record's classes). The reference's positive class is its
+        # last class; a record whose classes are the other way round ([positive, negative] of the reference) says
+        # P(reference negative), and one with classes the reference does not know cannot be read. Without classes
+        # on the record the score is taken as P(reference positive).
         pos = np.asarray(batch.scores, dtype=float)
+        record_positive = batch.classes[-1] if batch.classes else classes[1]
+        if record_positive == classes[0]:
+            pos = 1.0 - pos
+        elif record_positive != classes[1]:
+            pos = np.full(n, np.nan)
         fill = np.isnan(matrix[:, 1]) & np.isfinite(pos)
         matrix[fill, 1] = pos[fill]
         matrix[fill, 0] = 1.0 - pos[fill]

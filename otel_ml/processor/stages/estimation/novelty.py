@@ -53,8 +53,22 @@ def novelty_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
 
 def feature_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[str, str],
                      sink: MetricSink) -> dict[str, np.ndarray]:
-    """Per-bin feature counts (only features the batch carries); returns out-of-reference rows per feature."""
+    """Per-bin feature counts (only features the batch carries) and missing reference features; returns
+    out-of-reference rows per feature.
+
+    ``ml.feature.missing`` counts, per reference feature, the predictions without a value for it among those that
+    carry features at all (a prediction without any feature was sampled out by ``feature_sample_rate``, or its
+    model sends none: not a missing value of one feature).
+    """
     outside: dict[str, np.ndarray] = {}
+    carrying = _carrying_features(batch)
+    if rt.features and carrying.any():
+        for name in rt.features:
+            values = batch.features.get(name)
+            lacking = carrying if values is None else carrying & _missing(values)
+            count = int(lacking.sum())
+            if count:
+                sink.add(m.FEATURE_MISSING, float(count), {**attrs, a.ML_FEATURE_NAME: name})
     for name, drift in rt.features.items():
         values = batch.features.get(name)
         if values is None:
@@ -66,6 +80,20 @@ def feature_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
                          {**attrs, a.ML_FEATURE_NAME: name, a.ML_BIN: label})
         outside[name] = drift.reference.outside(values)
     return outside
+
+
+def _missing(values: list[object]) -> np.ndarray:
+    """Rows whose value is absent (None) or a NaN."""
+    return np.fromiter((v is None or (isinstance(v, float) and v != v) for v in values), dtype=bool,
+                       count=len(values))
+
+
+def _carrying_features(batch: PredictionBatch) -> np.ndarray:
+    """Rows with at least one feature value (of any name)."""
+    carrying = np.zeros(len(batch), dtype=bool)
+    for values in batch.features.values():
+        carrying |= ~_missing(values)
+    return carrying
 
 
 def drift_gauges(rt: ModelRuntime, attrs: Mapping[str, str], sink: MetricSink) -> None:

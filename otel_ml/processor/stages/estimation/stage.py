@@ -11,6 +11,7 @@ from pathlib import Path
 
 from otel_ml.drift.relabel import RelabelSink
 from otel_ml.errors import ConfigurationError
+from otel_ml.processor.config import DEFAULT_AUC_WINDOW
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch, StageContext
 from otel_ml.processor.stages.estimation.artifacts import ArtifactDirectory
 from otel_ml.processor.stages.estimation.correctness import estimation_counters
@@ -30,8 +31,8 @@ class EstimationStage(BaseStage):
     name = "estimation"
 
     def __init__(self, directory: str | Path, *, reload_interval: float, relabel_path: str | Path | None,
-                 relabel_max_samples: int, clock: Callable[[], float]) -> None:
-        self.artifacts = ArtifactDirectory(directory, clock)
+                 relabel_max_samples: int, clock: Callable[[], float], auc_window: int = DEFAULT_AUC_WINDOW) -> None:
+        self.artifacts = ArtifactDirectory(directory, clock, auc_window)
         self.reload_interval = reload_interval
         self.clock = clock
         self.relabel = RelabelSink(relabel_path, relabel_max_samples) if relabel_path else None
@@ -48,7 +49,7 @@ class EstimationStage(BaseStage):
             self._warn_once(batch.model, batch.version, f"reference is for task {art.task}, traffic is {batch.task}")
             return
         model_attrs = {a.ML_MODEL_NAME: batch.model, a.ML_MODEL_VERSION: batch.version}
-        p, abs_e = estimation_counters(batch, art, model_attrs, sink)
+        p, abs_e = estimation_counters(batch, rt, model_attrs, sink)
         unseen_rows = novelty_counters(batch, rt, model_attrs, sink)
         outside = feature_counters(batch, rt, model_attrs, sink)
         weak_segment_counters(batch, art, model_attrs, sink)
@@ -72,6 +73,8 @@ class EstimationStage(BaseStage):
             if art.estimator is not None:
                 for metric, margin in art.estimator.error_margin_.items():
                     sink.set_gauge(m.ESTIMATOR_ERROR_MARGIN, float(margin), {**attrs, a.ML_METRIC: metric})
+            if rt.scores is not None and rt.scores.dirty:
+                sink.set_gauge(m.ESTIMATED_CLASSIFICATION_ROC_AUC, rt.scores.roc_auc(), attrs)
             drift_gauges(rt, attrs, sink)
 
     def _warn_once(self, model: str, version: str, message: str) -> None:
@@ -87,4 +90,5 @@ def create_stage(context: StageContext) -> EstimationStage:
         raise ConfigurationError("the estimation stage needs a `reference:` section (reference.directory)")
     relabel = context.config.relabel
     return EstimationStage(ref.directory, reload_interval=ref.reload_interval, relabel_path=relabel.path,
-                           relabel_max_samples=relabel.max_samples, clock=context.clock)
+                           relabel_max_samples=relabel.max_samples, clock=context.clock,
+                           auc_window=context.config.metrics.auc_window)
