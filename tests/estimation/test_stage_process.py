@@ -83,6 +83,11 @@ def test_processor_counters_equal_offline_estimates_and_reload(tmp_path: Path) -
                    what="reference baseline gauge")
         assert series(proc, m.REFERENCE_METRIC, ml_metric="accuracy") == pytest.approx(
             load(art_dir).metrics["accuracy"])
+        # The estimated ROC AUC gauge (multiclass: one-vs-rest, macro) of the window equals the offline estimate.
+        auc = est.estimate_metrics(first, ["roc_auc"])["roc_auc"].value
+        wait_until(lambda: series(proc, m.ESTIMATED_CLASSIFICATION_ROC_AUC) > 0, timeout=30,
+                   what="estimated ROC AUC gauge")
+        assert series(proc, m.ESTIMATED_CLASSIFICATION_ROC_AUC) == pytest.approx(auc, rel=1e-9)
 
         # Replace the artifact (another estimator); the processor reloads it within reload_interval.
         fit_cli(multiclass_frame(800, seed=1), tmp_path, art_dir, "atc")
