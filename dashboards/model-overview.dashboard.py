@@ -31,11 +31,17 @@ quality = [
         Query(q.baseline(QM.ACCURACY, MV, F), f"baseline {V}"),
         Query(f"{q.estimated_accuracy(W, MV, F)} - ({q.estimated_accuracy_margin(W, MV, F)})", f"interval low {V}"),
         Query(f"2 * ({q.estimated_accuracy_margin(W, MV, F)})", f"interval width {V}"),
+        Query(q.ratio(m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS, m.ESTIMATED_PREDICTIONS, W, MV, F),
+              f"pessimistic {V}"),
+        Query(q.ratio(m.ESTIMATED_OPTIMISTIC_CORRECT_PREDICTIONS, m.ESTIMATED_PREDICTIONS, W, MV, F),
+              f"optimistic {V}"),
     ], ratio=True, overrides=p.band_style(), description=(
         "Realized accuracy = correct / labeled predictions over the window (only where labels arrived). Estimated "
         "accuracy = mean estimated P(correct) of every prediction (no labels needed); the band is its interval "
         "(sampling sd x1.96 + the estimator's cross-validated error margin; select one version for a clean band). "
-        "Dashed: accuracy on the evaluation set.")),
+        "Pessimistic / optimistic: the estimate with every prediction of unknown correctness (a class the "
+        "evaluation set never had, traffic from outside its distribution) counted wrong / right; they equal the "
+        "estimate on traffic the evaluation set covers. Dashed: accuracy on the evaluation set.")),
     p.timeseries("Macro F1", [
         Query(q.f1_macro(W, MV, F), f"realized {V}"),
         Query(q.estimated_f1_macro(W, MV, F), f"estimated {V}"),
@@ -77,10 +83,14 @@ quality = [
         Query(q.accuracy(W, (*MV, q.SEGMENT), F), f"realized {{{{{q.SEGMENT}}}}} {V}"),
         Query(q.estimated_accuracy(W, (*MV, q.SEGMENT), F), f"estimated {{{{{q.SEGMENT}}}}} {V}"),
     ], ratio=True, description="Realized and estimated accuracy per segment (ml.segment = dim=value,...)."),
-    p.timeseries("ROC-AUC (binary)", [
+    p.timeseries("ROC-AUC", [
         Query(q.max_by(MV, q.sel(m.CLASSIFICATION_ROC_AUC, "", F)), f"realized {V}"),
+        Query(q.max_by(MV, q.sel(m.ESTIMATED_CLASSIFICATION_ROC_AUC, "", F)), f"estimated {V}"),
         Query(q.baseline(QM.ROC_AUC, MV, F), f"baseline {V}"),
-    ], ratio=True, width=12, description="ROC-AUC of the processor's recent window of joined binary predictions."),
+    ], ratio=True, width=12, description=(
+        "Realized: ROC-AUC of the processor's recent window of joined binary predictions. Estimated (no labels): "
+        "expected ROC-AUC of the most recent predictions with scores (binary: positive class; multiclass: "
+        "one-vs-rest, macro over classes). Dashed: the evaluation set's.")),
     p.timeseries("Label coverage", [
         Query(q.label_coverage(W, MV, F), f"coverage {V}"),
     ], ratio=True, width=12, description=(
@@ -131,6 +141,23 @@ change = [
     p.heatmap("Prediction scores", [
         Query(q.summed_rate(m.CLIENT_PREDICTION_SCORE, R, (q.LE,), F, "bucket")),
     ], description="Distribution of prediction scores (binary: positive-class probability; else confidence)."),
+    p.timeseries("Predictions of unknown correctness", [
+        Query(f"{q.summed_increase(m.ESTIMATED_UNKNOWN_PREDICTIONS, W, (q.REASON,), F)} / ignoring ({q.REASON}) "
+              f"group_left {q.summed_increase(m.ESTIMATED_PREDICTIONS, W, (), F)}", f"{{{{{q.REASON}}}}}"),
+        Query(f"1 - {q.summed_increase(m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS, W, (), F)} / "
+              f"{q.summed_increase(m.ESTIMATED_CORRECT_PREDICTIONS, W, (), F)}", "estimated novel share"),
+    ], ratio=True, width=12, description=(
+        "Share of predictions whose correctness the evaluation set cannot vouch for: unseen_class (a class it never "
+        "had), out_of_support (inputs farther from it than any of its own rows; about 1 in (reference rows + 1) of "
+        "healthy traffic), and the estimated share of traffic from outside its distribution (the discount of the "
+        "pessimistic bound). Where these rise, trust labels over the estimate.")),
+    p.timeseries("Missing features", [
+        Query(f"{q.summed_increase(m.FEATURE_MISSING, W, (q.FEATURE,), F)} / ignoring ({q.FEATURE}) "
+              f"group_left {q.summed_increase(m.ESTIMATED_PREDICTIONS, W, (), F)}", f"{{{{{q.FEATURE}}}}}"),
+    ], ratio=True, width=12, description=(
+        "Share of predictions without a value for a feature of the reference (absent or null; predictions that "
+        "carry no feature at all, e.g. sampled out, are not counted). The estimate treats them as missing values; "
+        "a feature that disappears is usually a renamed column or a broken pipeline.")),
     p.table("Feature drift", [
         Query(q.max_by((q.FEATURE, q.DRIFT_METHOD), q.sel(m.FEATURE_DRIFT, "", F))),
     ], rename={q.FEATURE: "feature", q.DRIFT_METHOD: "method", "Value #A": "distance"},

@@ -495,3 +495,19 @@ def test_binary_score_is_read_by_the_records_class_order(refs, tmp_path):
         sink = RecordingSink()
         stage.on_predictions(batch, sink)
         assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(expected, rel=1e-9), classes
+
+
+def test_junk_versions_do_not_grow_the_stage(refs, tmp_path):
+    from otel_ml.processor.stages.estimation.artifacts import MAX_RUNTIMES_PER_MODEL
+
+    stage = stage_for(refs, tmp_path)
+    frame = multiclass_frame(20, seed=60)
+    sink = RecordingSink()
+    stage.on_predictions(mc_batch(frame, version="v1"), sink)
+    for i in range(3 * MAX_RUNTIMES_PER_MODEL):
+        stage.on_predictions(mc_batch(frame, version=f"junk{i}"), sink)
+        stage.on_predictions(mc_batch(frame, version="v1"), sink)  # the live version stays recently used
+        stage.on_predictions(mc_batch(frame, model="price", version=f"junk{i}"), sink)  # task mismatch: warned
+    router = [k for k in stage.artifacts.runtimes if k[0] == "router"]
+    assert len(router) == MAX_RUNTIMES_PER_MODEL and ("router", "v1") in router
+    assert len(stage._warned) == 1

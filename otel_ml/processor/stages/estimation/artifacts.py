@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = "default"
 """Version directory used for traffic of a version without its own artifact."""
+MAX_RUNTIMES_PER_MODEL = 16
+"""Traffic versions of one model with their own drift, novelty and score windows (least recently used evicted)."""
 
 
 
@@ -88,7 +91,7 @@ class ArtifactDirectory:
         self._loaded: dict[tuple[str, str], LoadedArtifact] = {}
         self._changed: set[str] = set()
         """Models whose artifacts were loaded, reloaded or removed since :meth:`take_reference_values`."""
-        self.runtimes: dict[tuple[str, str], ModelRuntime] = {}
+        self.runtimes: OrderedDict[tuple[str, str], ModelRuntime] = OrderedDict()
         """(model, traffic version) -> runtime, for every version that sent predictions since its artifact loaded."""
 
     def scan(self) -> None:
@@ -156,14 +159,26 @@ class ArtifactDirectory:
         return out
 
     def runtime_for(self, model: str, version: str) -> ModelRuntime | None:
-        """The runtime of ``(model, version)`` traffic (its version's artifact, else the default), or ``None``."""
-        rt = self.runtimes.get((model, version))
+        """The runtime of ``(model, version)`` traffic (its version's artifact, else the default), or ``None``.
+
+        At most :data:`MAX_RUNTIMES_PER_MODEL` traffic versions of a model keep a runtime; a new one evicts the
+        model's least recently used (junk ``ml.model.version`` values cannot grow the stage's memory; the metric
+        side folds them into ``_other`` already). An evicted version that comes back starts fresh windows.
+        """
+        key = (model, version)
+        rt = self.runtimes.get(key)
         if rt is not None:
+            self.runtimes.move_to_end(key)
             return rt
         loaded = (self._loaded.get((model, version)) if version else None) or self._loaded.get((model, DEFAULT_DIR))
         if loaded is None:
             return None
-        rt = self.runtimes[(model, version)] = ModelRuntime.build(loaded, self.auc_window)
+        same_model = [k for k in self.runtimes if k[0] == model]
+        for old in same_model[:max(0, len(same_model) - MAX_RUNTIMES_PER_MODEL + 1)]:
+            del self.runtimes[old]
+            _logger.info("model %s: dropped the drift windows of version %r (more than %d versions seen)", model,
+                         old[1], MAX_RUNTIMES_PER_MODEL)
+        rt = self.runtimes[key] = ModelRuntime.build(loaded, self.auc_window)
         return rt
 
     def _drop_runtimes(self, path: Path) -> None:

@@ -24,6 +24,9 @@ from otel_ml.semconv import metrics as m
 
 _logger = logging.getLogger(__name__)
 
+MAX_WARNINGS = 1000
+"""Distinct (model, message) warnings remembered (each is logged once)."""
+
 
 class EstimationStage(BaseStage):
     """The built-in estimation/drift stage (see :mod:`otel_ml.processor.stages.estimation`)."""
@@ -36,7 +39,7 @@ class EstimationStage(BaseStage):
         self.reload_interval = reload_interval
         self.clock = clock
         self.relabel = RelabelSink(relabel_path, relabel_max_samples) if relabel_path else None
-        self._warned: set[tuple[str, str, str]] = set()
+        self._warned: set[tuple[str, str]] = set()
         self.artifacts.scan()
 
     def on_predictions(self, batch: PredictionBatch, sink: MetricSink) -> None:
@@ -78,8 +81,9 @@ class EstimationStage(BaseStage):
             drift_gauges(rt, attrs, sink)
 
     def _warn_once(self, model: str, version: str, message: str) -> None:
-        if (model, version, message) not in self._warned:
-            self._warned.add((model, version, message))
+        # Keyed by (model, message): a stream of junk versions must not grow this set; the first version is logged.
+        if (model, message) not in self._warned and len(self._warned) < MAX_WARNINGS:
+            self._warned.add((model, message))
             _logger.warning("model %s version %r: %s", model, version, message)
 
 
