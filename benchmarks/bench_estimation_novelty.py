@@ -245,6 +245,7 @@ class Row:
     label: str
     mae: float
     coverage: float
+    width: float
     pessimistic: float
 
 
@@ -266,9 +267,11 @@ def evaluate(case: Case, methods: Sequence[str]) -> list[Row]:
         lo = np.array([r[1] for r in res])
         hi = np.array([r[2] for r in res])
         pess = np.array([r[3] if len(r) > 3 else np.nan for r in res])
-        cover = float(np.mean((lo <= real) & (real <= hi))) if np.isfinite(lo).any() else float("nan")
+        finite = np.isfinite(lo).any()
+        cover = float(np.mean((lo <= real) & (real <= hi))) if finite else float("nan")
+        width = float(np.mean(np.minimum(hi, 1.0) - np.maximum(lo, 0.0))) if finite else float("nan")
         below = float(np.mean(pess <= real)) if np.isfinite(pess).all() else float("nan")
-        rows.append(Row(case.name, label, float(np.mean(np.abs(v - real))), cover, below))
+        rows.append(Row(case.name, label, float(np.mean(np.abs(v - real))), cover, width, below))
     print(f"  {case.name}: realized {np.round(real, 3).tolist()} (auto chose {chosen})", flush=True)
     for label, res in results.items():
         print(f"    {label:28s} " + " ".join(f"{r[0]:.3f}" for r in res), flush=True)
@@ -276,12 +279,13 @@ def evaluate(case: Case, methods: Sequence[str]) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| data set | estimator | accuracy MAE | coverage | realized >= pessimistic bound |",
-             "|---|---|---|---|---|"]
+    lines = ["| data set | estimator | accuracy MAE | coverage | mean interval width | "
+             "realized >= pessimistic bound |", "|---|---|---|---|---|---|"]
     for r in rows:
         cov = "–" if not np.isfinite(r.coverage) else f"{r.coverage:.0%}"
+        width = "–" if not np.isfinite(r.width) else f"{r.width:.3f}"
         pess = "–" if not np.isfinite(r.pessimistic) else f"{r.pessimistic:.0%}"
-        lines.append(f"| {r.case} | {r.label} | {r.mae:.4f} | {cov} | {pess} |")
+        lines.append(f"| {r.case} | {r.label} | {r.mae:.4f} | {cov} | {width} | {pess} |")
     return "\n".join(lines)
 
 

@@ -155,7 +155,8 @@ class Normalizer(ValueCaps):
             if isinstance(scores, (float, int, np.floating, np.integer)) and not isinstance(scores, bool):
                 score = self.double(spec, scores)
             else:
-                score_list = self.doubles(spec, scores)
+                # Multilabel: NaN = a label the model did not score (models that score only what they predict).
+                score_list = self.doubles(spec, scores, allow_nan=task == Task.MULTILABEL)
                 if score_list is not None and spec.classes is not None and len(score_list) != len(spec.classes):
                     if not (task == Task.BINARY and len(score_list) == 1):
                         self.truncated[(spec.name, R.WRONG_TYPE)] += 1

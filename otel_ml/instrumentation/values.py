@@ -107,8 +107,12 @@ class ValueCaps:
             return None
         return [s for s in (self.string(spec, v) for v in items) if s is not None]
 
-    def doubles(self, spec: ModelSpec, values: Any) -> tuple[float, ...] | None:
-        """Finite doubles as a tuple (the encoders' marker for a validated double array), or ``None``."""
+    def doubles(self, spec: ModelSpec, values: Any, *, allow_nan: bool = False) -> tuple[float, ...] | None:
+        """Finite doubles as a tuple (the encoders' marker for a validated double array), or ``None``.
+
+        With ``allow_nan``, NaN entries are kept (a multilabel model's "label not scored"); infinities still drop
+        the array.
+        """
         try:
             if type(values) is np.ndarray:
                 values = values.ravel().tolist()
@@ -124,6 +128,7 @@ class ValueCaps:
             return None
         total = sum(values)
         if total - total != 0.0 and not all(map(math.isfinite, values)):  # a finite sum means all are finite
-            self.truncated[(spec.name, R.NOT_FINITE)] += 1
-            return None
+            if not allow_nan or any(map(math.isinf, values)):
+                self.truncated[(spec.name, R.NOT_FINITE)] += 1
+                return None
         return tuple(values)

@@ -306,6 +306,18 @@ def _num_list(v: Any, key: str) -> list[float]:
     return v
 
 
+def _score_list(v: Any) -> list[float]:
+    """``ml.prediction.scores``: doubles, NaN for a class or label the model did not score (a multilabel model that
+    scores only the labels it predicts); an infinite score is rejected. The C decoder hands records with a NaN
+    score to this path."""
+    v = _arr(v)
+    if not isinstance(v, list):
+        raise Reject(RejectReason.WRONG_TYPE, f"{a.ML_PREDICTION_SCORES} must be a double array")
+    if all(type(x) is float and not math.isinf(x) for x in v):
+        return v
+    return [x if type(x) is float and math.isnan(x) else _num(x, a.ML_PREDICTION_SCORES) for x in v]
+
+
 def _label_half(attrs: dict[str, Any], ts: float) -> tuple[Any, ...]:
     """``(l_str, l_num, l_list, l_rel, l_ts)`` of a label (or pair)."""
     value = attrs.get(a.ML_LABEL_VALUE)
@@ -412,7 +424,7 @@ def _prediction(attrs: dict[str, Any], segments: dict[str, Any] | None, features
     if classes is not None:
         classes_t = _intern_classes(tuple(_str_list(classes, a.ML_PREDICTION_CLASSES)))
     if scores is not None:
-        scores = _num_list(scores, a.ML_PREDICTION_SCORES)
+        scores = _score_list(scores)
         if classes_t is not None and len(classes_t) != len(scores):
             raise Reject(RejectReason.WRONG_TYPE,
                          f"{a.ML_PREDICTION_SCORES} must align with {a.ML_PREDICTION_CLASSES}")

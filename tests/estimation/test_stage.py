@@ -511,3 +511,26 @@ def test_junk_versions_do_not_grow_the_stage(refs, tmp_path):
     router = [k for k in stage.artifacts.runtimes if k[0] == "router"]
     assert len(router) == MAX_RUNTIMES_PER_MODEL and ("router", "v1") in router
     assert len(stage._warned) == 1
+
+
+def test_multilabel_partial_scores_are_estimated_per_label(tmp_path):
+    """NaN = a label the model did not score: the estimator falls back to that label's decision rate for it, and
+    the stage's counters equal the offline estimate of the same frame."""
+    ref = multilabel_frame(1200)
+    art = fit_reference(ref, model="tagger", task="multilabel", target="tags", prediction="predicted",
+                        scores=LABEL_SCORES, classes=LABELS, method="multilabel")
+    art.save(tmp_path / "refs" / "tagger" / "default")
+    est = load(tmp_path / "refs" / "tagger" / "default").estimator
+    stage = stage_for(tmp_path / "refs", tmp_path)
+    frame = multilabel_frame(200, seed=22)
+    unscored = frame[LABEL_SCORES].to_numpy() < 0.5  # scores only for the labels it predicts
+    frame[LABEL_SCORES] = np.where(unscored, np.nan, frame[LABEL_SCORES].to_numpy())
+    batch = PredictionBatch(model="tagger", version="", task="multilabel", classes=tuple(LABELS),
+                            ids=[str(i) for i in range(200)], timestamps=np.full(200, 1.7e9), values=None,
+                            scores=np.full(200, np.nan), score_matrix=frame[LABEL_SCORES].to_numpy(),
+                            value_lists=[[t for t in v.split("|") if t] for v in frame.predicted], segments=[""] * 200)
+    sink = RecordingSink()
+    stage.on_predictions(batch, sink)
+    p = est.predict_correctness(frame)
+    assert np.all(np.isfinite(p))
+    assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(p.sum(), rel=1e-9)

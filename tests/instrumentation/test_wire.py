@@ -189,3 +189,34 @@ def test_binary_bare_probability_is_the_positive_score(sink: OtlpSink) -> None:
     got = [(r.attributes[a.ML_PREDICTION_VALUE], r.attributes.get(a.ML_PREDICTION_SCORE))
            for r in sink.wait_for_log_records(4)]
     assert got == [("fraud", 0.83), ("legit", 0.5), ("0", 0.2), ("1", None)]
+
+
+@pytest.mark.parametrize(("protocol", "compression"), [("grpc", "none"), ("http/protobuf", "gzip")])
+def test_multilabel_partial_scores_reach_the_processor(sink: OtlpSink, protocol: str, compression: str) -> None:
+    """A multilabel model that scores only the labels it predicts sends NaN for the others: the SDK keeps the vector
+    (nothing counted as dropped or truncated), NaN travels on the wire, and both processor decoders accept it as
+    "not scored" (an infinite score still drops the vector)."""
+    import math
+
+    from otel_ml.processor.decode import decode_body, decode_request
+    from otel_ml.semconv.events import ML_PREDICTION_EVENT as PRED
+
+    _configure(sink, protocol, compression)
+    mon = otel_ml.ModelMonitor("tagger", task="multilabel", classes=["a", "b", "c"])
+    mon.log_prediction(["a"], scores=[0.9, math.nan, math.nan])
+    mon.log_prediction(None, scores=np.array([math.nan, 0.7, 0.2]))  # predicted set from the scored labels
+    mon.log_prediction(["c"], scores=[0.1, math.inf, 0.8])
+    assert otel_ml.force_flush(10)
+    first, second, third = sink.wait_for_log_records(3)
+    got = first.attributes[a.ML_PREDICTION_SCORES]
+    assert got[0] == 0.9 and math.isnan(got[1]) and math.isnan(got[2])
+    assert second.attributes[a.ML_PREDICTION_VALUES] == ["b"]
+    assert a.ML_PREDICTION_SCORES not in third.attributes  # infinite: the vector is dropped, counted
+    assert {p[0][a.ML_REASON]: p[1].as_int for p in sink.metric_points(m.CLIENT_VALUES_TRUNCATED.name)} == {
+        "not_finite": 1}  # the infinite one only
+    request = sink.messages("logs")[0]
+    for out in (decode_request(request, 1.0, extras=True), decode_body(request.SerializeToString(), 1.0)):
+        assert out.rejected_count == 0
+        rows = [e for e in out.extras if e is not None]
+        assert len(rows) == 3 and math.isnan(rows[0][1][1]) and rows[1][1][1] == 0.7
+    assert PRED == first.record.event_name

@@ -127,8 +127,22 @@ def test_kvlist_and_empty_values_are_wrong_type() -> None:
 
 
 def test_stage_only_attributes_are_validated_only_for_stages() -> None:
-    rec = prediction_event("p", **{a.ML_PREDICTION_SCORES: [0.5, math.nan], a.ML_PREDICTION_CLASSES: ["0", "1"]})
+    rec = prediction_event("p", **{a.ML_PREDICTION_SCORES: [0.5, math.inf], a.ML_PREDICTION_CLASSES: ["0", "1"]})
     with_stages = decode_request(ev.request([rec]), 1.0, extras=True)
     assert dict(with_stages.rejected) == {RejectReason.NOT_FINITE: 1}
     without = decode_request(ev.request([rec]), 1.0, extras=False)
     assert without.rejected_count == 0 and len(without.predictions) == 1
+
+
+def test_nan_scores_are_unscored_labels() -> None:
+    """A multilabel model that scores only the labels it predicts sends NaN for the others: accepted by both
+    decoders (the C one hands the record to the Python path), the NaN kept for the stage."""
+    from otel_ml.processor.decode import decode_body
+
+    rec = prediction_event("p", task="multilabel", value=["a"], **{
+        a.ML_PREDICTION_SCORES: [0.9, math.nan, 2], a.ML_PREDICTION_CLASSES: ["a", "b", "c"]})
+    for out in (decode_request(ev.request([rec]), 1.0, extras=True),
+                decode_body(ev.request([rec]).SerializeToString(), 1.0, extras=True)):
+        assert out.rejected_count == 0 and len(out.predictions) == 1
+        scores = out.extras[0][1]
+        assert scores[0] == 0.9 and math.isnan(scores[1]) and scores[2] == 2.0
