@@ -58,6 +58,8 @@ LABELS_6H = _r("model", "ml_labels", "increase6h")
 PREDICTIONS_6H = _r("model", "ml_predictions", "increase6h")
 PREDICTIONS_PER_SAMPLE = _r("model_version", "ml_predictions_per_sample", "ratio_rate1h")
 UNSEEN_CLASSES = _r("model_version_class", "ml_unseen_class_predictions", "increase1h")
+UNKNOWN_SHARE = _r("model_version_reason", "ml_estimated_unknown_share", "ratio_rate1h")
+FEATURE_MISSING_SHARE = _r("model_version_feature", "ml_feature_missing_share", "ratio_rate1h")
 WEAK_SHARE_1H = _r("model_version", "ml_weak_segment_share", "ratio_rate1h")
 WEAK_SHARE_1D = _r("model_version", "ml_weak_segment_share", "ratio_rate1d")
 FEATURE_DRIFT = _r("model_version_feature_method", "ml_feature_drift", "max")
@@ -101,6 +103,12 @@ def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
         {"record": PREDICTIONS_6H, "expr": q.summed_increase(m.PREDICTIONS, "6h", (q.MODEL,))},
         {"record": PREDICTIONS_PER_SAMPLE, "expr": q.predictions_per_sample(w)},
         {"record": UNSEEN_CLASSES, "expr": q.summed_increase(m.UNSEEN_CLASS_PREDICTIONS, w, (*MV, q.CLASS))},
+        {"record": UNKNOWN_SHARE,
+         "expr": f"{q.summed_increase(m.ESTIMATED_UNKNOWN_PREDICTIONS, w, (*MV, q.REASON))} / ignoring ({q.REASON}) "
+                 f"group_left {q.summed_increase(m.ESTIMATED_PREDICTIONS, w, MV)}"},
+        {"record": FEATURE_MISSING_SHARE,
+         "expr": f"{q.summed_increase(m.FEATURE_MISSING, w, (*MV, q.FEATURE))} / ignoring ({q.FEATURE}) "
+                 f"group_left {q.summed_increase(m.ESTIMATED_PREDICTIONS, w, MV)}"},
         {"record": WEAK_SHARE_1H, "expr": q.weak_segment_share(w)},
         {"record": WEAK_SHARE_1D, "expr": q.weak_segment_share("1d")},
         {"record": FEATURE_DRIFT, "expr": q.max_by((*MV, q.FEATURE, q.DRIFT_METHOD), q.sel(m.FEATURE_DRIFT))},
@@ -249,6 +257,23 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             f"Model {_MODEL_LABELS} predicts class {{{{ $labels.ml_class }}}} unseen in its evaluation set",
             f"{{{{ $value | humanize }}}} predictions of {_MODEL_LABELS} in the last hour were of class "
             "{{ $labels.ml_class }}, which the evaluation set never had: its quality there is unknown."),
+        AlertSpec(
+            "MLModelUnknownCorrectness",
+            f"{UNKNOWN_SHARE} > {_ON_MODEL} {_thr('unknown_correctness_share')}\nand {enough_estimates}",
+            "30m", "warning",
+            f"Many predictions of {_MODEL_LABELS} have unknown correctness ({{{{ $labels.ml_reason }}}})",
+            f"{{{{ $value | humanizePercentage }}}} of the predictions of {_MODEL_LABELS} over the last hour have "
+            "unknown correctness ({{ $labels.ml_reason }}: a class the evaluation set never had, or inputs farther "
+            "from it than any of its rows): the estimate cannot vouch for them; its pessimistic bound counts them "
+            "wrong."),
+        AlertSpec(
+            "MLModelFeatureMissing",
+            f"{FEATURE_MISSING_SHARE} > {_ON_MODEL} {_thr('feature_missing_share')}\nand {enough_estimates}",
+            "30m", "warning",
+            f"Feature {{{{ $labels.ml_feature_name }}}} of {_MODEL_LABELS} is missing from the traffic",
+            f"{{{{ $value | humanizePercentage }}}} of the predictions of {_MODEL_LABELS} over the last hour came "
+            "without a value for feature {{ $labels.ml_feature_name }}, which the reference has: the estimate treats "
+            "it as missing (renamed column, broken pipeline, changed client?)."),
         AlertSpec(
             "MLModelPredictionsPerSampleShift",
             f"abs({PREDICTIONS_PER_SAMPLE} / ignoring ({q.METRIC}) "

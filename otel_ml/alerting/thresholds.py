@@ -70,6 +70,13 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
               maximum=1.0),
     Threshold("feature_drift_ks", 0.2, "Kolmogorov-Smirnov statistic above which a feature has drifted.",
               maximum=1.0),
+    Threshold("unknown_correctness_share", 0.05,
+              "Share of predictions of unknown correctness in the hour (a class the evaluation set never had, or "
+              "inputs farther from it than any of its rows) above which the estimate is flagged (0.05 = 5%).",
+              maximum=1.0),
+    Threshold("feature_missing_share", 0.05,
+              "Share of predictions in the hour without a value for a feature of the reference (0.05 = 5%).",
+              maximum=1.0),
     Threshold("weak_segment_share_increase", 0.1,
               "Rise of the share of traffic in known weak segments, last hour vs last day (0.1 = 10 points).",
               maximum=1.0),
