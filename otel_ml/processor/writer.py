@@ -8,7 +8,8 @@ transaction, one commit) and resolves their futures only after the commit, so an
 group is answered :class:`StoreUnavailable` (retryable) at once: the store is back in a known state and the next group
 starts a fresh transaction (a conflict marked ``retryable`` is run again first, up to :data:`TRANSIENT_RETRIES`
 attempts). If a group fails for another reason, each request is retried alone, so one bad request cannot fail the
-others.
+others, and a request that fails alone is run once more with the store checking every column of the rows it reads
+(``strict_decoding``: a damaged row that still decodes is quarantined rather than failing its key forever).
 """
 
 from __future__ import annotations
@@ -155,6 +156,16 @@ class Writer:
                     unavailable = StoreUnavailable(str(exc))
                     unavailable.__cause__ = exc
                     fut.set_exception(unavailable)
+                return
+            store = self.processor.store
+            if len(group) == 1 and not store.strict_decoding:
+                # a damaged stored row can decode to a row-shaped tuple with a value of the wrong type; run the
+                # request once more with every column checked, so such a row is quarantined instead of failing it
+                store.strict_decoding = True
+                try:
+                    self._process(group, attempt)
+                finally:
+                    store.strict_decoding = False
                 return
             if len(group) == 1:
                 _logger.exception("a request could not be committed")

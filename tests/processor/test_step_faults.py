@@ -181,3 +181,28 @@ def test_aggregates_keep_bumps_across_failed_commits_and_resync() -> None:
     assert agg.value("ml.joins") == 9.0 and agg.value("ml.processor.requests.refused") == 3.0
     totals, _ = agg.prepare({})
     assert totals == {("ml.processor.requests.refused", ()): 3.0}
+
+
+def test_row_that_decodes_with_a_wrong_type_is_quarantined_on_the_strict_retry(tmp_path: Path) -> None:
+    """A damaged row of the right length (its prediction time a string) passes the hot path's check; the step fails
+    on it, the writer runs the request again with every column checked: quarantined, the request acknowledged."""
+    import marshal
+
+    from otel_ml.processor.records import P_TS
+    config = cfg.from_mapping({})
+    path = tmp_path / "store.db"
+    p = Processor(config, SqliteJoinStore(path, config.store.label_window, 1000), (), lambda: T)
+    p.process([_request(0, 3)])
+    other = sqlite3.connect(path, isolation_level=None)
+    (blob,) = other.execute("SELECT row FROM pending WHERE k = ?", ("m\x1fp1",)).fetchone()
+    values = list(marshal.loads(blob))
+    values[P_TS - 2] = "not a time"
+    other.execute("UPDATE pending SET row = ? WHERE k = ?", (marshal.dumps(tuple(values), 4), "m\x1fp1"))
+    other.close()
+    writer = Writer(p, tick_interval=3600).start()
+    result = writer.submit(_request(3, 3, labels_of=range(0, 3))).result(10)
+    writer.stop()
+    assert result.rejected == 0 and not p.store.strict_decoding
+    assert _value(p, m.PROCESSOR_STORE_QUARANTINED) == 1
+    assert _value(p, m.LABELED_PREDICTIONS) == 2 and p.store.pending() == 1  # p1's label waits (its prediction lost)
+    p.close()

@@ -174,6 +174,13 @@ class BaseJoinStore(ABC):
         self._errors: Counter[str] = Counter()
         self._quarantined: list[Quarantined] = []
         self._needs_resync = False
+        self.strict_decoding = False
+        """Check the type of every column of each stored row read, not only its length and kind (the hot path).
+
+        A damaged row can still decode to a tuple of the right length with a value of the wrong type, which would
+        make the step fail further on; the writer sets this while it retries a request that failed for no storage
+        reason, so that such a row is quarantined instead of failing its key again and again.
+        """
 
     # --- primitives ------------------------------------------------------------------------------------------------
     @abstractmethod

@@ -70,6 +70,9 @@ opened while the filesystem was read-only is read-only for good, so a new one is
 Quarantine: a stored row that does not decode to a row of the expected shape (marshal or JSON error, wrong length,
 a value of the wrong type, an unknown tombstone byte) is moved to the ``quarantine`` table (key, raw bytes, reason,
 time; the newest :data:`QUARANTINE_MAX_ROWS` kept) in the current transaction, and the key is free for new records.
+Every column's type is checked on expiry and eviction, and on lookups only under ``strict_decoding`` (the hot path
+checks the length and the model: 17 ``type`` checks per joined row cost ~2 µs, measured); the writer retries a
+request that failed for no storage reason in strict mode, so a damaged row that still decodes is found then.
 
 File modes: the store's directory is created ``0700`` and the database ``0600`` before SQLite opens it (SQLite
 gives ``-wal`` and ``-shm`` the database file's mode). Existing files readable by others are warned about and made
@@ -310,6 +313,9 @@ def check_format(db: sqlite3.Connection, path: object) -> None:
                    (ROW_ENCODING, mine, _dumps(CANARY).hex()))
 
 
+_WARNED_DIRECTORIES: set[Path] = set()
+
+
 def secure_files(path: Path) -> None:
     """Create the store's missing directories ``0700`` and its database ``0600``; fix or warn about looser modes.
 
@@ -328,9 +334,10 @@ def secure_files(path: Path) -> None:
         except FileExistsError:
             continue
         os.chmod(d, 0o700)
-    if not missing:
+    if not missing and directory not in _WARNED_DIRECTORIES:
         mode = stat.S_IMODE(directory.stat().st_mode)
         if mode & 0o077:
+            _WARNED_DIRECTORIES.add(directory)  # once per process: reopening after a failure must not repeat it
             _logger.warning("join store directory %s has mode %o: group or others can reach the store files; "
                             "`chmod 700` it (or give the store a directory of its own)", directory, mode)
     try:
@@ -526,7 +533,7 @@ class SqliteJoinStore(BaseJoinStore):
         out: dict[str, object] = {}
         rowids = self._rowids = {}
         gone = self._gone_keys = set()
-        loads, check, good = _loads, _check_row, _GOOD_SHAPES
+        loads, width, strict = _loads, _ROW_WIDTH, self.strict_decoding
         bad: list[tuple[int, str, float, bytes, str]] = []
         try:
             for chunk in _padded_chunks(keys, _NO_KEY):
@@ -536,10 +543,10 @@ class SqliteJoinStore(BaseJoinStore):
                         continue
                     rowids[k] = rowid
                     if len(blob) > 1 and blob[0] != _JSON_START:  # a marshal row (one per join): decode inlined
-                        try:
+                        try:  # the shape the join relies on: every column, only when strict (see strict_decoding)
                             row = (k, arrived, *loads(blob))
-                            if tuple(map(type, row)) not in good:
-                                check(row)
+                            if len(row) != width or row[2].__class__ is not str or strict:
+                                _check_row(row)
                         except Exception as exc:
                             bad.append((rowid, k, arrived, blob, _reason(exc)))
                             continue
