@@ -26,7 +26,9 @@ from otel_ml.processor.aggregates import Key
 from otel_ml.processor.server import ProcessorApp
 from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch
 from otel_ml.processor.store import MemoryJoinStore
+from otel_ml.processor.store.base import StorageError
 from otel_ml.semconv import metrics as m
+from otel_ml.semconv.attributes import StoreErrorReason
 from tests.processor.conftest import label_event, prediction_event
 from tests.support import otlp_events as ev
 
@@ -160,9 +162,9 @@ class FlakyStore(MemoryJoinStore):
         self.fail = 1
 
     def commit(self, totals: Mapping[Key, float]) -> None:
-        if self.fail:
+        if self.fail:  # what a backend raises for a storage failure (the store contract), once
             self.fail -= 1
-            raise OSError("disk full")
+            raise StorageError(StoreErrorReason.FULL, "disk full")
         super().commit(totals)
 
 
