@@ -1,8 +1,9 @@
 """otel-ml self-monitoring: is the monitoring itself healthy?
 
-Instrumentation drops and truncations in the applications, processor ingest, rejects by reason and overload
-refusals, the join store (pending records, oldest pending label, evictions, storage errors by kind, quarantined
-records), metric export failures and attribute cardinality overflow. Processor metrics are per replica (instance).
+Instrumentation drops and truncations in the applications, processor ingest, rejects by reason, refusals by reason,
+failed requests and authentication failures by endpoint, memory against the limiter's limits, the join store (pending
+records, oldest pending label, evictions, storage errors by kind, quarantined records), metric export failures and
+attribute cardinality overflow. Processor metrics are per replica (instance).
 """
 
 from otel_ml import promql as q
@@ -47,10 +48,28 @@ dashboard = p.dashboard(
         ], unit="reqps", description=(
             "Malformed otel-ml events rejected (reported in OTLP partial_success); features dropped from accepted "
             "predictions because of the processor's limits.*.")),
-        p.timeseries("Requests refused (overload) and queue depth", [
-            Query(q.summed_rate(m.PROCESSOR_REQUESTS_REFUSED, R, INST), "refused/s {{instance}}"),
+        p.timeseries("Requests refused (retryable) and queue depth", [
+            Query(q.summed_rate(m.PROCESSOR_REQUESTS_REFUSED, R, (q.INSTANCE, q.REASON)),
+                  f"refused/s {{{{instance}}}} {{{{{q.REASON}}}}}"),
             Query(f"sum by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_QUEUE_DEPTH)})", "queue depth {{instance}}"),
-        ], description="Export requests answered UNAVAILABLE/503 so the sender retries; requests in flight."),
+        ], description=(
+            "Export requests answered UNAVAILABLE/503 + Retry-After so the sender retries, by reason (overloaded, "
+            "memory_limit, shutting_down, store_unavailable, too_many_connections); requests in flight.")),
+        p.timeseries("Requests failed and authentication failures", [
+            Query(q.summed_rate(m.PROCESSOR_REQUESTS_FAILED, R, (q.RECEIVER, q.REASON)),
+                  f"failed {{{{{q.RECEIVER}}}}} {{{{{q.REASON}}}}}"),
+            Query(q.summed_rate(m.PROCESSOR_AUTH_FAILURES, R, (q.RECEIVER, q.REASON)),
+                  f"auth {{{{{q.RECEIVER}}}}} {{{{{q.REASON}}}}}"),
+        ], unit="reqps", description=(
+            "Requests answered with a permanent request-level error (bad framing, timeouts, wrong media type or "
+            "path, internal errors) and requests or TLS handshakes refused for their credentials, by endpoint.")),
+        p.timeseries("Memory and limiter limits", [
+            Query(f"max by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_MEMORY_RSS)})", "RSS {{instance}}"),
+            Query(f"max by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_MEMORY_SOFT_LIMIT)})", "soft limit {{instance}}"),
+            Query(f"max by ({q.INSTANCE}) ({q.sel(m.PROCESSOR_MEMORY_HARD_LIMIT)})", "hard limit {{instance}}"),
+        ], unit="bytes", description=(
+            "Resident memory of each replica against its memory limiter: above the soft limit new requests are "
+            "refused (memory_limit), above the hard limit caches are shed.")),
         p.timeseries("Metric export failures", [
             Query(q.summed_rate(m.PROCESSOR_EXPORT_FAILURES, R, INST), "{{instance}}"),
         ], unit="reqps", description="Failed metric exports from the processor to its OTLP endpoint."),

@@ -236,6 +236,19 @@ class OtlpMetricsConfig:
     endpoint: str = DEFAULT_OTLP_METRICS_ENDPOINT
     protocol: str = DEFAULT_OTLP_METRICS_PROTOCOL
     interval: float = DEFAULT_EXPORT_INTERVAL_S
+    tls: ClientTlsConfig | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTlsConfig:
+    """Client TLS of the OTLP metric exporter (``metrics.otlp.tls``), as the collector's exporters' ``tls``."""
+
+    ca_file: str | None = None
+    """CA of the collector's certificate (default: the system's roots)."""
+    cert_file: str | None = None
+    key_file: str | None = None
+    """Client certificate and key, when the collector's receiver requires mTLS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +429,12 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
     KeyDoc("metrics.otlp.protocol", "`grpc` or `http/protobuf`", DEFAULT_OTLP_METRICS_PROTOCOL,
            "OTLP transport (`http/protobuf` posts to `<endpoint>/v1/metrics`)."),
     KeyDoc("metrics.otlp.interval", "duration", "10s", "Export interval."),
+    KeyDoc("metrics.otlp.tls", "mapping", "system roots (https)",
+           "`{ca_file, cert_file, key_file}` (https endpoints): the collector's CA, and a client certificate when its "
+           "receiver requires mTLS."),
+    KeyDoc("metrics.otlp.headers", "mapping", "{}",
+           "Headers of every export, e.g. `authorization: \"Bearer ${env:OTEL_ML_COLLECTOR_TOKEN}\"` for a collector "
+           "receiver with `bearertokenauth` (values are redacted in logs)."),
     KeyDoc("metrics.prometheus.endpoint", "host:port", "disabled",
            "Optional Prometheus scrape endpoint (`/metrics`) for setups without a collector."),
     KeyDoc("metrics.prometheus.tls", "mapping", "none (plaintext)", "As `receiver.http.tls`."),
@@ -691,8 +710,8 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
         o = s["otlp"]
         if o is None:
             otlp = None
-        elif not isinstance(o, Mapping) or set(o) - {"endpoint", "protocol", "interval"}:
-            raise ConfigError("metrics.otlp", "expected {endpoint, protocol, interval} or null", ex)
+        elif not isinstance(o, Mapping) or set(o) - {"endpoint", "protocol", "interval", "tls", "headers"}:
+            raise ConfigError("metrics.otlp", "expected {endpoint, protocol, interval, tls, headers} or null", ex)
         else:
             endpoint = o.get("endpoint", DEFAULT_OTLP_METRICS_ENDPOINT)
             if not isinstance(endpoint, str) or not re.match(r"^https?://[^/\s]+", endpoint):
@@ -702,7 +721,8 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsConfig:
                 raise ConfigError("metrics.otlp.protocol", f"expected one of {', '.join(PROTOCOLS)}, got {protocol!r}",
                                   ex)
             otlp = OtlpMetricsConfig(endpoint, protocol, parse_duration(
-                o.get("interval", DEFAULT_EXPORT_INTERVAL_S), "metrics.otlp.interval", ex))
+                o.get("interval", DEFAULT_EXPORT_INTERVAL_S), "metrics.otlp.interval", ex),
+                tls=_client_tls(o.get("tls"), endpoint), headers=_headers(o.get("headers")))
     prom: PrometheusConfig | None = None
     if s.get("prometheus") is not None:
         p = s["prometheus"]
@@ -778,6 +798,28 @@ def _relabel(raw: Mapping[str, Any]) -> RelabelConfig:
     if not isinstance(path, str) or not path:
         raise ConfigError("relabel.path", f"expected a file path, got {path!r}", ex)
     return RelabelConfig(path, _int(s.get("max_samples", DEFAULT_RELABEL_MAX_SAMPLES), "relabel.max_samples", ex))
+
+
+def _client_tls(value: Any, endpoint: str) -> ClientTlsConfig | None:
+    ex = "metrics: {otlp: {endpoint: https://collector:4317, tls: {ca_file: /etc/otel-ml/collector-ca.crt}}}"
+    if value is None:
+        return None
+    t = _mapping(value, "metrics.otlp.tls", {"ca_file", "cert_file", "key_file"}, ex)
+    if not endpoint.startswith("https://"):
+        raise ConfigError("metrics.otlp.tls", "needs an https:// endpoint", ex)
+    if (t.get("cert_file") is None) != (t.get("key_file") is None):
+        raise ConfigError("metrics.otlp.tls", "set cert_file and key_file together", ex)
+    return ClientTlsConfig(**{k: _file(v, f"metrics.otlp.tls.{k}", ex) for k, v in t.items() if v is not None})
+
+
+def _headers(value: Any) -> dict[str, str]:
+    ex = 'metrics: {otlp: {headers: {authorization: "Bearer ${env:OTEL_ML_COLLECTOR_TOKEN}"}}}'
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or any(not isinstance(k, str) or not re.match(r"^[A-Za-z0-9-]+$", k)
+                                             or not isinstance(v, str) for k, v in value.items()):
+        raise ConfigError("metrics.otlp.headers", "expected a mapping of header names to strings", ex)
+    return {k.lower(): v for k, v in value.items()}
 
 
 def _memory_limiter(raw: Mapping[str, Any]) -> MemoryLimiterConfig | None:

@@ -20,6 +20,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Final
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -49,7 +50,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_ml.processor.aggregates import Aggregates, Attrs, Key
-from otel_ml.processor.config import ProcessorConfig
+from otel_ml.processor.config import OtlpMetricsConfig, ProcessorConfig
 from otel_ml.processor.prometheus_exposition import prometheus_reader
 from otel_ml.processor.redact import redact
 from otel_ml.semconv import attributes as a
@@ -211,16 +212,29 @@ def split_credentials(endpoint: str) -> tuple[str, dict[str, str] | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"authorization": f"Basic {token}"}
 
 
-def _otlp_exporter(endpoint: str, protocol: str) -> MetricExporter:
-    endpoint, headers = split_credentials(endpoint)
-    if protocol == "grpc":
+def _otlp_exporter(otlp: OtlpMetricsConfig) -> MetricExporter:
+    endpoint, basic = split_credentials(otlp.endpoint)
+    headers = {**(basic or {}), **otlp.headers} or None
+    tls = otlp.tls
+    if otlp.protocol == "grpc":
+        import grpc
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
         insecure = endpoint.startswith("http://")
-        return GrpcExporter(endpoint=endpoint.split("://", 1)[-1], insecure=insecure, headers=headers)
+        credentials = None
+        if tls is not None:
+            def read(path: str | None) -> bytes | None:
+                return Path(path).read_bytes() if path else None
+
+            credentials = grpc.ssl_channel_credentials(read(tls.ca_file), read(tls.key_file), read(tls.cert_file))
+        return GrpcExporter(endpoint=endpoint.split("://", 1)[-1], insecure=insecure, credentials=credentials,
+                            headers=headers)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers)
+    return HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers,
+                        certificate_file=tls.ca_file if tls else None,
+                        client_key_file=tls.key_file if tls else None,
+                        client_certificate_file=tls.cert_file if tls else None)
 
 
 class MetricsOutput:
@@ -239,7 +253,7 @@ class MetricsOutput:
         if otlp is not None:
             _logger.info("exporting metrics over OTLP/%s to %s every %gs", otlp.protocol, redact(otlp.endpoint),
                          otlp.interval)
-            exporter = _InjectingExporter(_otlp_exporter(otlp.endpoint, otlp.protocol), self.inject,
+            exporter = _InjectingExporter(_otlp_exporter(otlp), self.inject,
                                           self._export_failed)
             readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=otlp.interval * 1000,
                                                          cardinality_limits=limits))

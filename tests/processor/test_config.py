@@ -84,6 +84,11 @@ def test_design_doc_example_is_valid() -> None:
     ({"memory_limiter": {"limit_mib": 512, "spike_limit_mib": 600}}, "memory_limiter.spike_limit_mib", "below"),
     ({"memory_limiter": {"limit_percentage": 120}}, "memory_limiter.limit_percentage", "<= 100"),
     ({"shutdown_grace": "0s"}, "shutdown_grace", "positive"),
+    ({"metrics": {"otlp": {"endpoint": "http://c:4317", "tls": {"ca_file": "README.md"}}}}, "metrics.otlp.tls",
+     "https"),
+    ({"metrics": {"otlp": {"endpoint": "https://c:4317", "tls": {"cert_file": "README.md"}}}}, "metrics.otlp.tls",
+     "together"),
+    ({"metrics": {"otlp": {"headers": {"bad header": "x"}}}}, "metrics.otlp.headers", "header names"),
 ])
 def test_invalid_configs_name_the_key_and_show_an_example(raw: dict[str, Any], key: str, fragment: str) -> None:
     with pytest.raises(cfg.ConfigError) as err:

@@ -221,3 +221,52 @@ def test_otlp_metric_output_is_cumulative_with_resource(app_factory: Any) -> Non
         assert list(point.explicit_bounds) == list(m.LABEL_DELAY.buckets)
     finally:
         server.stop(0)
+
+
+def test_unexpected_exceptions_get_a_correct_bounded_answer_and_are_counted(app_factory: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """No exception escapes a receiver: gRPC INTERNAL (never UNKNOWN), HTTP 500 with a google.rpc.Status body (never a
+    dropped connection), messages bounded to 512 bytes, counted in requests.failed{internal_error}; the next request
+    is served."""
+    from google.rpc import status_pb2
+
+    from otel_ml.processor.ingest import Ingest
+
+    app = app_factory()
+    real = Ingest.decode
+
+    def broken(self: Ingest, body: bytes) -> Any:
+        raise RuntimeError("boom " + "x" * 5000)
+
+    monkeypatch.setattr(Ingest, "decode", broken)
+    with pytest.raises(grpc.RpcError) as err:
+        _stub(app).Export(ev.request([prediction_event("a")]), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert err.value.details().startswith("internal error: RuntimeError: boom") and len(err.value.details()) <= 512
+    status, body, headers = _post(app, ev.request([prediction_event("b")]).SerializeToString())
+    assert status == 500 and headers["Content-Type"] == "application/x-protobuf"
+    message = status_pb2.Status.FromString(body).message
+    assert message.startswith("internal error: RuntimeError") and len(message.encode()) <= 512
+    agg = app.pipeline.aggregates
+    for receiver in ("grpc", "http"):
+        labels = {"ml.reason": "internal_error", "ml.receiver": receiver}
+        assert agg.value(m.PROCESSOR_REQUESTS_FAILED.name, labels) == 1
+    monkeypatch.setattr(Ingest, "decode", real)
+    assert _post(app, ev.request([prediction_event("c")]).SerializeToString())[0] == 200
+    _stub(app).Export(ev.request([prediction_event("d")]), timeout=30)
+    assert agg.value(m.PREDICTIONS.name) == 2
+    assert app.admission.inflight == 0
+
+
+def test_refusals_are_counted_by_reason(app_factory: Any) -> None:
+    app = app_factory()
+    app.ingest.close()  # shutting down: retryable, before anything is read
+    with pytest.raises(grpc.RpcError) as err:
+        _stub(app).Export(ev.request([prediction_event("a")]), timeout=30)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    status, _, headers = _post(app, ev.request([prediction_event("a")]).SerializeToString())
+    assert status == 503 and headers["Retry-After"] == "1"
+    agg = app.pipeline.aggregates
+    for receiver in ("grpc", "http"):
+        labels = {"ml.reason": "shutting_down", "ml.receiver": receiver}
+        assert agg.value(m.PROCESSOR_REQUESTS_REFUSED.name, labels) == 1

@@ -28,7 +28,9 @@ from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.integration
 
-RUNS = 20
+RUNS = 22
+SIGINT_RUNS = (10, 21)
+"""Runs stopped with SIGINT (Ctrl-C) instead of SIGTERM: 20 SIGTERMs and 2 SIGINTs."""
 GRACE_S = 5.0
 PER_REQUEST = 40
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
@@ -115,7 +117,7 @@ class Senders:
             t.join(10)
 
 
-def test_repeated_sigterm_under_load_exits_in_time_and_loses_nothing(tmp_path: Path) -> None:
+def test_repeated_sigterm_and_sigint_under_load_exit_in_time_and_lose_nothing(tmp_path: Path) -> None:
     n_requests = 1500
     bodies = [ev.request([prediction_event(f"r{r}-{j}", task="multiclass", value=str(j % 3))
                           for j in range(PER_REQUEST)]).SerializeToString() for r in range(n_requests)]
@@ -123,7 +125,7 @@ def test_repeated_sigterm_under_load_exits_in_time_and_loses_nothing(tmp_path: P
     senders = Senders(proc, bodies)
     exits: list[tuple[int | None, float]] = []
     try:
-        for _ in range(RUNS):
+        for run in range(RUNS):
             proc.start()
             before = senders.acknowledged()
             try:
@@ -132,7 +134,8 @@ def test_repeated_sigterm_under_load_exits_in_time_and_loses_nothing(tmp_path: P
                 raise AssertionError(f"no load: failures {senders.failures}\n{proc.process.log()}") from exc
             assert proc.process.proc is not None
             signalled = time.monotonic()
-            proc.process.proc.send_signal(signal.SIGTERM)  # while the senders keep sending
+            # while the senders keep sending
+            proc.process.proc.send_signal(signal.SIGINT if run in SIGINT_RUNS else signal.SIGTERM)
             try:
                 rc = proc.process.proc.wait(GRACE_S + 10)
             except Exception:

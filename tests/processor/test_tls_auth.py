@@ -179,3 +179,48 @@ def test_scrape_endpoint_tls_and_basic_auth(secured: tuple[ProcessorApp, Path], 
     status, text = get("prometheus", "scrape-pw")
     assert status == 200
     assert 'ml_processor_auth_failures_total{ml_reason="invalid_credentials",ml_receiver="prometheus"' in text
+
+
+def test_metrics_exported_to_a_collector_over_mtls_with_a_token(pki: tuple[Pki, Pki], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``metrics.otlp.tls`` and ``metrics.otlp.headers``: the processor's own export reaches a receiver that
+    requires a client certificate and a bearer token (the token from the environment)."""
+    from concurrent import futures
+
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+
+    good, _ = pki
+    seen: list[tuple[str, ...]] = []
+
+    class Sink(metrics_service_pb2_grpc.MetricsServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            seen.append(tuple(v for k, v in context.invocation_metadata() if k == "authorization"))
+            return ExportMetricsServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Sink(), server)  # type: ignore[no-untyped-call]
+    creds = grpc.ssl_server_credentials([(good.server_key.read_bytes(), good.server_cert.read_bytes())],
+                                        root_certificates=good.ca.read_bytes(), require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    monkeypatch.setenv("OTEL_ML_TEST_COLLECTOR_TOKEN", "collector-token")
+    config = tmp_path / "processor.yaml"
+    config.write_text(f"""
+receiver: {{grpc: null, http: null}}
+store: {{backend: memory}}
+metrics:
+  otlp:
+    endpoint: https://localhost:{port}
+    interval: 200ms
+    tls: {{ca_file: {good.ca}, cert_file: {good.client_cert}, key_file: {good.client_key}}}
+    headers: {{authorization: "Bearer ${{env:OTEL_ML_TEST_COLLECTOR_TOKEN}}"}}
+""")
+    app = ProcessorApp(cfg.load(config), stages=[]).start()
+    try:
+        _wait(lambda: bool(seen), timeout=20)
+        assert seen[0] == ("Bearer collector-token",)
+        assert app.pipeline.aggregates.value(m.PROCESSOR_EXPORT_FAILURES.name) == 0
+    finally:
+        app.stop(grace=1.0)
+        server.stop(0)
