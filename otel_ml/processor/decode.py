@@ -474,17 +474,36 @@ def _key_kind(key: str) -> str:
     return _KEY_KINDS.put(key, kind)
 
 
-@functools.lru_cache(maxsize=16)
-def _limit_table(limits: LimitsConfig) -> dict[str, int]:
-    """Byte limit of a string value, by attribute kind (every known key has one; segments and features apart)."""
-    return {_ID: limits.prediction_id_bytes, _MODEL: limits.model_bytes, _TASK: TASK_BYTES,
-            _CLASS: limits.class_bytes, _LIST: limits.class_bytes, _STAGE: limits.class_bytes,
-            _PLAIN: limits.class_bytes}
+_Plan = tuple[dict[str, int], int, int, int, int, int, int, int]
+"""What :func:`_record` checks, precomputed from a :class:`LimitsConfig`: (byte limit of a string value by
+attribute kind, a length no string limit is reached below (in characters), segment key fast/exact bounds, feature key
+fast/exact bounds, segments per record, features per record)."""
+_PLANS: dict[int, tuple[LimitsConfig, _Plan]] = {}
+
+
+def _plan(limits: LimitsConfig) -> _Plan:
+    """The :data:`_Plan` of ``limits``, cached by identity (hashing the frozen config per record cost ~1 µs)."""
+    cached = _PLANS.get(id(limits))
+    if cached is not None and cached[0] is limits:
+        return cached[1]
+    table = {_ID: limits.prediction_id_bytes, _MODEL: limits.model_bytes, _TASK: TASK_BYTES,
+             _CLASS: limits.class_bytes, _LIST: limits.class_bytes, _STAGE: limits.class_bytes,
+             _PLAIN: limits.class_bytes, _SEGMENT_KEY: limits.segment_bytes, _FEATURE_KEY: limits.feature_value_bytes}
+    segment_key, feature_key = _SEGMENT_LEN + limits.segment_bytes, _FEATURE_LEN + limits.feature_name_bytes
+    plan = (table, min(table.values()) >> 2, segment_key >> 2, segment_key, feature_key >> 2, feature_key,
+            limits.segments_per_record, limits.features_per_record)
+    if len(_PLANS) >= 64:
+        _PLANS.clear()
+    _PLANS[id(limits)] = (limits, plan)
+    return plan
 
 
 def _check_list(arr: ArrayValue, key: str, limits: LimitsConfig) -> None:
     """Limits of a list attribute: item count, then each string item's length."""
     items = arr.values
+    cap = limits.class_bytes
+    if len(items) <= limits.classes_per_record and arr.ByteSize() <= cap:  # no item can be longer than the whole
+        return
     if len(items) > limits.classes_per_record:
         raise Reject(RejectReason.TOO_MANY, limit_message(LIMIT_ITEMS, shown(key), len(items),
                                                           limits.classes_per_record))
@@ -493,6 +512,24 @@ def _check_list(arr: ArrayValue, key: str, limits: LimitsConfig) -> None:
         s = x.string_value
         if len(s) > cap >> 2 and _over(s, cap):
             raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_ITEM, shown(key), utf8_len(s), cap))
+
+
+def _attribute_value(v: Any, key: str, kind: str, fast: int, table: dict[str, int], limits: LimitsConfig) -> Any:
+    """The value of a known attribute (phase 1 checked: string length, list limits); arrays are kept lazily."""
+    val: Any = v.string_value
+    if val:
+        if len(val) > fast and _over(val, table[kind]):
+            raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_VALUE, shown(key), utf8_len(val), table[kind]))
+        return val
+    which = v.WhichOneof("value")
+    if which == "double_value":
+        return v.double_value
+    if which == "array_value":
+        val = v.array_value  # converted only where used (_arr)
+        if kind is _LIST or kind is _STAGE:
+            _check_list(val, key, limits)
+        return val
+    return val if which == "string_value" else _value(v)
 
 
 _internal_errors = [0, 0.0]
@@ -504,7 +541,8 @@ def _record(rec: LogRecord, name: str, out: Decoded, now: float, extras: bool,
     """Decode one ``ml.prediction`` / ``ml.label`` record into ``out`` (a row, or a counted rejection)."""
     try:
         key_kind = _KEY_KINDS.get
-        value_limits = _limit_table(limits)
+        table, fast, segment_key_fast, segment_key_max, feature_key_fast, feature_key_max, max_segments, \
+            max_features = _plan(limits)
         attrs: dict[str, Any] = {}
         segments: dict[str, Any] | None = None
         features: dict[str, Any] | None = None
@@ -512,69 +550,54 @@ def _record(rec: LogRecord, name: str, out: Decoded, now: float, extras: bool,
         dropped: list[str] | None = None
         for kv in rec.attributes:
             key = kv.key
-            kind = key_kind(key)
-            if kind is None:
-                kind = _key_kind(key)
-            if kind is _IGNORE:
-                continue
+            kind = key_kind(key) or _key_kind(key)
             if kind is _SEGMENT_KEY:
                 n_segments += 1
-                if n_segments > limits.segments_per_record:
-                    raise Reject(RejectReason.TOO_MANY, limit_message(LIMIT_SEGMENTS, "", n_segments,
-                                                                      limits.segments_per_record))
-                if _over(key, _SEGMENT_LEN + limits.segment_bytes):
+                if n_segments > max_segments:
+                    raise Reject(RejectReason.TOO_MANY, limit_message(LIMIT_SEGMENTS, "", n_segments, max_segments))
+                if len(key) > segment_key_fast and _over(key, segment_key_max):
                     raise Reject(RejectReason.TOO_LONG, limit_message(
                         LIMIT_DIMENSION, shown(key), utf8_len(key) - _SEGMENT_LEN, limits.segment_bytes))
-            elif kind is _FEATURE_KEY or kind is _STAGE:
-                if not extras:
-                    continue  # features and per-class scores feed stages only: not even read without one
-                if kind is _FEATURE_KEY:
-                    if _over(key, _FEATURE_LEN + limits.feature_name_bytes):
-                        dropped = dropped or []
-                        dropped.append(FeatureDropReason.TOO_LONG)
-                        continue
-            v = kv.value
-            val: Any = v.string_value
-            if val:  # a non-empty string is the oneof's active member
-                lim = value_limits.get(kind)
-                if lim is not None:
-                    if len(val) > lim >> 2 and _over(val, lim):
-                        raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_VALUE, shown(key), utf8_len(val),
-                                                                          lim))
-                elif kind is _SEGMENT_KEY:
-                    if len(val) > limits.segment_bytes >> 2 and _over(val, limits.segment_bytes):
-                        raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_VALUE, shown(key), utf8_len(val),
-                                                                          limits.segment_bytes))
-                elif kind is _FEATURE_KEY and len(val) > limits.feature_value_bytes >> 2 and \
-                        _over(val, limits.feature_value_bytes):
-                    dropped = dropped or []
-                    dropped.append(FeatureDropReason.TOO_LONG)
-                    continue
-            else:  # anything else: look
-                which = v.WhichOneof("value")
-                if which == "double_value":
-                    val = v.double_value
-                elif which == "array_value":
-                    val = v.array_value  # converted only where used (_arr)
-                    if kind is _LIST or kind is _STAGE:
-                        _check_list(val, key, limits)
-                elif which != "string_value":
-                    val = _value(v)
-            if kind is _SEGMENT_KEY:
+                val = _attribute_value(kv.value, key, kind, fast, table, limits)
                 if segments is None:
                     segments = {}
                 segments[key] = val
-            elif kind is _FEATURE_KEY:
-                if n_features >= limits.features_per_record:  # counted among the features kept, in wire order
+                continue
+            if kind is _FEATURE_KEY:
+                if not extras:
+                    continue  # features feed stages only: not even read without one
+                if len(key) > feature_key_fast and _over(key, feature_key_max):
+                    dropped = dropped or []
+                    dropped.append(FeatureDropReason.TOO_LONG)
+                    continue
+                v = kv.value
+                val = v.string_value
+                if not val:
+                    val = _value(v)
+                elif len(val) > fast and _over(val, table[kind]):
+                    dropped = dropped or []
+                    dropped.append(FeatureDropReason.TOO_LONG)
+                    continue
+                if n_features >= max_features:  # counted among the features kept, in wire order
                     dropped = dropped or []
                     dropped.append(FeatureDropReason.TOO_MANY)
                     continue
                 n_features += 1
                 if features is None:
                     features = {}
-                features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is ArrayValue else val
+                features[key[_FEATURE_LEN:]] = None if val is BAD or type(val) is list else val
+                continue
+            if kind is _IGNORE or (kind is _STAGE and not extras):
+                continue  # per-class scores feed stages only
+            v = kv.value
+            val = v.string_value
+            if val:  # a non-empty string is the oneof's active member (the common case: inlined)
+                if len(val) > fast and _over(val, table[kind]):
+                    raise Reject(RejectReason.TOO_LONG, limit_message(LIMIT_VALUE, shown(key), utf8_len(val),
+                                                                      table[kind]))
             else:
-                attrs[key] = val
+                val = _attribute_value(v, key, kind, fast, table, limits)
+            attrs[key] = val
         t = rec.time_unix_nano or rec.observed_time_unix_nano
         ts = t / 1e9 if t else now
         if name == ML_PREDICTION_EVENT:

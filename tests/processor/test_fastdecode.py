@@ -85,6 +85,9 @@ def check(body: bytes, extras: bool, limits: LimitsConfig = DEFAULT_LIMITS) -> t
     """Asserts the invariant; returns (whether C accepted the request, its fallback count)."""
     expected = python_path(body, extras, limits)
     got, fallbacks = c_path(body, extras, limits)
+    assert _native.decoder is not None
+    dry = _native.decoder.decode(body, NOW, extras, [], [], [], None, None, _c_limits(limits), dry=True)
+    assert (dry is None) == (got is None), "the validation pass and the decode disagree"  # parts rely on it
     if got is not None:
         assert expected != "DecodeError", "the C decoder accepted a request upb refuses"
         assert got == expected
@@ -482,3 +485,45 @@ def test_features_beyond_limits_are_dropped_and_counted(native: bool, monkeypatc
     # without a stage, features are not read at all: nothing dropped, nothing counted
     out = _accounted(ev.request([rec]).SerializeToString(), False, SMALL)
     assert not out.dropped and len(out.predictions) == 1
+
+
+@fast
+@pytest.mark.parametrize("extras", [False, True])
+def test_parts_and_dry_pass_equal_the_whole(extras: bool) -> None:
+    """``start``/``count`` ranges concatenate to the whole decode; ``dry`` counts like it and builds nothing."""
+    assert _native.decoder is not None
+    recs = common_records(random.Random(12), 120) + ODD_RECORDS + [_pred(**{a.ML_PREDICTION_ID: "z" * 5000})]
+    body = ev.request(recs[:70]).SerializeToString() + ev.request(recs[70:]).SerializeToString()  # 2 resources
+    whole = c_path(body, extras)[0]
+    assert whole is not None
+    limits = _c_limits(DEFAULT_LIMITS)
+    merged = Decoded()
+    received = ignored = 0
+    for start in range(0, 200, 17):
+        part = Decoded()
+
+        def fallback(record: memoryview, part: Decoded = part) -> None:
+            from otel_ml.processor.decode import _record
+
+            rec = LogRecord.FromString(record)
+            _record(rec, rec.event_name, part, NOW, extras)
+
+        counts = _native.decoder.decode(body, NOW, extras, part.predictions, part.extras, part.labels, fallback,
+                                        part.reject_limit, limits, start, 17)
+        assert counts is not None and counts[4] == (start + 17 < len(recs))
+        received, ignored = received + counts[0], ignored + counts[1]
+        for reason, n in part.rejected.items():
+            merged.rejected[reason] += n
+        merged.first_error = merged.first_error or part.first_error
+        merged.predictions += part.predictions
+        merged.extras += part.extras
+        merged.labels += part.labels
+        merged.dropped.update({k: v for k, v in zip((FeatureDropReason.TOO_LONG, FeatureDropReason.TOO_MANY),
+                                                    counts[2:4], strict=True) if v})
+    merged.received, merged.ignored = received, ignored
+    assert summary(merged) == whole
+    dry = Decoded()
+    counts = _native.decoder.decode(body, NOW, extras, dry.predictions, dry.extras, dry.labels, None, None, limits,
+                                    dry=True)
+    assert counts is not None and counts[:2] == (len(recs), whole[2][1])
+    assert not dry.predictions and not dry.labels
