@@ -127,8 +127,8 @@ class TracedSqliteStore(SqliteJoinStore):
 
     outside: list[str]
 
-    def _open(self) -> None:
-        super()._open()
+    def _open(self, recount: bool = True) -> None:
+        super()._open(recount)
         if not hasattr(self, "outside"):
             self.outside = []
         db = self._db

@@ -143,3 +143,33 @@ def test_damaged_page_is_a_corrupt_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as info:
         SqliteJoinStore(path, DAY, 100_000)
     assert info.value.kind == StoreErrorReason.CORRUPT
+
+
+def test_committed_counts_describe_the_file_through_every_kind_of_step(tmp_path: Path) -> None:
+    """``meta.counts`` (read back when the store reopens after a failure, instead of a table scan) equals a count
+    of the table after commits, rollbacks, evictions, expiry, gone tombstones and a quarantine."""
+    import random
+    path = tmp_path / "store.db"
+    store = SqliteJoinStore(path, DAY, 40)
+    rng = random.Random(5)
+    for step in range(60):
+        t = T0 + step * 600
+        preds = [pred_row(f"p{rng.randrange(120)}", t, label=rng.choice([None, None, "1"])) for _ in range(8)]
+        labels = [label_row(f"p{rng.randrange(120)}", t) for _ in range(6)]
+        store.ingest(preds, labels, t)
+        if step % 7 == 3:
+            store.rollback()
+            continue
+        if step % 11 == 5:
+            store.expire(t)
+        if step == 30:
+            store.commit({})
+            key = _sql(path, "SELECT k FROM pending WHERE length(row) > 1 LIMIT 1")[0][0]
+            _sql(path, "UPDATE pending SET row = X'ff00' WHERE k = ?", key)
+            store.ingest([], [label_row(str(key).split("\x1f")[1], t)], t)
+            assert len(store.take_quarantined()) == 1
+        store.commit({})
+        live, total = _sql(path, "SELECT sum(length(row) > 1), count(*) FROM pending")[0]
+        assert _sql(path, "SELECT value FROM meta WHERE key = 'counts'") == [(f"{live},{int(total) - int(live)}",)]
+        assert store.pending() == live
+    store.close()
