@@ -150,6 +150,7 @@ class GrpcReceiverConfig:
     endpoint: str = DEFAULT_GRPC_ENDPOINT
     tls: TlsConfig | None = None
     auth: AuthConfig | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +375,9 @@ CONFIG_KEYS: Final[tuple[KeyDoc, ...]] = (
            "`{bearer_token}` or `{bearer_token_file}` (one token per line, re-read when it changes): requests "
            "must carry `authorization: Bearer <token>` (the collector's `bearertokenauth`); else UNAUTHENTICATED, "
            "counted in `ml.processor.auth.failures`."),
+    KeyDoc("receiver.grpc.max_connections", "int", str(DEFAULT_MAX_CONNECTIONS),
+           "Open connections at once; beyond, grpc closes new ones at once (uncounted: grpc core does it). TLS and "
+           "HTTP/2 handshakes must finish within 10s."),
     KeyDoc("receiver.http.endpoint", "host:port or null", DEFAULT_HTTP_ENDPOINT,
            "OTLP/HTTP `POST /v1/logs` (protobuf, `Content-Encoding: gzip`, identity or chunked bodies); "
            "`receiver.http: null` disables it. Loopback only unless set."),
@@ -615,10 +619,12 @@ def _grpc_receiver(section: Mapping[str, Any], example: str) -> GrpcReceiverConf
         return GrpcReceiverConfig()
     if section["grpc"] is None:
         return None
-    g = _mapping(section["grpc"], "receiver.grpc", {"endpoint", "tls", "auth"}, example)
+    g = _mapping(section["grpc"], "receiver.grpc", {"endpoint", "tls", "auth", "max_connections"}, example)
     return GrpcReceiverConfig(
         endpoint=_host_port(g.get("endpoint", DEFAULT_GRPC_ENDPOINT), "receiver.grpc.endpoint", example),
-        tls=_tls(g.get("tls"), "receiver.grpc.tls", grpc=True), auth=_auth(g.get("auth"), "receiver.grpc.auth"))
+        tls=_tls(g.get("tls"), "receiver.grpc.tls", grpc=True), auth=_auth(g.get("auth"), "receiver.grpc.auth"),
+        max_connections=_int(g.get("max_connections", DEFAULT_MAX_CONNECTIONS), "receiver.grpc.max_connections",
+                             "receiver: {grpc: {max_connections: 256}}"))
 
 
 def _http_receiver(section: Mapping[str, Any], example: str) -> HttpReceiverConfig | None:

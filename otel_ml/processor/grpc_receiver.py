@@ -46,6 +46,8 @@ _logger = logging.getLogger(__name__)
 GRPC_HARD_LIMIT_FACTOR: Final = 4
 """grpc's own receive limit, as a multiple of ``receiver.max_request_bytes`` (see the module docstring)."""
 LOGS_SERVICE: Final = "opentelemetry.proto.collector.logs.v1.LogsService"
+GRPC_HANDSHAKE_TIMEOUT_MS: Final = 10_000
+"""Time a new connection has to complete its TLS and HTTP/2 handshakes."""
 _EMPTY = ExportLogsServiceResponse()
 _RECEIVER = Receiver.GRPC
 
@@ -204,6 +206,10 @@ def grpc_server(ingest: Ingest, config: ProcessorConfig) -> tuple[grpc.Server, i
         ("grpc.max_receive_message_length", min(GRPC_HARD_LIMIT_FACTOR * max_bytes, 2**31 - 1)),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
         ("grpc.so_reuseport", 0),
+        # a connection cap and a handshake deadline: beyond the cap grpc core closes new connections at once, and a
+        # client that connects but never completes its TLS / HTTP/2 handshake is cut off (slowloris for gRPC)
+        ("grpc.max_allowed_incoming_connections", rc.grpc.max_connections),
+        ("grpc.server_handshake_timeout_ms", GRPC_HANDSHAKE_TIMEOUT_MS),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=limit + 8, thread_name_prefix="otel-ml-grpc"),
                          maximum_concurrent_rpcs=4 * limit + 64, options=options)

@@ -69,7 +69,7 @@ class Target:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     tmp: Path = tmp_path_factory.mktemp("adversarial")
     proc = ProcessorProcess(tmp, receiver={
-        "max_request_bytes": LIMIT, "max_inflight_requests": 4,
+        "max_request_bytes": LIMIT, "max_inflight_requests": 4, "grpc": {"max_connections": MAX_CONNECTIONS},
         "http": {"max_connections": MAX_CONNECTIONS, "read_header_timeout": f"{HEADER_TIMEOUT_S}s",
                  "read_timeout": f"{READ_TIMEOUT_S}s", "idle_timeout": "2s"}}).start()
     try:
@@ -388,6 +388,28 @@ def test_garbage_on_the_grpc_port_and_cancelled_calls_harm_nothing(target: Targe
             f.cancel()
     canary(target)
     assert _code(target, _body("after-cancel")) == grpc.StatusCode.OK
+
+
+def test_grpc_connection_cap(target: Target) -> None:
+    """Beyond ``receiver.grpc.max_connections`` grpc core closes new connections at once (a retryable UNAVAILABLE
+    for the sender); once connections go away, calls succeed again."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + empty SETTINGS
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", target.proc.grpc_port), timeout=5)
+            s.sendall(preface)
+            held.append(s)
+        time.sleep(0.3)
+        assert _code(target, _body("over-the-cap")) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 10
+    while _code(target, _body("under-the-cap")) != grpc.StatusCode.OK:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    canary(target)
 
 
 def test_rss_peak_stayed_bounded(target: Target) -> None:
