@@ -38,7 +38,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from otel_ml.errors import OtelMLError
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.ingest import COMMIT_TIMEOUT_S, Ingest, bounded, response
-from otel_ml.processor.security import Authenticator, grpc_credentials
+from otel_ml.processor.security import Authenticator, check_tls_files, grpc_credentials
 from otel_ml.processor.writer import StoreUnavailable
 from otel_ml.semconv.attributes import FailReason, Receiver, RefuseReason, RejectReason
 
@@ -216,10 +216,14 @@ def grpc_server(ingest: Ingest, config: ProcessorConfig) -> tuple[grpc.Server, i
     auth = Authenticator(rc.grpc.auth) if rc.grpc.auth is not None else None
     server.add_generic_rpc_handlers((LogsServicer(ingest, max_bytes, rc.retry_after, auth).handler(),))
     endpoint = rc.grpc.endpoint
-    if rc.grpc.tls is not None:
-        port = server.add_secure_port(endpoint, grpc_credentials(rc.grpc.tls))
-    else:
-        port = server.add_insecure_port(endpoint)
+    try:
+        if rc.grpc.tls is not None:
+            check_tls_files(rc.grpc.tls, "receiver.grpc.tls")  # grpc itself would only say "Failed to bind"
+            port = server.add_secure_port(endpoint, grpc_credentials(rc.grpc.tls))
+        else:
+            port = server.add_insecure_port(endpoint)
+    except RuntimeError as exc:  # grpc's "Failed to bind to address"
+        raise OSError(f"cannot bind the gRPC receiver to {endpoint}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot bind the gRPC receiver to {endpoint}")
     server.start()

@@ -118,13 +118,34 @@ def ssl_context(tls: TlsConfig, on_failure: FailureSink) -> ssl.SSLContext:
 
     ctx = _Context(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[tls.min_version]
-    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    try:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            ctx.load_verify_locations(tls.client_ca_file)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot load the TLS certificate, key or client CA ({tls.cert_file}, {tls.key_file}, "
+                      f"{tls.client_ca_file}): {exc}") from exc
     if tls.client_ca_file:
-        ctx.load_verify_locations(tls.client_ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.set_alpn_protocols(["http/1.1"])
     ctx.sslobject_class = _CountingSSLObject
     return ctx
+
+
+def check_tls_files(tls: TlsConfig, key: str) -> None:
+    """Load the files of ``tls`` once to fail at start with a clear message (not a PEM file, key not matching).
+
+    Raises:
+        OSError: Naming ``key`` and the problem.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.client_ca_file:
+            ctx.load_verify_locations(tls.client_ca_file)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"{key}: cannot load the certificate, key or client CA ({tls.cert_file}, {tls.key_file}, "
+                      f"{tls.client_ca_file}): {exc}") from exc
 
 
 def grpc_credentials(tls: TlsConfig) -> Any:

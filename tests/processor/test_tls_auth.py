@@ -224,3 +224,17 @@ metrics:
     finally:
         app.stop(grace=1.0)
         server.stop(0)
+
+
+@pytest.mark.parametrize("receiver", ["grpc", "http"])
+def test_unloadable_tls_files_fail_the_start_with_exit_1(tmp_path: Path, receiver: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from otel_ml.processor.cli import main
+
+    other = "http" if receiver == "grpc" else "grpc"
+    path = tmp_path / "p.yaml"
+    path.write_text(f"receiver: {{{receiver}: {{endpoint: '127.0.0.1:0', tls: {{cert_file: {path}, "
+                    f"key_file: {path}}}}}, {other}: null}}\nstore: {{backend: memory}}\nmetrics: {{otlp: null}}\n")
+    assert main(["--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot start" in err and "cannot load the" in err
