@@ -340,7 +340,9 @@ def test_array_valued_task_or_segment_gets_a_correct_answer_over_http(target: Ta
 
 # --- gRPC ------------------------------------------------------------------------------------------------------------
 def _call(target: Target, body: bytes, **kw: Any) -> Any:
-    with grpc.insecure_channel(f"127.0.0.1:{target.proc.grpc_port}") as channel:
+    # a channel of its own connection (grpc shares subchannels between channels to the same target by default)
+    with grpc.insecure_channel(f"127.0.0.1:{target.proc.grpc_port}",
+                               options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
         return channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)(body, timeout=10, **kw)
 
 
@@ -394,13 +396,24 @@ def test_grpc_connection_cap(target: Target) -> None:
     """Beyond ``receiver.grpc.max_connections`` grpc core closes new connections at once (a retryable UNAVAILABLE
     for the sender); once connections go away, calls succeed again."""
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")  # + empty SETTINGS
-    held = []
+    held: list[socket.socket] = []
+
+    def served(s: socket.socket) -> bool:
+        try:
+            return bool(s.recv(9))  # the server's SETTINGS frame: grpc accepted and serves this connection
+        except OSError:
+            return False
+
     try:
-        for _ in range(MAX_CONNECTIONS):
-            s = socket.create_connection(("127.0.0.1", target.proc.grpc_port), timeout=5)
+        # connections of earlier cases may still count: open until grpc closes one
+        for _ in range(MAX_CONNECTIONS + 1):
+            s = socket.create_connection(("127.0.0.1", target.proc.grpc_port), timeout=10)
             s.sendall(preface)
             held.append(s)
-        time.sleep(0.3)
+            if not served(s):
+                break
+        else:
+            raise AssertionError(f"{len(held)} connections served, more than max_connections={MAX_CONNECTIONS}")
         assert _code(target, _body("over-the-cap")) == grpc.StatusCode.UNAVAILABLE
     finally:
         for s in held:
