@@ -89,6 +89,13 @@ def test_design_doc_example_is_valid() -> None:
     ({"metrics": {"otlp": {"endpoint": "https://c:4317", "tls": {"cert_file": "README.md"}}}}, "metrics.otlp.tls",
      "together"),
     ({"metrics": {"otlp": {"headers": {"bad header": "x"}}}}, "metrics.otlp.headers", "header names"),
+    ({"limits": {"prediction_id_bytes": 8}}, "limits.prediction_id_bytes", ">= 16"),
+    ({"limits": {"segments_per_record": True}}, "limits.segments_per_record", "integer"),
+    ({"limits": {"class_bytes": 1 << 25}}, "limits.class_bytes", "at most"),
+    ({"limits": {"id_bytes": 10}}, "limits.id_bytes", "unknown key"),
+    ({"metrics": {"cardinality_idle": "30s"}}, "metrics.cardinality_idle", "at least 60s"),
+    ({"metrics": {"cardinality_admission": 0}}, "metrics.cardinality_admission", ">= 1"),
+    ({"metrics": {"series_limit": 10}}, "metrics.series_limit", ">= 100"),
 ])
 def test_invalid_configs_name_the_key_and_show_an_example(raw: dict[str, Any], key: str, fragment: str) -> None:
     with pytest.raises(cfg.ConfigError) as err:
