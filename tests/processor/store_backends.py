@@ -14,8 +14,8 @@ A backend plugs in with one :class:`StoreBackend` subclass registered in :data:`
 * :meth:`StoreBackend.writes_outside_transactions` returns every write the backend ran outside a transaction since
   the store was opened (the commit-acknowledge invariant: must stay empty);
 * ``gone_tombstones``: the backend keeps tombstones of records that expired or were evicted unjoined (the "counted
-  once" cases of the conformance suite run for it). Every backend should; a backend that does not yet is listed
-  here with ``False`` and the cases it would fail are not generated for it (not skipped: they do not exist for it).
+  once" cases of the conformance suite run for it); every backend does (``_mark_gone`` is abstract), the flag is
+  for a new backend on its way there.
 
 Nothing here mocks a database: the SQLite faults are a full tmpfs, an ext4 filesystem turned read-only or shut
 down by the kernel, a lock held by another connection and SQLite's own heap limit.

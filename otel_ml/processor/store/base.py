@@ -207,14 +207,10 @@ class BaseJoinStore(ABC):
         Rows that cannot be decoded are quarantined and not returned.
         """
 
-    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:  # noqa: B027 - optional primitive
+    @abstractmethod
+    def _mark_gone(self, rows: Sequence[Row], now: float) -> None:
         """Leave a gone tombstone (:data:`GONE_PREDICTION` or :data:`GONE_LABEL`, by the row's half) for each of
-        ``rows``, just removed by :meth:`_pop_oldest`, dated ``now`` (they expire a label window later).
-
-        Every backend should implement it (the memory and SQLite ones do); without it (this default keeps nothing) a
-        record re-sent after its counterpart left counts again, and the backend is listed with
-        ``gone_tombstones = False`` in ``tests/processor/store_backends.py``.
-        """
+        ``rows``, just removed by :meth:`_pop_oldest`, dated ``now`` (they expire a label window later)."""
 
     @abstractmethod
     def _drop_done(self, before: float, keep_at_most: int) -> None:
