@@ -32,7 +32,7 @@ PRIOR_WEIGHT = 10.0
 """Pseudo-count pulling a predicted class's precision towards the overall accuracy (no-score fallback)."""
 
 
-PRIOR_ROWS = 20.0
+PRIOR_ROWS = 5.0
 """Weight, in reference rows, of the prior behind every calibration curve: the model's own confidence.
 
 The curve is an isotonic regression of "the prediction was right" on the confidence, fitted to the reference rows
