@@ -400,6 +400,7 @@ def test_estimated_roc_auc_gauges_against_scikit_learn_on_labeled_windows(refs, 
     from sklearn.metrics import roc_auc_score
 
     from otel_ml.processor.decode import decode_request
+    from otel_ml.processor.stages.estimation.windows import AUC_INTERVAL_S
     from tests.processor.conftest import prediction_event
     from tests.support import otlp_events as ev
 
@@ -416,6 +417,7 @@ def test_estimated_roc_auc_gauges_against_scikit_learn_on_labeled_windows(refs, 
         for i, r in enumerate(router.to_dict("records"))]
     for i in range(0, len(records), 250):
         pipeline.process([decode_request(ev.request(records[i:i + 250]), clock(), pipeline.wants_extras)])
+    clock.now += AUC_INTERVAL_S  # the estimated gauge is recomputed at most every AUC_INTERVAL_S
     pipeline.tick()
     gauges = {(name, dict(attrs)[a.ML_MODEL_NAME]): v for name in (m.ESTIMATED_CLASSIFICATION_ROC_AUC.name,
                                                                    m.CLASSIFICATION_ROC_AUC.name)
@@ -429,8 +431,8 @@ def test_estimated_roc_auc_gauges_against_scikit_learn_on_labeled_windows(refs, 
     assert gauges[(m.CLASSIFICATION_ROC_AUC.name, "fraud")] == pytest.approx(realized_b, abs=1e-9)
     assert gauges[(m.ESTIMATED_CLASSIFICATION_ROC_AUC.name, "fraud")] == pytest.approx(est_b.value, abs=1e-9)
     assert gauges[(m.ESTIMATED_CLASSIFICATION_ROC_AUC.name, "router")] == pytest.approx(est_m.value, abs=1e-9)
-    for e, realized in ((est_b, realized_b), (est_m, realized_m)):  # within 3 sd of the realized AUC's noise
-        assert abs(e.value - realized) < 3 * e.sampling_sd and e.contains(realized)
+    for e, realized in ((est_b, realized_b), (est_m, realized_m)):  # the realized AUC's noise + the estimator's error
+        assert abs(e.value - realized) < 3 * e.sampling_sd + e.error_margin and e.contains(realized)
     pipeline.close()
 
 

@@ -76,8 +76,8 @@ class EstimationStage(BaseStage):
             if art.estimator is not None:
                 for metric, margin in art.estimator.error_margin_.items():
                     sink.set_gauge(m.ESTIMATOR_ERROR_MARGIN, float(margin), {**attrs, a.ML_METRIC: metric})
-            if rt.scores is not None and rt.scores.dirty:
-                sink.set_gauge(m.ESTIMATED_CLASSIFICATION_ROC_AUC, rt.scores.roc_auc(), attrs)
+            if rt.scores is not None and rt.scores.due(now):
+                sink.set_gauge(m.ESTIMATED_CLASSIFICATION_ROC_AUC, rt.scores.roc_auc(now), attrs)
             drift_gauges(rt, attrs, sink)
 
     def _warn_once(self, model: str, version: str, message: str) -> None:
