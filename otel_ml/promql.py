@@ -217,15 +217,19 @@ def estimated_accuracy(window: str, group: Iterable[str] = MV, filters: Filters 
 
 def estimated_accuracy_margin(window: str, group: Iterable[str] = MV, filters: Filters = {},  # noqa: B006
                               z: float = 1.96) -> str:
-    """Half-width of the estimate's interval: z * sampling sd of the windowed mean, plus the estimator's margin.
+    """Half-width of the estimate's interval: z * sampling sd of the windowed mean, plus the estimator's margin,
+    plus z * the mean calibration sd (how little the reference knew about the window's predictions).
 
     The sampling variance of a sum of independent Bernoulli(p_i) is sum p_i(1-p_i), so the sd of the mean is
-    sqrt(sum var) / n. The cross-validated error margin of the estimator (when exported) is added on top.
+    sqrt(sum var) / n. The cross-validated error margin of the estimator and the calibration sd (when exported)
+    are added on top. The pessimistic and optimistic bounds (novel traffic) are separate series.
     """
     g = tuple(group)
-    sampling = (f"{z} * sqrt({summed_increase(m.ESTIMATED_CORRECT_VARIANCE, window, g, filters)}) / "
-                f"{summed_increase(m.ESTIMATED_PREDICTIONS, window, g, filters)}")
-    return f"({sampling}) + ({error_margin('accuracy', g, filters)} or 0 * ({sampling}))"
+    n = summed_increase(m.ESTIMATED_PREDICTIONS, window, g, filters)
+    sampling = f"{z} * sqrt({summed_increase(m.ESTIMATED_CORRECT_VARIANCE, window, g, filters)}) / {n}"
+    calibration = f"{z} * {summed_increase(m.ESTIMATED_CORRECT_CALIBRATION_SD, window, g, filters)} / {n}"
+    return (f"({sampling}) + ({error_margin('accuracy', g, filters)} or 0 * ({sampling}))"
+            f" + ({calibration} or 0 * ({sampling}))")
 
 
 def estimated_f1_macro(window: str, group: Iterable[str] = MV, filters: Filters = {}) -> str:  # noqa: B006
