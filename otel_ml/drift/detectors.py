@@ -50,9 +50,15 @@ class WindowedDrift:
     def observe(self, values: Iterable[Any]) -> np.ndarray:
         """Adds values to the window; returns their counts per bin (aligned with ``reference.labels``)."""
         counts = self.reference.count(values)
+        self.add_counts(counts)
+        return counts
+
+    def add_counts(self, counts: np.ndarray) -> None:
+        """Adds per-bin counts (from ``reference.count``) to the window: :meth:`observe` in two steps, so a caller can
+        count now and change the window later (after its transaction committed)."""
         n = int(counts.sum())
         if n == 0:
-            return counts
+            return
         if self._blocks and self._blocks[-1][1] < BLOCK:
             last, m = self._blocks.pop()
             self._blocks.append((last + counts, m + n))
@@ -64,7 +70,6 @@ class WindowedDrift:
             old, m = self._blocks.popleft()
             self._current -= old
             self._n -= m
-        return counts
 
     @property
     def observations(self) -> int:

@@ -49,6 +49,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _open_append(path: Path) -> Any:
+    """The file opened for appending, created owner-only (0600) like the store's files: samples carry feature
+    values."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
+
+
 class RelabelSink:
     """Appends samples to a rotating JSONL file (see the module docstring for the schema)."""
 
@@ -75,14 +81,14 @@ class RelabelSink:
         written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = self.path.open("a", encoding="utf-8")
+            fh = _open_append(self.path)
             try:
                 for sample in samples:
                     if self._lines >= self.max_samples:
                         fh.close()
                         os.replace(self.path, self.path.with_name(self.path.name + ".1"))
                         self._lines = 0
-                        fh = self.path.open("a", encoding="utf-8")
+                        fh = _open_append(self.path)
                     line = {"schema": SCHEMA_VERSION, **{k: _jsonable(v) for k, v in sample.items()}}
                     ts = sample.get("timestamp")
                     line.pop("timestamp", None)

@@ -273,6 +273,9 @@ class Step:
         self._attr_cache = capper.attr_cache
         self._aggregates = aggregates
         self._new_points: dict[str, int] = defaultdict(int)
+        self.after_commit: list[Callable[[], None]] = []
+        """Stage callbacks to run once this step's transaction committed (in-memory state that must follow the
+        committed data); dropped when it rolls back."""
 
     def attrs(self, attributes: Mapping[str, str] | Iterable[tuple[str, str]]) -> Attrs:
         """Capped, sorted attribute tuple; counts overflows."""

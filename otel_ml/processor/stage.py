@@ -37,6 +37,11 @@ Contract
   Stages must not block (no network I/O in the hooks): they run on the writer thread, and the time they take is
   time every sender waits for its acknowledgement.
 
+* Retries: a step whose commit fails is rolled back and its records are processed again (the writer retries a
+  failed group commit), so a hook may see the same predictions twice. Metric writes are safe (they belong to the
+  rolled-back step); in-memory state (windows, caches, files) is not: change it in a callback given to
+  :meth:`MetricSink.after_commit`, which runs only once the step committed.
+
 * Thread-safety: hooks are called from one thread at a time (the writer thread). ``close`` is called once at
   shutdown.
 
@@ -147,6 +152,11 @@ class MetricSink(Protocol):
 
     def record(self, metric: MetricSpec, value: float, attributes: Mapping[str, str]) -> None:
         """Record ``value`` into the ``histogram`` ``metric`` at ``attributes``."""
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the step's transaction committed, never when it rolled back (a failed group commit is
+        retried with the same records: a stage's in-memory windows must not see them twice). ``fn`` must not
+        raise (a failure is logged)."""
 
     def reference_values(self, model: str, values: Mapping[str, Iterable[str]]) -> None:
         """Declare the metric attribute values ``model``'s reference artifacts know, by attribute key (e.g.

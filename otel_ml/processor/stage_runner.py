@@ -26,6 +26,7 @@ class BufferedSink:
         self._ops: list[tuple[Callable[[MetricSpec, float, Mapping[str, str]], None], MetricSpec, float,
                               Mapping[str, str]]] = []
         self._pins: list[tuple[str, Mapping[str, tuple[str, ...]]]] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     def add(self, metric: MetricSpec, value: float, attributes: Mapping[str, str]) -> None:
         """Buffer a counter increment."""
@@ -44,12 +45,27 @@ class BufferedSink:
         frozen = {k: tuple(v) for k, v in values.items()}
         self._pins.append((model, frozen))
 
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Buffer a callback to run once the step's transaction committed (never if it rolls back)."""
+        self._after_commit.append(fn)
+
     def apply(self) -> None:
         """Write the buffered operations into the step."""
         for model, values in self._pins:
             self._step.capper.pin(model, values)
         for fn, metric, value, attrs in self._ops:
             fn(metric, value, attrs)
+        self._step.after_commit.extend(self._after_commit)
+
+
+def run_after_commit(step: Step) -> None:
+    """The stages' after-commit callbacks of a committed step, each isolated (a failure is logged)."""
+    for fn in step.after_commit:
+        try:
+            fn()
+        except Exception:
+            _logger.exception("a stage's after-commit callback failed")
+    step.after_commit.clear()
 
 
 class StageRunner:

@@ -29,7 +29,7 @@ from otel_ml.processor.decode import Decoded, error_message
 from otel_ml.processor.realized import RealizedQuality, segment_attrs
 from otel_ml.processor.records import MODEL, P_STR, SEGMENT, VERSION, Row, is_prediction
 from otel_ml.processor.stage import Stage
-from otel_ml.processor.stage_runner import StageRunner
+from otel_ml.processor.stage_runner import StageRunner, run_after_commit
 from otel_ml.processor.store.base import BaseJoinStore, IngestResult, Quarantined
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
@@ -101,6 +101,7 @@ class Processor:
         finally:
             self._count_store_errors()
         self.auc.extend(auc_updates)
+        run_after_commit(step)
         return results
 
     def tick(self) -> None:
@@ -126,6 +127,7 @@ class Processor:
             self._count_store_errors()
         if saving:
             self.auc.saved(now)
+        run_after_commit(step)
 
     def close(self) -> None:
         """Save the ROC-AUC windows, close the stages and the store."""

@@ -51,6 +51,9 @@ class RecordingSink:
     def record(self, metric: MetricSpec, value: float, attributes: Any) -> None:
         raise AssertionError("the estimation stage records no histogram")
 
+    def after_commit(self, fn: Any) -> None:
+        fn()  # no transaction here: every call "commits"
+
     def reference_values(self, model: str, values: Any) -> None:
         self.pinned[model] = {k: set(v) for k, v in values.items()}
 
@@ -536,3 +539,42 @@ def test_multilabel_partial_scores_are_estimated_per_label(tmp_path):
     p = est.predict_correctness(frame)
     assert np.all(np.isfinite(p))
     assert sink.total(m.ESTIMATED_CORRECT_PREDICTIONS) == pytest.approx(p.sum(), rel=1e-9)
+
+
+def test_a_retried_step_leaves_the_stage_windows_as_one_pass(refs, tmp_path):
+    """A group commit that fails is rolled back and retried with the same records: the stage's windows (drift,
+    novelty, scores) change only once the step committed, so they count the retried predictions once."""
+    from otel_ml.processor.decode import decode_request
+    from tests.processor.conftest import prediction_event
+    from tests.support import otlp_events as ev
+
+    clock = Clock()
+    pipeline = _pipeline(refs, tmp_path, clock)
+    frame = multiclass_frame(200, seed=61)
+    records = [prediction_event(f"r{i}", model="router", task="multiclass", value=r["pred"], **{
+        a.ML_PREDICTION_SCORES: [float(r[c]) for c in SCORES], a.ML_PREDICTION_CLASSES: CLASSES,
+        "ml.feature.x": float(r["x"]), "ml.feature.region": r["region"]}) for i, r in enumerate(frame.to_dict("records"))]
+    decoded = decode_request(ev.request(records), clock(), pipeline.wants_extras)
+    commit = pipeline.store.commit
+    failures = iter([True])
+
+    def flaky_commit(*args: Any, **kwargs: Any) -> Any:
+        if next(failures, False):
+            raise OSError("disk hiccup")
+        return commit(*args, **kwargs)
+
+    pipeline.store.commit = flaky_commit
+    with pytest.raises(OSError):
+        pipeline.process([decoded])
+    stage = pipeline.stage_runner.stages[0]
+    assert not stage.artifacts.runtimes or all(rt.features["x"].observations == 0
+                                               for rt in stage.artifacts.runtimes.values())
+    pipeline.process([decoded])  # the retry
+    rt = stage.artifacts.runtimes[("router", "")]
+    assert rt.features["x"].observations == 200 and rt.prediction.observations == 200
+    assert rt.novelty._ring.filled == 200 and rt.scores._ring.filled == 200
+    total = sum(v for _, v in pipeline.aggregates.snapshot(m.ESTIMATED_PREDICTIONS.name))
+    assert total == 200
+    pipeline.close()
+    relabel = tmp_path / "r.jsonl"
+    assert relabel.stat().st_mode & 0o777 == 0o600  # samples carry feature values: owner-only

@@ -13,6 +13,7 @@ the reference knew about such predictions), and feeds the :class:`~.windows.Scor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -48,8 +49,8 @@ def estimation_counters(batch: PredictionBatch, rt: ModelRuntime, model_attrs: M
         _correctness_counters(batch, art.classes, est.estimator_key, rows.p,
                               lambda idx: em.expected_outcomes(rows.class_proba[idx], rows.pred[idx]), sink)
         _novelty_counters(batch, rt, est.estimator_key, rows, sink)
-        if rt.scores is not None and rows.scores is not None:
-            rt.scores.extend(rows.scores, rows.class_proba)
+        if rt.scores is not None and rows.scores is not None:  # the window changes once the step committed
+            sink.after_commit(functools.partial(rt.scores.extend, rows.scores, rows.class_proba))
         return rows.p, None
     if isinstance(est, MultilabelEstimator):
         p, q, decisions = est.predict_details(frame)
@@ -95,8 +96,9 @@ def _correctness_counters(batch: PredictionBatch, classes: Sequence[str], key: s
 def _novelty_counters(batch: PredictionBatch, rt: ModelRuntime, key: str, rows: RowEstimates,
                       sink: MetricSink) -> None:
     """Unknown-correctness counts, pessimistic and optimistic correctness, calibration uncertainty, per segment."""
-    rt.novelty.extend(rows.novelty[~rows.unseen])
-    r = rt.novelty.novel_share()
+    known = rows.novelty[~rows.unseen]
+    r = rt.novelty.novel_share(pending=known)  # the window changes only once the step committed
+    sink.after_commit(functools.partial(rt.novelty.extend, known))
     pessimistic = np.where(rows.unseen, 0.0, rows.p * (1.0 - r))
     optimistic = np.where(rows.unseen, 1.0, rows.p + r * (1.0 - rows.p))
     model_attrs = {a.ML_MODEL_NAME: batch.model, a.ML_MODEL_VERSION: batch.version}

@@ -8,10 +8,13 @@ feature values and set sizes also go into the drift windows of the :class:`~.art
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from otel_ml.drift.detectors import WindowedDrift
 from otel_ml.processor.stage import MetricSink, PredictionBatch
 from otel_ml.processor.stages.estimation.artifacts import ModelRuntime
 from otel_ml.semconv import attributes as a
@@ -31,21 +34,18 @@ def novelty_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
             counts = rt.unseen.observe(predicted)
         else:
             counts = {}
-        if rt.prediction is not None:
-            rt.prediction.observe(predicted)
+        _later(rt.prediction, predicted, sink)
     elif batch.task in (Task.MULTILABEL, Task.RANKING) and batch.value_lists is not None:
         flat = [c for s in batch.value_lists for c in s]
         counts = rt.unseen.observe(flat) if rt.unseen is not None else {}
         if rt.unseen is not None:
             unseen_rows = np.asarray([any(rt.unseen.is_unseen(c) for c in s) for s in batch.value_lists])
-        if rt.prediction is not None:
-            rt.prediction.observe(flat)
-        if rt.set_size is not None:
-            rt.set_size.observe([float(len(s)) for s in batch.value_lists])
+        _later(rt.prediction, flat, sink)
+        _later(rt.set_size, [float(len(s)) for s in batch.value_lists], sink)
     else:
         counts = {}
-        if rt.prediction is not None and isinstance(batch.values, np.ndarray):
-            rt.prediction.observe(batch.values)
+        if isinstance(batch.values, np.ndarray):
+            _later(rt.prediction, batch.values, sink)
     for cls, count in counts.items():
         sink.add(m.UNSEEN_CLASS_PREDICTIONS, float(count), {**attrs, a.ML_CLASS: cls})
     return unseen_rows
@@ -73,13 +73,21 @@ def feature_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
         values = batch.features.get(name)
         if values is None:
             continue
-        counts = drift.observe(values)
+        counts = drift.reference.count(values)
+        sink.after_commit(functools.partial(drift.add_counts, counts))  # the window changes once committed
         for label, count in zip(drift.reference.labels, counts, strict=True):
             if count > 0:
                 sink.add(m.FEATURE_BIN_OBSERVATIONS, float(count),
                          {**attrs, a.ML_FEATURE_NAME: name, a.ML_BIN: label})
         outside[name] = drift.reference.outside(values)
     return outside
+
+
+def _later(drift: WindowedDrift | None, values: Any, sink: MetricSink) -> None:
+    """Counts ``values`` now, adds them to the drift window once the step committed (a retried step must not add
+    them twice)."""
+    if drift is not None:
+        sink.after_commit(functools.partial(drift.add_counts, drift.reference.count(values)))
 
 
 def _missing(values: list[object]) -> np.ndarray:

@@ -59,10 +59,13 @@ class NoveltyWindow:
         if pvalues.size:
             self._ring.extend(np.asarray(pvalues, dtype=float).reshape(-1, 1))
 
-    def novel_share(self) -> float:
+    def novel_share(self, pending: np.ndarray | None = None) -> float:
         """Estimated share of the window's predictions from outside the reference's distribution (0: none or not
-        measured)."""
+        measured); with ``pending``, as if those p-values were added (the window itself is not changed)."""
         values = self._ring.values()[:, 0]
+        if pending is not None and pending.size:
+            size = self._ring.data.shape[0]
+            values = np.concatenate([values, np.asarray(pending, dtype=float)])[-size:]
         return novel_share(values) if values.size else 0.0
 
 
