@@ -553,7 +553,8 @@ def test_a_retried_step_leaves_the_stage_windows_as_one_pass(refs, tmp_path):
     frame = multiclass_frame(200, seed=61)
     records = [prediction_event(f"r{i}", model="router", task="multiclass", value=r["pred"], **{
         a.ML_PREDICTION_SCORES: [float(r[c]) for c in SCORES], a.ML_PREDICTION_CLASSES: CLASSES,
-        "ml.feature.x": float(r["x"]), "ml.feature.region": r["region"]}) for i, r in enumerate(frame.to_dict("records"))]
+        "ml.feature.x": float(r["x"]), "ml.feature.region": r["region"]})
+        for i, r in enumerate(frame.to_dict("records"))]
     decoded = decode_request(ev.request(records), clock(), pipeline.wants_extras)
     commit = pipeline.store.commit
     failures = iter([True])
