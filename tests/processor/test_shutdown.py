@@ -36,15 +36,24 @@ PER_REQUEST = 40
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
-class Senders:
-    """2 gRPC + 2 HTTP senders working off one queue of unacknowledged requests (re-queued on any failure)."""
+def _body(i: int) -> bytes:
+    """Request ``i``: PER_REQUEST multiclass predictions with ids of their own."""
+    return ev.request([prediction_event(f"r{i}-{j}", task="multiclass", value=str(j % 3))
+                       for j in range(PER_REQUEST)]).SerializeToString()
 
-    def __init__(self, proc: ProcessorProcess, bodies: list[bytes]) -> None:
+
+class Senders:
+    """2 gRPC + 2 HTTP senders working off one queue of unacknowledged requests (re-queued on any failure).
+
+    While ``generating`` is set, a sender that finds the queue empty makes a new request, so the load never runs out
+    however fast the processor is; :meth:`finish` stops that, and the last incarnation drains what is left.
+    """
+
+    def __init__(self, proc: ProcessorProcess) -> None:
         self.proc = proc
         self.todo: queue.Queue[int] = queue.Queue()
-        for i in range(len(bodies)):
-            self.todo.put(i)
-        self.bodies = bodies
+        self.bodies: dict[int, bytes] = {}
+        self.generating = True
         self.acked: set[int] = set()
         self.failures: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
@@ -56,9 +65,24 @@ class Senders:
 
     def _next(self) -> int | None:
         try:
+            return self.todo.get_nowait()
+        except queue.Empty:
+            pass
+        with self.lock:
+            if self.generating:
+                i = len(self.bodies)
+                self.bodies[i] = _body(i)
+                return i
+        try:
             return self.todo.get(timeout=0.05)
         except queue.Empty:
             return None
+
+    def finish(self) -> int:
+        """Stop making new requests; returns how many were made (each must end acknowledged)."""
+        with self.lock:
+            self.generating = False
+            return len(self.bodies)
 
     def _done(self, i: int, ok: bool, why: str = "") -> None:
         if ok:
@@ -118,11 +142,8 @@ class Senders:
 
 
 def test_repeated_sigterm_and_sigint_under_load_exit_in_time_and_lose_nothing(tmp_path: Path) -> None:
-    n_requests = 1500
-    bodies = [ev.request([prediction_event(f"r{r}-{j}", task="multiclass", value=str(j % 3))
-                          for j in range(PER_REQUEST)]).SerializeToString() for r in range(n_requests)]
     proc = ProcessorProcess(tmp_path, shutdown_grace=f"{GRACE_S:g}s", receiver={"max_inflight_requests": 4})
-    senders = Senders(proc, bodies)
+    senders = Senders(proc)
     exits: list[tuple[int | None, float]] = []
     try:
         for run in range(RUNS):
@@ -143,6 +164,7 @@ def test_repeated_sigterm_and_sigint_under_load_exit_in_time_and_lose_nothing(tm
             exits.append((rc, time.monotonic() - signalled))
             assert rc == 0 and exits[-1][1] <= GRACE_S, (exits, proc.process.log())
         # the last incarnation takes whatever is still unacknowledged
+        n_requests = senders.finish()
         proc.start()
         wait_until(lambda: senders.acknowledged() == n_requests, timeout=120, what="every request acknowledged")
         senders.close()
