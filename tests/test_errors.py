@@ -35,7 +35,7 @@ def test_walk_sees_the_known_exception_classes():
     found = _exception_classes()
     # The walk must reach nested packages (store, stages) and optional-dependency modules, or the check is hollow.
     for name in (
-        "otel_ml.processor.config.ConfigError",
+        "otel_ml.processor.config.validation.ConfigError",
         "otel_ml.processor.store.sqlite.StoreFormatError",
         "otel_ml.processor.decode.Reject",
         "otel_ml.reference.artifact.ArtifactError",
