@@ -37,7 +37,7 @@ def test_walk_sees_the_known_exception_classes():
     for name in (
         "otel_ml.processor.config.validation.ConfigError",
         "otel_ml.processor.store.sqlite.StoreFormatError",
-        "otel_ml.processor.decode.Reject",
+        "otel_ml.processor.decode.result.Reject",
         "otel_ml.reference.artifact.ArtifactError",
         "otel_ml.estimation._inputs.EstimationError",
     ):

@@ -12,9 +12,10 @@ import pytest
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
 
-from otel_ml.processor import _native, decode
+from otel_ml.processor import _native
 from otel_ml.processor import config as cfg
 from otel_ml.processor.decode import PART_BYTES, PART_RECORDS, decode_body
+from otel_ml.processor.decode import framing as decode
 from otel_ml.processor.step import Processor
 from otel_ml.processor.store import SqliteJoinStore
 from otel_ml.semconv import attributes as a
