@@ -36,7 +36,7 @@ def test_walk_sees_the_known_exception_classes():
     # The walk must reach nested packages (store, stages) and optional-dependency modules, or the check is hollow.
     for name in (
         "otel_ml.processor.config.validation.ConfigError",
-        "otel_ml.processor.store.sqlite.StoreFormatError",
+        "otel_ml.processor.store.sqlite.schema.StoreFormatError",
         "otel_ml.processor.decode.result.Reject",
         "otel_ml.reference.artifact.ArtifactError",
         "otel_ml.estimation._inputs.EstimationError",
