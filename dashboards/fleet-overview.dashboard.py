@@ -2,11 +2,12 @@
 
 Health = worst firing otel-ml alert of the model (OK / WARN / CRIT); quality vs baseline is the realized accuracy of
 its worst version minus that version's evaluation baseline; estimated quality needs no labels; drift is the largest
-feature drift distance. Values come from the recording rules of alerts/otel-ml.rules.yaml.
+feature PSI over the last day. Values come from the recording rules of alerts/otel-ml.rules.yaml.
 """
 
 from otel_ml import promql as q
 from otel_ml.alerting import rules as r
+from otel_ml.alerting import significance as sig
 from otel_ml.dashboarding import panels as p
 from otel_ml.dashboarding.panels import Query
 from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
@@ -32,11 +33,11 @@ health_table = p.table("Models", [
     Query(VS_BASELINE),
     Query(f"min by ({q.MODEL}) ({r.EST_ACCURACY}{MF})"),
     Query(EST_VS_BASELINE),
-    Query(f"max by ({q.MODEL}) ({r.FEATURE_DRIFT}{MF})"),
+    Query(f"max by ({q.MODEL}) ({sig.FEATURE.test('1d').effect}{MF})"),
     Query(f"count by ({q.MODEL}) ({FIRING}) or 0 * {MODELS}"),
     Query(q.summed_rate(m.PREDICTIONS, "5m", M, SEL)),
 ], rename={q.MODEL: "model", "Value #A": "health", "Value #B": "accuracy (1h)", "Value #C": "vs baseline",
-           "Value #D": "estimated accuracy", "Value #E": "estimated vs baseline", "Value #F": "max drift",
+           "Value #D": "estimated accuracy", "Value #E": "estimated vs baseline", "Value #F": "max feature PSI (1d)",
            "Value #G": "alerts firing", "Value #H": "predictions/s"},
     units={"Value #B": "percentunit", "Value #C": "percentunit", "Value #D": "percentunit", "Value #E": "percentunit",
            "Value #H": "reqps"},
@@ -50,7 +51,8 @@ health_table = p.table("Models", [
     width=24, height=10,
     description=("One row per model. health: worst firing otel-ml alert (OK/WARN/CRIT); accuracy and estimated "
                  "accuracy of the worst version over the last hour and their difference to that version's "
-                 "evaluation baseline; max drift: largest feature drift distance; click a model for its overview."))
+                 "evaluation baseline; max feature PSI: largest population stability index of a feature over the last "
+                 "day; click a model for its overview."))
 
 dashboard = p.dashboard(
     "otel-ml / Fleet overview", FLEET_DASHBOARD_UID,

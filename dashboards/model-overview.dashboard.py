@@ -8,6 +8,7 @@ changes are annotations.
 """
 
 from otel_ml import promql as q
+from otel_ml.alerting import significance as sig
 from otel_ml.dashboarding import panels as p
 from otel_ml.dashboarding.panels import Query
 from otel_ml.grafana_uids import FLEET_DASHBOARD_UID, MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
@@ -22,6 +23,8 @@ R = "$__rate_interval"
 MV = q.MV
 V = "{{ml_model_version}}"
 MODEL_FILTER = q.matchers(m.PREDICTIONS, {q.MODEL: "$model"})
+RF = q.matchers(None, {q.MODEL: "$model", q.VERSION: "$version"})
+"""Matchers of a recording rule (model and version labels only)."""
 
 quality = [
     p.row("Is it still right? Realized (labels) vs estimated (no labels) vs evaluation baseline"),
@@ -132,8 +135,10 @@ change = [
     p.timeseries("Predictions per sample (multilabel)", [
         Query(q.predictions_per_sample(W, MV, F), f"average {V}"),
         Query(q.baseline(QM.LABELS_PER_SAMPLE, MV, F), f"baseline {V}"),
-        Query(q.max_by(MV, q.sel(m.SET_SIZE_DRIFT, "", F)), f"set-size drift {V}"),
-    ], width=8, description="Average number of labels predicted per sample against the evaluation set's average."),
+        Query(f"{sig.SET_SIZE.test('1d').effect}{RF}", f"set-size PSI (1d) {V}"),
+    ], width=8, description=(
+        "Average number of labels predicted per sample against the evaluation set's average, and the PSI of the "
+        "set-size distribution over the last day (the alert fires on a significant shift of the mean or PSI).")),
     p.timeseries("Prediction distribution", [
         Query(f"{q.summed_rate(m.PREDICTIONS, R, (q.CLASS,), F)} / ignoring ({q.CLASS}) group_left "
               f"{q.summed_rate(m.PREDICTIONS, R, (), F)}", f"{{{{{q.CLASS}}}}}"),
@@ -159,16 +164,18 @@ change = [
         "carry no feature at all, e.g. sampled out, are not counted). The estimate treats them as missing values; "
         "a feature that disappears is usually a renamed column or a broken pipeline.")),
     p.table("Feature drift", [
-        Query(q.max_by((q.FEATURE, q.DRIFT_METHOD), q.sel(m.FEATURE_DRIFT, "", F))),
-    ], rename={q.FEATURE: "feature", q.DRIFT_METHOD: "method", "Value #A": "distance"},
+        Query(q.max_by((q.FEATURE,), f"{sig.FEATURE.test('1d').effect}{RF}")),
+        Query(q.max_by((q.FEATURE,), f"{sig.FEATURE.test('1d').threshold}{RF}")),
+    ], rename={q.FEATURE: "feature", "Value #A": "PSI (1d)", "Value #B": "alert threshold"},
         color_thresholds={"Value #A": [(None, "green"), (0.1, "orange"), (0.25, "red")]},
-        description="Drift distance of each feature's recent window against its reference distribution "
-                    "(PSI > 0.25 or JS > 0.1 usually means a real shift)."),
+        description="Population stability index of each feature over the last day, from the per-bin counters of "
+                    "every replica, against its reference; the alert fires above the threshold (the larger of "
+                    "drift_min_psi and what is significant at the day's volume)."),
     p.timeseries("Feature and prediction drift over time", [
-        Query(q.max_by((q.FEATURE, q.DRIFT_METHOD), q.sel(m.FEATURE_DRIFT, "", F)),
-              f"{{{{{q.FEATURE}}}}} {{{{{q.DRIFT_METHOD}}}}}"),
-        Query(q.max_by((q.DRIFT_METHOD,), q.sel(m.PREDICTION_DRIFT, "", F)), f"predictions {{{{{q.DRIFT_METHOD}}}}}"),
-    ], description="Drift distances over time: a step is usually a pipeline change, a slope a changing world."),
+        Query(q.max_by((q.FEATURE,), f"{sig.FEATURE.test('1d').effect}{RF}"), f"{{{{{q.FEATURE}}}}}"),
+        Query(q.max_by((), f"{sig.PREDICTION.test('1d').effect}{RF}"), "predictions"),
+        Query(q.max_by((), f"{sig.SET_SIZE.test('1d').effect}{RF}"), "labels per sample"),
+    ], description="PSI over the last day: a step is usually a pipeline change, a slope a changing world."),
     p.timeseries("Share of traffic in weak segments", [
         Query(f"{q.summed_increase(m.WEAK_SEGMENT_PREDICTIONS, W, (q.WEAK_SEGMENT,), F)} / ignoring "
               f"({q.WEAK_SEGMENT}) group_left {q.summed_increase(m.PREDICTIONS, W, (), F)}",

@@ -44,7 +44,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # top: commands and the demo
     "generate": FLOOR | {"alerting", "dashboarding"},
     "demo": FLOOR | {"__init__", "instrumentation", "otlp_values", "quality", "drift", "estimation", "reference",
-                     "processor", "promql"},  # a user of the public API (``import otel_ml``) and of the processor
+                     "processor", "promql", "alerting"},  # a user of the public API (``import otel_ml``), of the
+    # processor, and of the alerts' defaults (it detects what the shipped alerts would page for)
     "cli": FLOOR,  # dispatches to the commands by module name, lazily
     "__main__": frozenset({"cli"}),
     "__init__": frozenset({"errors", "instrumentation"}),  # the public API: a thin re-export

@@ -28,9 +28,15 @@ def grafana_template(text: str) -> str:
     return text.replace("$value", "$values.B.Value")
 
 
+_CAUSES_HINT = (" Likely causes: the cause alerts firing for the same model (feature or prediction drift, unseen "
+                "classes, weak segments, predictions per sample).")
+"""Grafana's annotation templates have no ``query``: the Prometheus rule file lists the firing causes instead."""
+
+
 def grafana_rule(spec: AlertSpec, annotations: dict[str, str]) -> dict[str, Any]:
     """One provisioned Grafana alert rule."""
     uid = f"{spec.name.lower()}-{spec.severity}"[:40]
+    annotations = {**annotations, "description": spec.description + (_CAUSES_HINT if spec.causes else "")}
     return {
         "uid": uid,
         "title": spec.name,

@@ -13,18 +13,20 @@ link to the model overview with the model and version preselected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otel_ml import promql as q
+from otel_ml.alerting import significance as sig
 from otel_ml.alerting.thresholds import LATENCY_SLO_SECONDS, THRESHOLDS, ThresholdConfig, format_number
 from otel_ml.alerting.thresholds import promql_regex_escape as _escape
 from otel_ml.grafana_uids import MODEL_DASHBOARD_UID, SELF_DASHBOARD_UID
 from otel_ml.semconv import metrics as m
-from otel_ml.semconv.attributes import FailReason, OverflowReason, QualityMetric, RefuseReason
+from otel_ml.semconv.attributes import FailReason, OverflowReason, RefuseReason
 
 QUALITY_WINDOW = "1h"
-"""Window of realized and estimated quality ratios (labels are sparse: shorter windows are noise)."""
+"""Window of the realized and estimated quality ratios the dashboards draw (the alerts test their own windows:
+:mod:`otel_ml.alerting.significance`)."""
 SLO_WINDOWS = ("5m", "30m", "1h", "6h")
 """Windows of the multi-window, multi-burn-rate SLO alerts (Google SRE workbook, chapter 5)."""
 FAST_BURN = 14.4
@@ -51,17 +53,15 @@ EST_ACCURACY = _r("model_version", "ml_estimated_accuracy", "ratio_rate1h")
 EST_ACCURACY_MARGIN = _r("model_version", "ml_estimated_accuracy_margin", "ratio_rate1h")
 EST_F1_MACRO = _r("model_version", "ml_estimated_f1_macro", "ratio_rate1h")
 EST_MAE = _r("model_version", "ml_estimated_mae", "ratio_rate1h")
-ESTIMATED_1H = _r("model_version", "ml_estimated_predictions", "increase1h")
-REFERENCE = _r("model_version_metric", "ml_reference_metric", "max")
-LABEL_COVERAGE = _r("model_version", "ml_label_coverage", "ratio_rate1d")
+ESTIMATED_1H = sig.estimated("1h")
+REFERENCE = sig.REFERENCE
+LABEL_COVERAGE = sig.COVERAGE
 LABELS_6H = _r("model", "ml_labels", "increase6h")
 PREDICTIONS_6H = _r("model", "ml_predictions", "increase6h")
-PREDICTIONS_PER_SAMPLE = _r("model_version", "ml_predictions_per_sample", "ratio_rate1h")
-UNSEEN_CLASSES = _r("model_version_class", "ml_unseen_class_predictions", "increase1h")
 UNKNOWN_SHARE = _r("model_version_reason", "ml_estimated_unknown_share", "ratio_rate1h")
 FEATURE_MISSING_SHARE = _r("model_version_feature", "ml_feature_missing_share", "ratio_rate1h")
+PREDICTIONS_PER_SAMPLE = sig.predictions_per_sample("1h")
 WEAK_SHARE_1H = _r("model_version", "ml_weak_segment_share", "ratio_rate1h")
-WEAK_SHARE_1D = _r("model_version", "ml_weak_segment_share", "ratio_rate1d")
 FEATURE_DRIFT = _r("model_version_feature_method", "ml_feature_drift", "max")
 DROPPED_RATIO = _r("model", "ml_client_events_dropped", "ratio_rate15m")
 REJECTED_RATIO = _r("job_reason", "ml_processor_records_rejected", "ratio_rate15m")
@@ -83,9 +83,10 @@ def error_ratio(window: str) -> str:
 
 
 def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
-    """The otel-ml recording rules (ratios over sums across processor replicas)."""
+    """The otel-ml recording rules (ratios over sums across processor replicas): the significance tests'
+    (:mod:`otel_ml.alerting.significance`), then the dashboards' and the serving alerts'."""
     w = QUALITY_WINDOW
-    rules: list[dict[str, Any]] = [
+    rules: list[dict[str, Any]] = [*sig.recording_rules(),
         {"record": ACCURACY, "expr": q.accuracy(w)},
         {"record": F1_MACRO, "expr": q.f1_macro(w)},
         {"record": MAE, "expr": q.mae(w)},
@@ -96,13 +97,8 @@ def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
         {"record": EST_ACCURACY_MARGIN, "expr": q.estimated_accuracy_margin(w)},
         {"record": EST_F1_MACRO, "expr": q.estimated_f1_macro(w)},
         {"record": EST_MAE, "expr": q.estimated_mae(w)},
-        {"record": ESTIMATED_1H, "expr": q.summed_increase(m.ESTIMATED_PREDICTIONS, w, MV)},
-        {"record": REFERENCE, "expr": q.max_by((*MV, q.METRIC), q.sel(m.REFERENCE_METRIC))},
-        {"record": LABEL_COVERAGE, "expr": q.label_coverage("1d")},
         {"record": LABELS_6H, "expr": q.summed_increase(m.LABELS, "6h", (q.MODEL,))},
         {"record": PREDICTIONS_6H, "expr": q.summed_increase(m.PREDICTIONS, "6h", (q.MODEL,))},
-        {"record": PREDICTIONS_PER_SAMPLE, "expr": q.predictions_per_sample(w)},
-        {"record": UNSEEN_CLASSES, "expr": q.summed_increase(m.UNSEEN_CLASS_PREDICTIONS, w, (*MV, q.CLASS))},
         {"record": UNKNOWN_SHARE,
          "expr": f"{q.summed_increase(m.ESTIMATED_UNKNOWN_PREDICTIONS, w, (*MV, q.REASON))} / ignoring ({q.REASON}) "
                  f"group_left {q.summed_increase(m.ESTIMATED_PREDICTIONS, w, MV)}"},
@@ -110,7 +106,6 @@ def recording_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
          "expr": f"{q.summed_increase(m.FEATURE_MISSING, w, (*MV, q.FEATURE))} / ignoring ({q.FEATURE}) "
                  f"group_left {q.summed_increase(m.ESTIMATED_PREDICTIONS, w, MV)}"},
         {"record": WEAK_SHARE_1H, "expr": q.weak_segment_share(w)},
-        {"record": WEAK_SHARE_1D, "expr": q.weak_segment_share("1d")},
         {"record": FEATURE_DRIFT, "expr": q.max_by((*MV, q.FEATURE, q.DRIFT_METHOD), q.sel(m.FEATURE_DRIFT))},
         {"record": DROPPED_RATIO, "expr": q.dropped_event_ratio("15m")},
         {"record": REJECTED_RATIO,
@@ -154,6 +149,9 @@ class AlertSpec:
         dashboard: uid of the dashboard the alert links to.
         per_model: Whether the alert is about one model (its dashboard link preselects the model and version).
         extra_labels: Labels added to the alert (e.g. ``slo``).
+        causes: Whether the Prometheus description lists the model's cause alerts firing now (a template query).
+        keep_firing_for: How long the alert keeps firing after its condition stopped holding (hysteresis: a test
+            hovering around its threshold pages once, not at every crossing); empty: not at all.
     """
 
     name: str
@@ -165,6 +163,8 @@ class AlertSpec:
     dashboard: str = MODEL_DASHBOARD_UID
     per_model: bool = True
     extra_labels: dict[str, str] = field(default_factory=dict)
+    causes: bool = False
+    keep_firing_for: str = ""
 
 
 def _thr(name: str) -> str:
@@ -211,52 +211,93 @@ INTERNAL_ERRORS = q.summed_increase(m.PROCESSOR_REQUESTS_FAILED, "15m", (_J, q.R
 """Requests failed on an unexpected error in the last 15 minutes."""
 
 
+_CAUSES = ("MLModelFeatureDrift", "MLModelPredictionDrift", "MLModelPredictionsPerSampleShift", "MLModelUnseenClass",
+           "MLModelWeakSegmentTrafficRising")
+"""Alerts that name a cause of a quality drop (their text says which); quality alerts list the ones firing."""
+_CAUSE_TEMPLATE = (
+    " Likely causes (cause alerts firing now for this model): {{ with printf `ALERTS{alertstate=\"firing\","
+    "ml_model_name=\"%s\",alertname=~\"" + "|".join(_CAUSES) + "\"}` $labels.ml_model_name | query }}"
+    "{{ range . }}{{ .Labels.alertname }}{{ with .Labels.ml_feature_name }} ({{ . }}){{ end }}"
+    "{{ with .Labels.ml_weak_segment }} ({{ . }}){{ end }}{{ with .Labels.ml_class }} ({{ . }}){{ end }}; "
+    "{{ end }}{{ else }}none; look for a new model version, a labeling change or inputs the evaluation set does "
+    "not cover.{{ end }}")
+"""Appended to the quality alerts' descriptions in the Prometheus rule file (Grafana has no ``query``)."""
+_SIGNIFICANT = "larger than {minimum} and significant at the window's volume"
+
+
+def _windows(tests: list[str]) -> str:
+    return sig.any_window(tests)
+
+
+KEEP_FIRING = "6h"
+"""Hysteresis of the statistical alerts: a test of a day-long window hovering around its threshold would page at
+every crossing; once firing, an alert stays firing until its condition has been false for this long."""
+STATISTICAL = frozenset({"MLModelQualityBelowBaseline", "MLModelErrorAboveBaseline", "MLModelEstimatedQualityDrop",
+                         "MLModelUnseenClass", "MLModelPredictionsPerSampleShift", "MLModelFeatureDrift",
+                         "MLModelPredictionDrift", "MLModelWeakSegmentTrafficRising", "MLModelLabelCoverageLow"})
+"""The alerts whose thresholds are significance tests (:mod:`otel_ml.alerting.significance`)."""
+
+
 def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
     """Every otel-ml alert, in the order of ``alerts/README.md``."""
-    quality = f"(\n  {_tag(ACCURACY, QualityMetric.ACCURACY)}\n  or {_tag(F1_MACRO, QualityMetric.F1_MACRO)}\n" \
-              f"  or {_tag(MRR, QualityMetric.MRR)}\n)"
-    errors = f"(\n  {_tag(MAE, QualityMetric.MAE)}\n  or {_tag(RMSE, QualityMetric.RMSE)}\n)"
-    estimated = (f"(\n  {_tag(EST_ACCURACY, QualityMetric.ACCURACY)}\n"
-                 f"  or {_tag(EST_F1_MACRO, QualityMetric.F1_MACRO)}\n)")
-    mvm = f"on ({q.MODEL}, {q.VERSION}, {q.METRIC})"
-    enough_labels = f"{_ON_MV} ({LABELED_1H} >= {_ON_MODEL} {_thr('min_labeled_predictions')})"
-    enough_estimates = f"{_ON_MV} ({ESTIMATED_1H} >= {_ON_MODEL} {_thr('min_estimated_predictions')})"
-    drift = "\nor\n".join(
-        f'{FEATURE_DRIFT}{{{q.DRIFT_METHOD}="{method}"}} > {_ON_MODEL} {_thr(f"feature_drift_{method}")}'
-        for method in ("psi", "jensen_shannon", "ks"))
+    return [replace(s, keep_firing_for=KEEP_FIRING) if s.name in STATISTICAL else s for s in _alert_specs(config)]
+
+
+def _alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
+    good = f'{{{q.METRIC}=~"{"|".join(sig.HIGHER_IS_BETTER)}"}}'
+    bad = f'{{{q.METRIC}=~"{"|".join(sig.LOWER_IS_BETTER)}"}}'
+    quality = _windows([sig.fired(sig.quality_test(w), "min_labeled_predictions", matchers=good)
+                        for w in sig.QUALITY.windows])
+    errors = _windows([sig.fired(sig.quality_test(w), "min_labeled_predictions", matchers=bad)
+                       for w in sig.QUALITY.windows])
+    estimated = _windows([sig.fired(sig.estimated_test(w), "min_predictions")
+                          for w in sig.ESTIMATED_QUALITY.windows])
+    per_sample = _windows(
+        [sig.fired(sig.predictions_per_sample_test(w), "min_predictions", absolute=True)
+         for w in sig.PREDICTIONS_PER_SAMPLE.windows]
+        + [f"{sig.predictions_per_sample_test(w).effect}\nand on ({q.MODEL}, {q.VERSION})\n"
+           f"{sig.fired(sig.SET_SIZE.test(w), 'min_predictions')}" for w in sig.SET_SIZE.family.windows])
+    feature = _windows([sig.fired(sig.FEATURE.test(w), "min_predictions") for w in sig.FEATURE.family.windows])
+    prediction = _windows([sig.fired(sig.PREDICTION.test(w), "min_predictions")
+                           for w in sig.PREDICTION.family.windows])
+    unseen = _windows([sig.fired(sig.unseen_test(w), "min_predictions", group_left=True)
+                       for w in sig.UNSEEN_CLASS.windows])
+    weak = _windows([sig.fired(sig.weak_test(w), "min_predictions") for w in sig.WEAK_SEGMENT.windows])
+    enough_estimates = f"{_ON_MV} ({ESTIMATED_1H} >= {_ON_MODEL} {_thr('min_predictions')})"
+    coverage_drop = (f"{sig.COVERAGE_DROP} > {sig.COVERAGE_DROP_THRESHOLD}\n"
+                     f"  and on ({q.MODEL}, {q.VERSION}) {sig.EXPIRING_BEFORE} > 0")
+    expected_labels = f"{q.summed_increase(m.LABELS, '7d', (q.MODEL,)).replace('[7d])', '[7d] offset 6h)')} / 28"
     return [
         AlertSpec(
-            "MLModelQualityBelowBaseline",
-            f"{quality}\n< {mvm}\n({REFERENCE} - {_ON_MODEL} {_thr('quality_tolerance')})\n"
-            f"and {enough_labels}",
-            "30m", "critical",
+            "MLModelQualityBelowBaseline", quality, "30m", "critical",
             f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is below its evaluation baseline",
-            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} over the last hour is "
-            "{{ $value | humanizePercentage }}, more than the tolerance below the evaluation-set baseline "
-            "(measured on labeled predictions)."),
+            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is {{{{ $value | printf \"%.3f\" }}}} below "
+            "its evaluation-set baseline (last day or week of labels): "
+            + _SIGNIFICANT.format(minimum="quality_min_effect") + ".",
+            causes=True),
         AlertSpec(
-            "MLModelErrorAboveBaseline",
-            f"{errors}\n> {mvm}\n({REFERENCE} * {_ON_MODEL} (1 + {_thr('error_tolerance')}))\nand {enough_labels}",
-            "30m", "critical",
+            "MLModelErrorAboveBaseline", errors, "30m", "critical",
             f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is above its evaluation baseline",
-            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} over the last hour is "
-            "{{ $value | printf \"%.4g\" }}, more than the tolerated relative rise above the evaluation-set baseline."),
+            f"Realized {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} is {{{{ $value | printf \"%.4g\" }}}} above "
+            "its evaluation-set baseline (last day or week of labels): "
+            + _SIGNIFICANT.format(minimum="error_min_effect (relative)") + ".",
+            causes=True),
         AlertSpec(
-            "MLModelEstimatedQualityDrop",
-            f"{estimated}\n< {mvm}\n({REFERENCE} - {_ON_MODEL} {_thr('estimated_quality_tolerance')})\n"
-            f"and {enough_estimates}",
-            "30m", "warning",
+            "MLModelEstimatedQualityDrop", estimated, "30m", "critical",
             f"Estimated {{{{ $labels.ml_metric }}}} of {_MODEL_LABELS} dropped (no labels needed)",
-            f"The label-free estimate of {{{{ $labels.ml_metric }}}} for {_MODEL_LABELS} over the last hour is "
-            "{{ $value | humanizePercentage }}, more than the tolerance below the evaluation-set baseline. "
-            "Labels, when they arrive, will confirm or refute it."),
+            f"The label-free estimate of {{{{ $labels.ml_metric }}}} for {_MODEL_LABELS} is "
+            "{{ $value | printf \"%.3f\" }} below the evaluation-set baseline (last hour or day of predictions): "
+            + _SIGNIFICANT.format(minimum="estimated_quality_min_effect")
+            + ". Labels, when they arrive, will confirm or refute it.",
+            causes=True),
         AlertSpec(
-            "MLModelUnseenClass",
-            f"{UNSEEN_CLASSES} > {_ON_MODEL} {_thr('unseen_class_predictions')}",
-            "0m", "warning",
+            "MLModelUnseenClass", unseen, "0m", "warning",
             f"Model {_MODEL_LABELS} predicts class {{{{ $labels.ml_class }}}} unseen in its evaluation set",
-            f"{{{{ $value | humanize }}}} predictions of {_MODEL_LABELS} in the last hour were of class "
-            "{{ $labels.ml_class }}, which the evaluation set never had: its quality there is unknown."),
+            f"{{{{ $value | humanizePercentage }}}} of the predictions of {_MODEL_LABELS} over the last hour or day "
+            "were of class {{ $labels.ml_class }}, which the evaluation set never had: more than "
+            "unseen_class_min_share and than a rate the evaluation set could have missed. Its quality there is "
+            "unknown and the estimate cannot see it: likely a new class in the input (a new product, language or "
+            "topic) or a renamed class."),
         AlertSpec(
             "MLModelUnknownCorrectness",
             f"{UNKNOWN_SHARE} > {_ON_MODEL} {_thr('unknown_correctness_share')}\nand {enough_estimates}",
@@ -275,41 +316,53 @@ def alert_specs(config: ThresholdConfig) -> list[AlertSpec]:
             "without a value for feature {{ $labels.ml_feature_name }}, which the reference has: the estimate treats "
             "it as missing (renamed column, broken pipeline, changed client?)."),
         AlertSpec(
-            "MLModelPredictionsPerSampleShift",
-            f"abs({PREDICTIONS_PER_SAMPLE} / ignoring ({q.METRIC}) "
-            f'{REFERENCE}{{{q.METRIC}="{QualityMetric.LABELS_PER_SAMPLE}"}} - 1)\n'
-            f"> {_ON_MODEL} {_thr('predictions_per_sample_shift')}",
-            "30m", "warning",
+            "MLModelPredictionsPerSampleShift", per_sample, "30m", "warning",
             f"Model {_MODEL_LABELS} predicts a different number of labels per sample than on its evaluation set",
-            f"The average number of labels predicted per sample by {_MODEL_LABELS} differs by "
-            "{{ $value | humanizePercentage }} from the evaluation set over the last hour."),
+            f"The average number of labels predicted per sample by {_MODEL_LABELS} changed by "
+            "{{ $value | humanizePercentage }} from the evaluation set over the last hour or day (positive: more "
+            "labels): a significant shift larger than predictions_per_sample_min_effect, or a significant drift of "
+            "the set-size distribution. Likely a new model version or decision threshold, or inputs that carry more "
+            "(or fewer) topics."),
         AlertSpec(
-            "MLModelFeatureDrift", drift, "30m", "warning",
+            "MLModelFeatureDrift", feature, "30m", "warning",
             f"Feature {{{{ $labels.ml_feature_name }}}} of {_MODEL_LABELS} drifted",
-            f"The {{{{ $labels.ml_drift_method }}}} drift of feature {{{{ $labels.ml_feature_name }}}} for "
-            f"{_MODEL_LABELS} is {{{{ $value | printf \"%.3g\" }}}}, above its threshold."),
+            f"The distribution of feature {{{{ $labels.ml_feature_name }}}} for {_MODEL_LABELS} moved away from the "
+            "evaluation set: PSI {{ $value | printf \"%.3f\" }} over the last hour or day, above drift_min_psi "
+            "and significant for the window's volume. A step usually is an upstream change (unit, default value, "
+            "encoding); a trend is the world changing."),
         AlertSpec(
-            "MLModelWeakSegmentTrafficRising",
-            f"{WEAK_SHARE_1H} - {WEAK_SHARE_1D} > {_ON_MODEL} {_thr('weak_segment_share_increase')}",
-            "30m", "warning",
-            f"More traffic of {_MODEL_LABELS} falls in its known weak segments",
-            f"The share of predictions of {_MODEL_LABELS} in known weak segments rose by "
-            "{{ $value | humanizePercentage }} (last hour vs last day): expect lower quality."),
+            "MLModelPredictionDrift", prediction, "30m", "warning",
+            f"The prediction mix of {_MODEL_LABELS} drifted",
+            f"The distribution of the classes (or values) predicted by {_MODEL_LABELS} moved away from the "
+            "evaluation set: PSI {{ $value | printf \"%.3f\" }} over the last hour or day, above drift_min_psi and "
+            "significant. A symptom: check the cause alerts (feature drift, unseen classes, weak segments, "
+            "predictions per sample) and the model version."),
+        AlertSpec(
+            "MLModelWeakSegmentTrafficRising", weak, "30m", "warning",
+            f"More traffic of {_MODEL_LABELS} falls in its weak slice {{{{ $labels.ml_weak_segment }}}}",
+            f"The share of predictions of {_MODEL_LABELS} in {{{{ $labels.ml_weak_segment }}}}, a slice where the "
+            "model was significantly worse on its evaluation set, exceeds its share of the evaluation set by "
+            "{{ $value | humanizePercentage }} of the traffic (last hour or day; more than weak_segment_min_increase "
+            "and significant): "
+            "expect lower quality even with an unchanged model."),
         AlertSpec(
             "MLModelLabelsStopped",
             f"{PREDICTIONS_6H} > 0\nand on ({q.MODEL}) {LABELS_6H} == 0\n"
-            f"and on ({q.MODEL}) {q.sum_by((q.MODEL,), q.sel(m.LABELS))} > 0",
+            f"and on ({q.MODEL}) {expected_labels} >= {_ON_MODEL} {_thr('labels_stopped_expected')}",
             "30m", "warning",
             "Labels stopped arriving for model {{ $labels.ml_model_name }}",
             "Model {{ $labels.ml_model_name }} made {{ $value | humanize }} predictions in the last 6h but "
-            "received no label, although it did before: realized quality is blind until labels flow again."),
+            "received no label, although the week before predicts at least labels_stopped_expected in 6h: "
+            "realized quality is blind until labels flow again."),
         AlertSpec(
             "MLModelLabelCoverageLow",
-            f"{LABEL_COVERAGE} < {_ON_MODEL} {_thr('label_coverage')}",
+            f"{LABEL_COVERAGE}\nand on ({q.MODEL}, {q.VERSION}) (\n  {coverage_drop}\n  or\n  {LABEL_COVERAGE} < "
+            f"{_ON_MODEL} {_thr('label_coverage')}\n)",
             "1h", "warning",
-            f"Few predictions of {_MODEL_LABELS} get a label",
+            f"Fewer predictions of {_MODEL_LABELS} get a label",
             f"Only {{{{ $value | humanizePercentage }}}} of the predictions of {_MODEL_LABELS} that settled in the "
-            "last day got a label before the label window expired."),
+            "last day got a label before the label window expired: significantly less than the week before (by "
+            "more than label_coverage_min_drop), or below the label_coverage floor."),
         *_slo_alerts(),
         AlertSpec(
             "MLInstrumentationDroppingEvents",
@@ -420,18 +473,21 @@ def render_alert(spec: AlertSpec, runbook_url: str, grafana_url: str) -> dict[st
     link = f"{grafana_url.rstrip('/')}/d/{spec.dashboard}"
     if spec.per_model:
         link += "?var-model={{ $labels.ml_model_name }}&var-version={{ $labels.ml_model_version }}"
-    return {
+    rendered: dict[str, Any] = {
         "alert": spec.name,
         "expr": spec.expr,
         "for": spec.for_,
         "labels": {"severity": spec.severity, **spec.extra_labels},
         "annotations": {
             "summary": spec.summary,
-            "description": spec.description,
+            "description": spec.description + (_CAUSE_TEMPLATE if spec.causes else ""),
             "runbook_url": f"{runbook_url}#{spec.name.lower()}",
             "dashboard": link,
         },
     }
+    if spec.keep_firing_for:
+        rendered["keep_firing_for"] = spec.keep_firing_for
+    return rendered
 
 
 def rule_groups(config: ThresholdConfig, runbook_url: str, grafana_url: str,

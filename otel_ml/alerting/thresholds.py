@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_ml import promql as q
+from otel_ml.alerting import stats
 from otel_ml.errors import ConfigurationError
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.metrics import DURATION_BUCKETS_S
@@ -50,25 +51,34 @@ class Threshold:
 
 
 THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
-    Threshold("quality_tolerance", 0.05,
-              "Absolute drop below the evaluation baseline tolerated for accuracy, macro F1 and MRR (0.05 = 5 points).",
-              maximum=1.0),
-    Threshold("error_tolerance", 0.25,
-              "Relative rise above the evaluation baseline tolerated for MAE and RMSE (0.25 = 25% worse).",),
-    Threshold("estimated_quality_tolerance", 0.05,
-              "Absolute drop of the label-free estimate below the evaluation baseline tolerated.", maximum=1.0),
-    Threshold("min_labeled_predictions", 50,
-              "Labeled predictions needed in the hour before realized quality may alert (too few are noise)."),
-    Threshold("min_estimated_predictions", 100,
-              "Estimated predictions needed in the hour before estimated quality may alert."),
-    Threshold("unseen_class_predictions", 0,
-              "Predictions of classes the evaluation set never had, tolerated per hour and class."),
-    Threshold("predictions_per_sample_shift", 0.25,
-              "Relative shift of the average predictions per sample from the reference (0.25 = 25%)."),
-    Threshold("feature_drift_psi", 0.25, "Population stability index above which a feature has drifted."),
-    Threshold("feature_drift_jensen_shannon", 0.1, "Jensen-Shannon distance above which a feature has drifted.",
-              maximum=1.0),
-    Threshold("feature_drift_ks", 0.2, "Kolmogorov-Smirnov statistic above which a feature has drifted.",
+    # --- significance (see otel_ml.alerting.stats) ---------------------------------------------------------------
+    Threshold("false_alarms_per_month", 1.0,
+              "Budget of false alarms of the model's statistical alerts together, per month, when nothing changed: "
+              "sets the z of every significance test (split evenly across alert families and windows).",
+              minimum=0.001, maximum=1000.0),
+    Threshold("z", 0.0,
+              "Override of every significance test's z (standard errors); 0 = derived from false_alarms_per_month.",
+              maximum=20.0),
+    # --- minimum effects: a significant change smaller than these does not alert --------------------------------
+    Threshold("quality_min_effect", 0.02,
+              "Smallest drop of realized accuracy, exact match, macro F1 or MRR below the baseline that alerts "
+              "(absolute: 0.02 = 2 points).", maximum=1.0),
+    Threshold("error_min_effect", 0.1,
+              "Smallest relative rise of realized MAE or RMSE above the baseline that alerts (0.1 = 10% worse)."),
+    Threshold("estimated_quality_min_effect", 0.02,
+              "Smallest drop of the label-free estimate below the baseline that alerts (absolute).", maximum=1.0),
+    Threshold("min_labeled_predictions", 30,
+              "Labeled predictions a window needs before realized quality may alert."),
+    Threshold("min_predictions", 100,
+              "Predictions a window needs before estimated quality, predictions per sample and drift may alert."),
+    Threshold("predictions_per_sample_min_effect", 0.05,
+              "Smallest relative shift of the average predictions per sample from the reference that alerts "
+              "(0.05 = 5%).", maximum=10.0),
+    Threshold("drift_min_psi", 0.1,
+              "Smallest population stability index (features, prediction mix, set sizes) that alerts "
+              "(rule of thumb: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large)."),
+    Threshold("unseen_class_min_share", 0.005,
+              "Smallest share of predictions of one class unseen in the evaluation set that alerts (0.005 = 0.5%).",
               maximum=1.0),
     Threshold("unknown_correctness_share", 0.05,
               "Share of predictions of unknown correctness in the hour (a class the evaluation set never had, or "
@@ -77,12 +87,18 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
     Threshold("feature_missing_share", 0.05,
               "Share of predictions in the hour without a value for a feature of the reference (0.05 = 5%).",
               maximum=1.0),
-    Threshold("weak_segment_share_increase", 0.1,
-              "Rise of the share of traffic in known weak segments, last hour vs last day (0.1 = 10 points).",
+    Threshold("weak_segment_min_increase", 0.05,
+              "Smallest rise of a weak slice's share of traffic above its share of the evaluation set that alerts "
+              "(absolute: 0.05 = 5 points).", maximum=1.0),
+    Threshold("label_coverage_min_drop", 0.05,
+              "Smallest drop of label coverage (last day vs the week before) that alerts (absolute).", maximum=1.0),
+    Threshold("label_coverage", 0.0,
+              "Optional floor: coverage (labeled / (labeled + expired), last day) below it alerts (0 = off).",
               maximum=1.0),
-    Threshold("label_coverage", 0.5,
-              "Minimum share of predictions that get a label (labeled / (labeled + expired), last day).",
-              maximum=1.0),
+    Threshold("labels_stopped_expected", 10,
+              "Labels the last week's rate predicts in 6h before 6h without any label alerts (P(0) = e^-10).",
+              minimum=1.0),
+    # --- serving and pipeline ------------------------------------------------------------------------------------
     Threshold("latency_slo_seconds", 0.5,
               "Latency SLO: an inference slower than this is a bad event. Must be a histogram bucket bound "
               f"({', '.join(f'{b:g}' for b in DURATION_BUCKETS_S)})."),
@@ -101,6 +117,66 @@ THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
               per_model=False),
 )}
 """Every threshold, by name."""
+
+SAFETY = 2.0
+"""Simulated sliding windows of Poisson traffic cross a z level up to twice as often as the continuous-time
+approximation of :func:`otel_ml.alerting.stats.scan_false_alarms` predicts (discreteness, skew of small counts):
+each test gets half its share of the budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One statistical alert family: its windows and how many tails its test has.
+
+    Attributes:
+        name: Part of the z recording rule name (``model:ml_<name>_z<window>:threshold``).
+        windows: Sliding windows the family tests (a short one reacts fast at high volume, a long one is
+            sensitive at low volume); the alert fires when any window's test does.
+        tails: 2 when a change in either direction alerts.
+    """
+
+    name: str
+    windows: tuple[str, ...]
+    tails: int = 1
+
+    def z_record(self, window: str) -> str:
+        """Name of the recording rule holding each model's z for ``window``."""
+        return f"model:ml_{self.name}_z{window}:threshold"
+
+
+PREDICTION_WINDOWS = ("1h", "1d")
+"""Windows of the signals available at prediction time (estimated quality, prediction mix, drift, novelty)."""
+LABEL_WINDOWS = ("1d", "7d")
+"""Windows of realized quality: labels arrive late and for part of the traffic only, so the long window is a week."""
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("quality", LABEL_WINDOWS),
+    Family("estimated_quality", PREDICTION_WINDOWS),
+    Family("predictions_per_sample", PREDICTION_WINDOWS, tails=2),
+    Family("set_size_drift", PREDICTION_WINDOWS),
+    Family("feature_drift", PREDICTION_WINDOWS),
+    Family("prediction_drift", PREDICTION_WINDOWS),
+    Family("unseen_class", PREDICTION_WINDOWS),
+    Family("weak_segment", PREDICTION_WINDOWS),
+    Family("label_coverage", ("1d",)),
+)}
+"""The statistical alert families; the false-alarm budget of a model is split evenly across them."""
+
+
+def window_seconds(window: str) -> float:
+    """``1h`` -> 3600.0 (s, m, h, d, w)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    return float(window[:-1]) * units[window[-1]]
+
+
+def family_z(config: ThresholdConfig, family: Family, window: str, model: str | None = None) -> float:
+    """The z of ``family``'s test over ``window`` for ``model`` (the ``z`` override, else from the budget)."""
+    override = config.value("z", model)
+    if override > 0:
+        return override
+    budget = config.value("false_alarms_per_month", model) / len(FAMILIES) / len(family.windows) / SAFETY
+    return round(stats.z_for_false_alarms(budget, window_seconds(window), tails=family.tails), 3)
+
 
 LATENCY_SLO_SECONDS = THRESHOLDS["latency_slo_seconds"]
 """Special: selects a histogram bucket, so it shapes the SLO recording rules instead of being a series."""
@@ -185,11 +261,15 @@ def all_models_except(models: list[str]) -> str:
     return " or ".join(f"group by ({q.MODEL}) ({q.sel(metric)}{matcher})" for metric in _MODEL_SOURCES)
 
 
+_DERIVES_Z = ("z", "false_alarms_per_month")
+
+
 def threshold_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
-    """Recording rules holding every per-model threshold (overrides first, then the default for other models)."""
+    """Recording rules holding every per-model threshold (overrides first, then the default for other models),
+    then each family's z per window (derived from ``false_alarms_per_month`` unless ``z`` is set)."""
     rules: list[dict[str, Any]] = []
     for name, spec in THRESHOLDS.items():
-        if not spec.per_model or spec is LATENCY_SLO_SECONDS:
+        if not spec.per_model or spec is LATENCY_SLO_SECONDS or name in _DERIVES_Z:
             continue
         overrides = config.overridden(name)
         for model, value in overrides.items():
@@ -197,4 +277,13 @@ def threshold_rules(config: ThresholdConfig) -> list[dict[str, Any]]:
                           "labels": {q.MODEL: model}})
         rules.append({"record": spec.record,
                       "expr": f"{format_number(config.defaults[name])} + 0 * ({all_models_except(list(overrides))})"})
+    special = sorted({model for name in _DERIVES_Z for model in config.overridden(name)})
+    for family in FAMILIES.values():
+        for window in family.windows:
+            record = family.z_record(window)
+            for model in special:
+                z = family_z(config, family, window, model)
+                rules.append({"record": record, "expr": f"vector({format_number(z)})", "labels": {q.MODEL: model}})
+            rules.append({"record": record, "expr": f"{format_number(family_z(config, family, window))} + 0 * "
+                                                    f"({all_models_except(special)})"})
     return rules

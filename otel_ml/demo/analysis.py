@@ -1,9 +1,9 @@
 """What changed, when, and how it moved quality: findings read off the metric time series alone.
 
-Each injected change has a *signal* (a series an on-call engineer would look at) and a detection rule: the first
-day the signal leaves its baseline band (the days before the first change) by more than a minimum effect. The
-schedule is used only to put the detected day next to the injected one and to name the change; the detection itself
-looks at metrics only.
+Each injected change has a *signal* (a series an on-call engineer would look at) and is detected by the test of the
+alert that would page for it, with the shipped defaults (:mod:`otel_ml.demo.detection`): the first day the change is
+significant and larger than the alert's minimum effect. The schedule is used only to put the detected day next to
+the injected one and to name the change; the detection itself looks at metrics only.
 """
 
 from __future__ import annotations
@@ -12,34 +12,36 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otel_ml.demo import scenario
+from otel_ml.demo import detection, scenario
 from otel_ml.demo.models import ROUTER, TAGGER
 from otel_ml.demo.scenario import Schedule
 from otel_ml.demo.timeline import Series, Timeline
 
 SEGMENT_DIMENSION = "region"
 """The segment dimension whose weak slices the weak-segment signal follows."""
-QUALITY_TOLERANCE = 0.05
-"""Drop below the evaluation baseline that counts as a quality decline (absolute accuracy)."""
+QUALITY_MIN_EFFECT = detection.DEFAULTS.value("quality_min_effect")
+"""The shipped alerts' smallest quality drop that pages (the significance threshold can be larger)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """How one change shows in the metrics."""
+    """How one change shows in the metrics, and the alert that detects it."""
 
     key: str
     name: str
-    min_effect: float
+    alert: str
     unit: str = ""
 
 
 SIGNALS: dict[str, Signal] = {
-    "feature_drift": Signal("feature_drift", f"drift of `{scenario.DRIFTING_FEATURE}` (ml.feature.drift)", 0.1),
+    "feature_drift": Signal("feature_drift", f"PSI of `{scenario.DRIFTING_FEATURE}` over the day "
+                            "(ml.feature.bin.observations)", "MLModelFeatureDrift"),
     "weak_segment": Signal("weak_segment", "share of traffic in weak region slices of the evaluation set "
-                           "(ml.weak_segment.predictions)", 0.10, "%"),
+                           "(ml.weak_segment.predictions)", "MLModelWeakSegmentTrafficRising", "%"),
     "unseen_class": Signal("unseen_class", "share of predictions of unseen classes (ml.unseen_class_predictions)",
-                           0.02, "%"),
-    "set_size": Signal("set_size", "drift of the tags-per-ticket distribution (ml.multilabel.set_size_drift)", 0.1),
+                           "MLModelUnseenClass", "%"),
+    "set_size": Signal("set_size", "PSI of the tags-per-ticket distribution over the day "
+                       "(ml.multilabel.set_size.bin.observations)", "MLModelPredictionsPerSampleShift"),
 }
 
 
@@ -111,40 +113,29 @@ def _last(values: Series) -> float | None:
 def signal_series(timeline: Timeline, key: str) -> Series:
     """The series of the signal of change ``key``."""
     if key == "feature_drift":
-        return timeline.drift(scenario.DRIFTING_FEATURE)
+        return detection.feature_drift(timeline, ROUTER, scenario.DRIFTING_FEATURE).effect
     if key == "weak_segment":
         return timeline.weak_share(dimension=SEGMENT_DIMENSION)
     if key == "unseen_class":
         return timeline.unseen_share()
     if key == "set_size":
-        return timeline.set_size_drift(TAGGER)
+        return detection.set_size_drift(timeline, TAGGER).effect
     raise KeyError(key)
 
 
-def detect(values: Series, baseline_days: int, min_effect: float) -> tuple[int | None, float | None]:
-    """First day after the baseline days whose value exceeds the baseline band, and the baseline mean.
-
-    The band is mean + max(``min_effect``, 4 standard deviations) of the baseline days (day 0 excluded: the
-    processor's windows are still filling).
-    """
-    base = [v for v in values[1:baseline_days] if v is not None] or [v for v in values[:baseline_days]
-                                                                     if v is not None]
-    if not base:
-        return None, None
-    mean = statistics.fmean(base)
-    spread = statistics.pstdev(base) if len(base) > 1 else 0.0
-    threshold = mean + max(min_effect, 4 * spread)
-    for day in range(baseline_days, len(values)):
-        v = values[day]
-        if v is not None and v > threshold:
-            return day, mean
-    return None, mean
-
-
-def _first_below(values: Series, threshold: float | None, start: int) -> int | None:
-    if threshold is None:
-        return None
-    return next((d for d in range(start, len(values)) if (v := values[d]) is not None and v < threshold), None)
+def detected_day(timeline: Timeline, key: str) -> int | None:
+    """First day the alert of change ``key`` would fire (its test, shipped defaults, day window)."""
+    if key == "feature_drift":
+        return detection.feature_drift(timeline, ROUTER, scenario.DRIFTING_FEATURE).first_day()
+    if key == "weak_segment":
+        return detection.weak_segment(timeline, ROUTER, f"{SEGMENT_DIMENSION}=").first_day()
+    if key == "unseen_class":
+        return detection.unseen_class(timeline, ROUTER).first_day()
+    if key == "set_size":
+        days = [d for d in (detection.predictions_per_sample(timeline, TAGGER).first_day(),
+                            detection.set_size_drift(timeline, TAGGER).first_day()) if d is not None]
+        return min(days, default=None)
+    raise KeyError(key)
 
 
 def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
@@ -160,7 +151,8 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
     for change in schedule.changes:
         sig = SIGNALS[change.key]
         values = signal_series(timeline, change.key)
-        detected, before = detect(values, baseline_days, sig.min_effect)
+        detected = detected_day(timeline, change.key)
+        before = _mean(values[1:baseline_days])
         start = change.start_day(timeline.days)
         later = [s for s in starts if s > start]
         end = later[0] if later else days
@@ -184,12 +176,11 @@ def analyze(timeline: Timeline, schedule: Schedule) -> Analysis:
             realized=(_mean(real[prev:start]), _mean(real[start:end])), unit=sig.unit, context=context,
         ))
     baseline = timeline.baseline(ROUTER)
-    threshold = baseline - QUALITY_TOLERANCE if baseline is not None else None
     quality = (
         QualityMove("estimated accuracy", baseline, _mean(estimated[1:baseline_days]), _last(estimated),
-                    _first_below(estimated, threshold, 1)),
+                    detection.estimated_quality(timeline, ROUTER).first_day()),
         QualityMove("realized accuracy", baseline, _mean(realized[1:baseline_days]), _last(realized),
-                    _first_below(realized, threshold, 1)),
+                    detection.realized_quality(timeline, ROUTER).first_day()),
     )
     return Analysis(tuple(findings), quality, tuple(timeline.unseen_classes()), tuple(timeline.weak_segments()),
                     timeline.estimator())
@@ -208,9 +199,9 @@ def summary(result: Analysis, days: int) -> str:
         if f.before is None and f.after is None:
             when = "no data (is the processor's `reference:` section set and the reference loaded?)"
         elif f.detected_day is None:
-            when = "NOT detected"
+            when = f"NOT detected ({SIGNALS[f.key].alert} would not fire)"
         else:
-            when = f"detected on day {f.detected_day + 1}"
+            when = f"detected on day {f.detected_day + 1} ({SIGNALS[f.key].alert} would fire)"
         lines.append(f"  day {f.injected_day + 1:>2}: {f.what}")
         lines.append(f"          {when}: {f.signal} {_fmt(f.before, f.unit)} -> {_fmt(f.after, f.unit)}")
         if f.context:
@@ -229,15 +220,16 @@ def summary(result: Analysis, days: int) -> str:
         lines.append(f"  weak segments of the evaluation set that traffic reached: {reached}{more}")
     lines.append("")
     lines.append(f"How quality moved over {days} days (router, evaluation baseline "
-                 f"{_fmt(result.quality[0].baseline)}, tolerance {QUALITY_TOLERANCE:.2f}):")
+                 f"{_fmt(result.quality[0].baseline)}; the quality alerts fire on a significant drop of at least "
+                 f"{QUALITY_MIN_EFFECT:.2f}):")
     for q in result.quality:
-        below = f"first below baseline - tolerance on day {q.first_below_day + 1}" if q.first_below_day is not None \
-            else "never below baseline - tolerance"
+        below = f"first significant drop on day {q.first_below_day + 1}" if q.first_below_day is not None \
+            else "no significant drop"
         lines.append(f"  {q.name:<19} {_fmt(q.start)} -> {_fmt(q.end)}; {below}")
     est, real = result.quality
     if est.start is not None and est.end is not None and real.start is not None and real.end is not None:
         real_drop, est_drop = real.start - real.end, est.start - est.end
-        if real_drop > QUALITY_TOLERANCE:
+        if real_drop > QUALITY_MIN_EFFECT:
             lines.append(f"  without a single label, the estimate ({result.estimator}) saw {est_drop:.3f} of the "
                          f"{real_drop:.3f} drop the late labels measured ({est_drop / real_drop:.0%}); "
                          "only labels show the rest")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import otel_ml
-from otel_ml.demo import analysis, models, reference, run, scenario, stack
+from otel_ml.demo import analysis, detection, models, reference, run, scenario, stack
 from otel_ml.demo.report import write_report
 from otel_ml.demo.timeline import Timeline
 
@@ -59,14 +59,14 @@ class _Progress:
         est, _ = timeline.estimated_accuracy()
         real = timeline.realized_accuracy()
         cov = timeline.label_coverage()
-        drift = timeline.drift(scenario.DRIFTING_FEATURE)
+        drift = detection.feature_drift(timeline, models.ROUTER, scenario.DRIFTING_FEATURE).effect
         weak = timeline.weak_share()
         unseen = timeline.unseen_share()
         tags = timeline.tags_per_sample()
         traffic = timeline.traffic(models.ROUTER)
         line = (f"day {day + 1:>2}/{self.days}  router {traffic[-1]:>4.0f} pred  "
                 f"acc est {_f(est[-1])} real {_f(real[-1])} (labels {_p(cov[-1])})  "
-                f"drift {_f(drift[-1])}  weak {_p(weak[-1])}  unseen {_p(unseen[-1])}  | tagger {_f(tags[-1], 2)} tags")
+                f"PSI {_f(drift[-1])}  weak {_p(weak[-1])}  unseen {_p(unseen[-1])}  | tagger {_f(tags[-1], 2)} tags")
         if note:
             line += f"  <- {note}"
         print(line, flush=True)

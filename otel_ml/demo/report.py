@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
 from otel_ml.demo import scenario
-from otel_ml.demo.analysis import QUALITY_TOLERANCE, Analysis, _fmt
+from otel_ml.demo.analysis import QUALITY_MIN_EFFECT, Analysis, _fmt
 from otel_ml.demo.models import ROUTER, TAGGER
 from otel_ml.demo.scenario import Schedule
 from otel_ml.demo.timeline import QUALITY_WINDOW_DAYS, Series, Timeline
@@ -55,8 +55,8 @@ def _quality_plot(timeline: Timeline, schedule: Schedule) -> str:
     baseline = timeline.baseline(ROUTER)
     if baseline is not None:
         ax.axhline(baseline, color="grey", label="evaluation-set baseline")
-        ax.axhline(baseline - QUALITY_TOLERANCE, color="grey", linestyle="--", linewidth=0.8,
-                   label="baseline - tolerance")
+        ax.axhline(baseline - QUALITY_MIN_EFFECT, color="grey", linestyle="--", linewidth=0.8,
+                   label="baseline - minimum effect of the alerts")
     _mark_changes(ax, schedule, timeline.days)
     ax.set(title=f"{ROUTER}: accuracy, {QUALITY_WINDOW_DAYS}-day windows", xlabel="day", ylabel="accuracy")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))

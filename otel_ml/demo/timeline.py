@@ -55,6 +55,36 @@ class Timeline:
     def _delta(self, day: int, window: int, name: str, **match: str) -> float:
         return self._at(day).total(name, **match) - self._at(day - window).total(name, **match)
 
+    def delta(self, day: int, window: int, name: str, **match: str) -> float:
+        """Increase of counter ``name`` (matching samples summed) over the ``window`` days ending with ``day``."""
+        return self._delta(day, window, name, **match)
+
+    def gauge(self, name: str, **match: str) -> float | None:
+        """Largest matching gauge value after the last day (reference gauges: the same every day)."""
+        return self._at(len(self.points) - 1).maximum(name, **match)
+
+    def gauges_by(self, name: str, label: str, **match: str) -> dict[str, float]:
+        """Matching gauge values after the last day, by the value of ``label`` (largest per value)."""
+        out: dict[str, float] = {}
+        for labels, value in self._at(len(self.points) - 1).select(name, **match):
+            key = labels.get(label, "")
+            out[key] = max(value, out.get(key, value))
+        return out
+
+    def estimated_sums(self, model: str, day: int, window: int) -> tuple[float, float, float]:
+        """Estimated predictions, sum of P(correct) and sum of p(1-p) of the dashboards' estimator over the window
+        (the pessimistic sum where the processor exports it)."""
+        est = self.estimator(model)
+        if est is None:
+            return 0.0, 0.0, 0.0
+        sel = {MODEL: model, ESTIMATOR: est}
+        n = self._delta(day, window, series(m.ESTIMATED_PREDICTIONS), **sel)
+        correct = series(m.ESTIMATED_PESSIMISTIC_CORRECT_PREDICTIONS)
+        if not any(True for _ in self._at(len(self.points) - 1).select(correct, **sel)):
+            correct = series(m.ESTIMATED_CORRECT_PREDICTIONS)
+        return (n, self._delta(day, window, correct, **sel),
+                self._delta(day, window, series(m.ESTIMATED_CORRECT_VARIANCE), **sel))
+
     def _windowed(self, num: str, den: str, window: int, num_match: dict[str, str] | None = None,
                   den_match: dict[str, str] | None = None) -> Series:
         nm, dm = num_match or {}, den_match or {}

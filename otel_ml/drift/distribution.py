@@ -2,8 +2,11 @@
 
 A :class:`Distribution` is fitted on the reference and then maps any value to a bin label. Numeric values use
 quantile edges of the reference (at most :data:`DEFAULT_BINS` bins, open-ended at both sides so every production
-value has a bin); categorical values use the reference's most frequent values plus :data:`OTHER_BIN` for anything
-else (including classes the reference never had). Missing values have their own bin. Counting production values
+value has a bin), except variables with at most :data:`MAX_DISCRETE` distinct values (counts, set sizes, ratings),
+which get one bin per value (edges half-way between consecutive values): quantile edges would merge most of their
+values into a few bins and hide a shift between them. Categorical values use the reference's most frequent values
+plus :data:`OTHER_BIN` for anything else (including classes the reference never had). Missing values have their own
+bin. Counting production values
 per bin is additive, so the processor exports the counts as counters and any window's distribution can be compared
 with the reference's.
 """
@@ -19,6 +22,8 @@ import numpy as np
 from otel_ml.semconv.attributes import OVERFLOW_VALUE
 
 DEFAULT_BINS = 10
+MAX_DISCRETE = 20
+"""Numeric variables with at most this many distinct reference values get one bin per value."""
 MAX_CATEGORIES = 30
 """Categorical bins kept per feature (the most frequent reference values); more would crowd the metric."""
 OTHER_BIN = OVERFLOW_VALUE
@@ -65,9 +70,14 @@ class Distribution:
         dist = cls(name, kind)
         if kind == NUMERIC:
             x = np.asarray([float(v) for v in present], dtype=float)
+            x = x[np.isfinite(x)]
             if x.size:
-                qs = np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1])
-                dist.edges = [float(e) for e in np.unique(qs)]
+                distinct = np.unique(x)
+                if distinct.size <= MAX_DISCRETE:
+                    dist.edges = [float(e) for e in (distinct[1:] + distinct[:-1]) / 2]
+                else:
+                    qs = np.quantile(x, np.linspace(0, 1, bins + 1)[1:-1])
+                    dist.edges = [float(e) for e in np.unique(qs)]
                 dist.low, dist.high = float(x.min()), float(x.max())
         else:
             tally: dict[str, int] = {}

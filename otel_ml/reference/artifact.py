@@ -8,6 +8,9 @@ Layout (format version :data:`FORMAT_VERSION`)::
     <dir>/metrics.json          evaluation-set metrics (baselines: accuracy, f1, roc_auc, mae, ...) and row count
     <dir>/distributions.json    per-feature, prediction, score and predictions-per-sample reference distributions
     <dir>/weak_segments.json    slices significantly below the overall quality (support, value, interval)
+    <dir>/variability.json      per-row standard deviation of each baseline (metric -> sd): the standard error
+                                of a window of n rows is sd * sqrt(1/n + 1/rows) (optional; see
+                                :mod:`otel_ml.reference.variability`)
     <dir>/calibration.json      quality per bin of the confidence (classification: a reliability table) or of
                                 the prediction (regression: mean absolute error per bin)
     <dir>/estimator.json        fitted correctness estimator: parameters, calibration curves, error margins
@@ -45,6 +48,7 @@ METRICS = "metrics.json"
 DISTRIBUTIONS = "distributions.json"
 WEAK_SEGMENTS = "weak_segments.json"
 CALIBRATION = "calibration.json"
+VARIABILITY = "variability.json"
 ESTIMATOR_JSON = "estimator.json"
 ESTIMATOR_SKOPS = "estimator.skops"
 
@@ -117,6 +121,8 @@ class ReferenceArtifact:
         created: ISO-8601 creation time (UTC).
         calibration: Quality per bin: ``variable`` (``confidence`` or ``prediction``), ``metric``, ``labels``,
             ``mean`` (mean of the variable per bin), ``quality`` and ``count``; empty when not applicable.
+        variability: Per-row standard deviation of each baseline (metric name -> sd); empty for artifacts fitted
+            before otel-ml recorded it.
     """
 
     model: str
@@ -129,6 +135,7 @@ class ReferenceArtifact:
     estimator: Estimator | None = None
     created: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
+    variability: dict[str, float] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -164,6 +171,8 @@ class ReferenceArtifact:
         }
         if self.calibration:
             files[CALIBRATION] = _dumps(self.calibration)
+        if self.variability:
+            files[VARIABILITY] = _dumps(self.variability)
         if self.estimator is not None:
             state, objects = self.estimator.to_state()
             files[ESTIMATOR_JSON] = _dumps(state)
@@ -171,7 +180,7 @@ class ReferenceArtifact:
                 import skops.io as sio
 
                 files[ESTIMATOR_SKOPS] = sio.dumps(dict(objects))
-        for stale in (ESTIMATOR_JSON, ESTIMATOR_SKOPS, CALIBRATION):
+        for stale in (ESTIMATOR_JSON, ESTIMATOR_SKOPS, CALIBRATION, VARIABILITY):
             if stale not in files and (out / stale).exists():
                 (out / stale).unlink()
         for name, data in files.items():
@@ -218,6 +227,8 @@ def load(directory: str | os.PathLike[str]) -> ReferenceArtifact:
         distributions = _distributions_from_json(json.loads(blobs[DISTRIBUTIONS]))
         weak = [WeakSegment.from_json(w) for w in json.loads(blobs[WEAK_SEGMENTS])]
         calibration = json.loads(blobs[CALIBRATION]) if CALIBRATION in blobs else {}
+        variability = {str(k): float(v) for k, v in json.loads(blobs[VARIABILITY]).items()} \
+            if VARIABILITY in blobs else {}
         estimator = None
         if ESTIMATOR_JSON in blobs:
             estimator = _load_estimator(json.loads(blobs[ESTIMATOR_JSON]), blobs.get(ESTIMATOR_SKOPS))
@@ -228,7 +239,7 @@ def load(directory: str | os.PathLike[str]) -> ReferenceArtifact:
     return ReferenceArtifact(
         model=str(manifest["model"]), version=str(manifest["version"]), task=str(manifest["task"]), schema=schema,
         metrics=metrics, distributions=distributions, weak_segments=weak, estimator=estimator,
-        created=str(manifest["created"]), calibration=calibration,
+        created=str(manifest["created"]), calibration=calibration, variability=variability,
     )
 
 

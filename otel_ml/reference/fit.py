@@ -25,6 +25,7 @@ from otel_ml.estimation._inputs import (
 from otel_ml.estimation.multilabel import label_set
 from otel_ml.estimation.orientation import check_orientation
 from otel_ml.quality.ranking import ranking_sums, reciprocal_rank
+from otel_ml.reference import variability as var
 from otel_ml.reference.artifact import ReferenceArtifact
 from otel_ml.reference.weak_segments import find_weak_segments
 from otel_ml.semconv.attributes import QualityMetric, Task
@@ -151,6 +152,8 @@ def fit_reference(
         metrics, quality = _multilabel_metrics(truth, pred, classes_list)
         quality_metric, higher = QualityMetric.EXACT_MATCH, True
         sizes = np.asarray([len(s) for s in pred], dtype=float)
+        variability = var.classification_variability(quality, *var.label_outcomes(truth, pred, classes_list),
+                                                     exact_match=True, set_sizes=sizes, random_state=random_state)
         distributions[SET_SIZE] = Distribution.fit(SET_SIZE, sizes, kind=NUMERIC)
         distributions["prediction"] = Distribution.fit("prediction", [c for s in pred for c in s], kind=CATEGORICAL,
                                                        max_categories=max(30, len(classes_list)))
@@ -168,6 +171,7 @@ def fit_reference(
         metrics, quality = _ranking_metrics(ranked, relevant, ranking_k)
         quality_metric, higher = QualityMetric.MRR, True
         sizes = np.asarray([len(s) for s in ranked], dtype=float)
+        variability = var.ranking_variability(quality, sizes)
         distributions[SET_SIZE] = Distribution.fit(SET_SIZE, sizes, kind=NUMERIC)
         distributions["prediction"] = Distribution.fit("prediction", [c for s in ranked for c in s], kind=CATEGORICAL)
         binned[SET_SIZE] = (distributions[SET_SIZE], sizes.astype(object), "set_size")
@@ -179,6 +183,7 @@ def fit_reference(
         metrics = {QualityMetric.MAE: float(np.nanmean(quality)),
                    QualityMetric.RMSE: float(np.sqrt(np.nanmean(err**2)))}
         quality_metric, higher = QualityMetric.MAE, False
+        variability = var.regression_variability(err)
         distributions["prediction"] = Distribution.fit("prediction", yhat, kind=NUMERIC)
         estimator = _fit_estimator(frame, task, method, random_state, y_true=target, y_pred=prediction,
                                    features=list(features))
@@ -201,6 +206,8 @@ def fit_reference(
         quality = (y_codes == p_codes).astype(float)
         metrics = _classification_metrics(frame, roles.classes, y_codes, p_codes, score_cols, task)
         quality_metric, higher = QualityMetric.ACCURACY, True
+        variability = var.classification_variability(
+            quality, *var.class_outcomes(y_codes, p_codes, len(roles.classes)), random_state=random_state)
         distributions["prediction"] = Distribution.fit(
             "prediction", as_class_strings(frame[prediction]), kind=CATEGORICAL,
             max_categories=max(30, len(roles.classes)))
@@ -221,10 +228,11 @@ def fit_reference(
         calibration = _quality_by_bin("confidence", distributions["score"], conf, quality, QualityMetric.ACCURACY)
     weak = find_weak_segments(
         quality, metric=quality_metric, higher_is_better=higher,
-        segments={dim: as_class_strings(frame[dim].fillna("")) for dim in segments}, binned=binned)
+        segments={dim: as_class_strings(frame[dim].fillna("")) for dim in segments}, binned=binned,
+        ratios=_label_ratios(truth, pred, classes_list) if task == Task.MULTILABEL else None)
     return ReferenceArtifact(model=model, version=version, task=task, schema=schema, metrics=metrics,
                              distributions=distributions, weak_segments=weak, estimator=estimator,
-                             calibration=calibration)
+                             calibration=calibration, variability=variability)
 
 
 def _quality_by_bin(variable: str, dist: Distribution, x: np.ndarray, quality: np.ndarray,
@@ -294,6 +302,15 @@ def _multilabel_metrics(truth: list[list[str]], pred: list[list[str]],
         QualityMetric.LABELS_PER_SAMPLE: float(np.mean([len(q) for q in pred])),
     }
     return metrics, exact
+
+
+def _label_ratios(truth: list[list[str]], pred: list[list[str]],
+                  classes: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Multilabel per-label metrics pooled over the labels, as per-row (numerator, denominator) for the weak-segment
+    search: precision tp / (tp + fp), recall tp / (tp + fn), F1 2 tp / (2 tp + fp + fn)."""
+    tp, fp, fn = (x.sum(axis=1) for x in var.label_outcomes(truth, pred, classes))
+    return {QualityMetric.PRECISION_MICRO: (tp, tp + fp), QualityMetric.RECALL_MICRO: (tp, tp + fn),
+            QualityMetric.F1_MICRO: (2 * tp, 2 * tp + fp + fn)}
 
 
 def _ranking_metrics(ranked: list[list[str]], relevant: list[list[str]],

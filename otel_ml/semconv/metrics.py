@@ -219,6 +219,29 @@ REFERENCE_METRIC: Final = _metric(
     "Quality of the model on its evaluation set (baseline lines on dashboards, thresholds in alerts). "
     "`ml.ranking.k` only on ranking `precision_at_k` / `ndcg_at_k` points.")
 
+REFERENCE_METRIC_SD: Final = _metric(
+    "ml.reference.metric_sd", "gauge", "1", (*_MODEL, a.ML_METRIC, a.ML_RANKING_K), "processor",
+    "Per-row standard deviation of a quality metric on the evaluation set (for macro F1: its bootstrap standard "
+    "error times sqrt(rows)): a window of n rows has standard error metric_sd * sqrt(1/n + 1/rows). The "
+    "significance of every quality alert.")
+REFERENCE_ROWS: Final = _metric(
+    "ml.reference.rows", "gauge", "{row}", _MODEL, "processor",
+    "Rows of the evaluation set the reference was fitted on (the baselines' own sample size).")
+REFERENCE_FEATURE_BIN_SHARE: Final = _metric(
+    "ml.reference.feature.bin_share", "gauge", "1", (*_MODEL, a.ML_FEATURE_NAME, a.ML_BIN), "processor",
+    "Share of the evaluation set in each reference bin of a feature, smoothed like the PSI (count + 0.5 per bin): "
+    "with ml.feature.bin.observations, the feature's drift over any window.")
+REFERENCE_PREDICTION_BIN_SHARE: Final = _metric(
+    "ml.reference.prediction.bin_share", "gauge", "1", (*_MODEL, a.ML_BIN), "processor",
+    "Share of the evaluation set's predictions in each reference bin (class, label or value bin), smoothed.")
+REFERENCE_SET_SIZE_BIN_SHARE: Final = _metric(
+    "ml.reference.set_size.bin_share", "gauge", "1", (*_MODEL, a.ML_BIN), "processor",
+    "Share of the evaluation set's samples per predictions-per-sample bin (multilabel, ranking), smoothed.")
+REFERENCE_WEAK_SEGMENT_SHARE: Final = _metric(
+    "ml.reference.weak_segment.share", "gauge", "1", (*_MODEL, a.ML_WEAK_SEGMENT), "processor",
+    "Share of the evaluation set in a weak slice: what ml.weak_segment.predictions / ml.predictions is when "
+    "traffic looks like the evaluation set.")
+
 # --- drift and novelty (processor, against the reference) ----------------------------------------------------------
 UNSEEN_CLASS_PREDICTIONS: Final = _metric(
     "ml.unseen_class_predictions", "counter", "{prediction}", (*_MODEL, a.ML_CLASS), "processor",
@@ -230,6 +253,13 @@ FEATURE_MISSING: Final = _metric(
     "ml.feature.missing", "counter", "{prediction}", (*_MODEL, a.ML_FEATURE_NAME), "processor",
     "Predictions without a value for a feature of their reference (absent or null): the estimate treats it as missing "
     "and its interval widens. Share = increase(this)/increase(ml.estimated.predictions).")
+PREDICTION_BIN_OBSERVATIONS: Final = _metric(
+    "ml.prediction.bin.observations", "counter", "{observation}", (*_MODEL, a.ML_BIN), "processor",
+    "Predictions per reference bin of the prediction distribution (class; multilabel: each predicted label; "
+    "regression: value bin): the prediction mix over any window.")
+SET_SIZE_BIN_OBSERVATIONS: Final = _metric(
+    "ml.multilabel.set_size.bin.observations", "counter", "{observation}", (*_MODEL, a.ML_BIN), "processor",
+    "Samples per reference bin of the predictions-per-sample distribution (multilabel, ranking).")
 FEATURE_DRIFT: Final = _metric(
     "ml.feature.drift", "gauge", "1", (*_MODEL, a.ML_FEATURE_NAME, a.ML_DRIFT_METHOD), "processor",
     "Drift distance of a feature's recent window against its reference distribution.")

@@ -94,8 +94,9 @@ def test_grafana_alerting_mirrors_the_prometheus_alerts() -> None:
 
 @pytest.mark.parametrize(("raw", "message"), [
     ({"defaults": {"nope": 1}}, "unknown threshold 'nope'"),
-    ({"defaults": {"quality_tolerance": "high"}}, "must be a number"),
-    ({"defaults": {"quality_tolerance": 2}}, "outside"),
+    ({"defaults": {"quality_min_effect": "high"}}, "must be a number"),
+    ({"defaults": {"quality_min_effect": 2}}, "outside"),
+    ({"defaults": {"false_alarms_per_month": 0}}, "outside"),
     ({"models": {"fraud": {"latency_slo_seconds": 0.3}}}, "not a bucket bound"),
     ({"models": {"fraud": {"processor_reject_ratio": 0.1}}}, "processor-wide"),
     ({"other": {}}, "unknown keys"),
@@ -106,12 +107,23 @@ def test_invalid_threshold_config_is_rejected(raw: dict, message: str) -> None:
 
 
 def test_threshold_overrides_exclude_the_model_from_the_default() -> None:
-    config = load_thresholds({"models": {"fraud.v2": {"quality_tolerance": 0.02}}})
-    rules = [r for r in thresholds.threshold_rules(config) if r["record"] == "model:ml_quality_tolerance:threshold"]
-    assert rules[0] == {"record": "model:ml_quality_tolerance:threshold", "expr": "vector(0.02)",
+    config = load_thresholds({"models": {"fraud.v2": {"quality_min_effect": 0.01}}})
+    rules = [r for r in thresholds.threshold_rules(config) if r["record"] == "model:ml_quality_min_effect:threshold"]
+    assert rules[0] == {"record": "model:ml_quality_min_effect:threshold", "expr": "vector(0.01)",
                         "labels": {"ml_model_name": "fraud.v2"}}
     assert 'ml_model_name!~"fraud\\\\.v2"' in rules[1]["expr"]
-    assert rules[1]["expr"].startswith("0.05 + 0 * ")
+    assert rules[1]["expr"].startswith("0.02 + 0 * ")
+
+
+def test_a_false_alarm_budget_or_z_override_gives_the_model_its_own_z_per_family_and_window() -> None:
+    config = load_thresholds({"models": {"strict": {"false_alarms_per_month": 0.1}, "fixed": {"z": 5}}})
+    rules = [r for r in thresholds.threshold_rules(config) if r["record"] == "model:ml_quality_z7d:threshold"]
+    z = {r.get("labels", {}).get("ml_model_name", "*"): float(r["expr"].split("vector(")[-1].split(")")[0]
+                                                              if "vector(" in r["expr"] else r["expr"].split(" ")[0])
+         for r in rules}
+    assert z["fixed"] == 5.0
+    assert z["strict"] > z["*"] > 3.0  # a smaller budget needs more standard errors
+    assert 'ml_model_name!~"fixed|strict"' in rules[-1]["expr"]
 
 
 def test_alert_names_are_unique_per_severity() -> None:
@@ -123,6 +135,6 @@ def test_alert_names_are_unique_per_severity() -> None:
 def test_config_file_example_loads() -> None:
     config, runbook, grafana = generate.load_config(ROOT / "alerts" / "config.yaml")
     assert runbook.startswith("https://") and grafana.startswith("http")
-    assert config.value("quality_tolerance", "fraud") == 0.02
-    assert config.value("quality_tolerance", "other") == 0.05
+    assert config.value("quality_min_effect", "fraud") == 0.01
+    assert config.value("quality_min_effect", "other") == 0.02
 

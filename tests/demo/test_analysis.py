@@ -1,31 +1,51 @@
-"""Change detection and windowed ratios of the demo, on hand-made snapshots (no processes)."""
+"""Change detection (the shipped alerts' tests) and windowed ratios of the demo, on hand-made snapshots."""
 
 from __future__ import annotations
 
 import pytest
 
-from otel_ml.demo.analysis import detect
+from otel_ml.demo import detection
 from otel_ml.demo.metrics import Snapshot, series
 from otel_ml.demo.models import ROUTER
-from otel_ml.demo.timeline import MODEL, Timeline
+from otel_ml.demo.timeline import FEATURE, MODEL, Timeline
 from otel_ml.semconv import metrics as m
 
 
-def test_detect_finds_the_first_day_outside_the_baseline_band() -> None:
-    values = [None, 0.10, 0.12, 0.11, 0.10, 0.13, 0.30, 0.40]
-    day, base = detect(values, baseline_days=5, min_effect=0.1)
-    assert day == 6
-    assert base == pytest.approx(0.1075)  # days 1-4 (day 0: windows still filling)
+def _drift_timeline(shift_day: int) -> Timeline:
+    """Router traffic of 1000 predictions a day over two bins of feature `x` (reference 50/50, 2000 rows), 60/40
+    (PSI 0.04, significant but below the minimum effect) before ``shift_day``, 85/15 from it (PSI 0.5)."""
+    def snap(day: int, totals: tuple[float, float]) -> Snapshot:
+        s = Snapshot(float(day))
+        for b, share in (("<0", 0.5), (">=0", 0.5)):
+            s.add(series(m.REFERENCE_FEATURE_BIN_SHARE), {MODEL: ROUTER, FEATURE: "x", "ml_bin": b}, share)
+        s.add(series(m.REFERENCE_ROWS), {MODEL: ROUTER}, 2000.0)
+        s.add(series(m.FEATURE_BIN_OBSERVATIONS), {MODEL: ROUTER, FEATURE: "x", "ml_bin": "<0"}, totals[0])
+        s.add(series(m.FEATURE_BIN_OBSERVATIONS), {MODEL: ROUTER, FEATURE: "x", "ml_bin": ">=0"}, totals[1])
+        s.add(series(m.PREDICTIONS), {MODEL: ROUTER}, totals[0] + totals[1])
+        return s
+
+    tl = Timeline(days=8, start=snap(-1, (0.0, 0.0)))
+    low = high = 0.0
+    for day in range(8):
+        a, b = (850.0, 150.0) if day >= shift_day else (600.0, 400.0)
+        low, high = low + a, high + b
+        tl.points.append(snap(day, (low, high)))
+    return tl
 
 
-def test_detect_ignores_changes_below_the_minimum_effect_and_noise() -> None:
-    assert detect([0.1, 0.1, 0.12, 0.1, 0.15, 0.18], baseline_days=4, min_effect=0.1)[0] is None
-    noisy = [0.0, 0.0, 0.3, 0.0, 0.3, 0.0, 0.45]
-    assert detect(noisy, baseline_days=6, min_effect=0.05)[0] is None  # within 4 sd of a noisy baseline
+def test_feature_drift_is_detected_the_day_it_is_significant_and_larger_than_the_minimum_effect() -> None:
+    test = detection.feature_drift(_drift_timeline(5), ROUTER, "x")
+    assert test.effect[0] == pytest.approx(0.0405, abs=1e-3)  # significant at 1000 a day, but below 0.1
+    assert test.threshold[0] == pytest.approx(0.1)
+    assert test.first_day() == 5
+    assert detection.feature_drift(_drift_timeline(99), ROUTER, "x").first_day() is None
 
 
-def test_detect_without_data() -> None:
-    assert detect([None, None, None], baseline_days=2, min_effect=0.1) == (None, None)
+def test_no_reference_no_detection() -> None:
+    tl = Timeline(days=2, start=Snapshot(0.0))
+    tl.points += [Snapshot(1.0), Snapshot(2.0)]
+    assert detection.feature_drift(tl, ROUTER, "x").first_day() is None
+    assert detection.unseen_class(tl, ROUTER).first_day() is None
 
 
 def _snap(t: float, predictions: float, labeled: float, correct: float) -> Snapshot:

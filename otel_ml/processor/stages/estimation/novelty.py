@@ -1,15 +1,17 @@
 """Novelty and drift of the traffic against its reference: counters per batch, gauges per tick.
 
 Per batch: ``ml.unseen_class_predictions`` (classes or items the evaluation set never had, capped by the
-processor's cardinality limit) and ``ml.feature.bin.observations`` (per feature and reference bin); the predictions,
-feature values and set sizes also go into the drift windows of the :class:`~.artifacts.ModelRuntime`. Per tick:
+processor's cardinality limit), ``ml.feature.bin.observations`` (per feature and reference bin),
+``ml.prediction.bin.observations`` and ``ml.multilabel.set_size.bin.observations`` (per reference bin: additive, so
+PromQL computes the drift of any window summed over replicas); the predictions, feature values and set sizes also go
+into the drift windows of the :class:`~.artifacts.ModelRuntime` (the per-replica gauges, a fallback). Per tick:
 ``ml.feature.drift``, ``ml.prediction.drift`` and ``ml.multilabel.set_size_drift`` of those windows.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,20 @@ from otel_ml.processor.stages.estimation.artifacts import ModelRuntime
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import Task
+from otel_ml.semconv.metrics import MetricSpec
+
+
+def _observe(drift: WindowedDrift | None, values: Iterable[Any], metric: MetricSpec, attrs: Mapping[str, str],
+             sink: MetricSink) -> None:
+    """Counts ``values`` per reference bin into ``metric`` now; adds them to the drift window once the step committed
+    (a retried step must not add them twice)."""
+    if drift is None:
+        return
+    counts = drift.reference.count(values)
+    sink.after_commit(functools.partial(drift.add_counts, counts))  # the window changes once committed
+    for label, count in zip(drift.reference.labels, counts, strict=True):
+        if count > 0:
+            sink.add(metric, float(count), {**attrs, a.ML_BIN: label})
 
 
 def novelty_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[str, str],
@@ -34,18 +50,18 @@ def novelty_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
             counts = rt.unseen.observe(predicted)
         else:
             counts = {}
-        _later(rt.prediction, predicted, sink)
+        _observe(rt.prediction, predicted, m.PREDICTION_BIN_OBSERVATIONS, attrs, sink)
     elif batch.task in (Task.MULTILABEL, Task.RANKING) and batch.value_lists is not None:
         flat = [c for s in batch.value_lists for c in s]
         counts = rt.unseen.observe(flat) if rt.unseen is not None else {}
         if rt.unseen is not None:
             unseen_rows = np.asarray([any(rt.unseen.is_unseen(c) for c in s) for s in batch.value_lists])
-        _later(rt.prediction, flat, sink)
-        _later(rt.set_size, [float(len(s)) for s in batch.value_lists], sink)
+        _observe(rt.prediction, flat, m.PREDICTION_BIN_OBSERVATIONS, attrs, sink)
+        _observe(rt.set_size, [float(len(s)) for s in batch.value_lists], m.SET_SIZE_BIN_OBSERVATIONS, attrs, sink)
     else:
         counts = {}
         if isinstance(batch.values, np.ndarray):
-            _later(rt.prediction, batch.values, sink)
+            _observe(rt.prediction, batch.values, m.PREDICTION_BIN_OBSERVATIONS, attrs, sink)
     for cls, count in counts.items():
         sink.add(m.UNSEEN_CLASS_PREDICTIONS, float(count), {**attrs, a.ML_CLASS: cls})
     return unseen_rows
@@ -81,13 +97,6 @@ def feature_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
                          {**attrs, a.ML_FEATURE_NAME: name, a.ML_BIN: label})
         outside[name] = drift.reference.outside(values)
     return outside
-
-
-def _later(drift: WindowedDrift | None, values: Any, sink: MetricSink) -> None:
-    """Counts ``values`` now, adds them to the drift window once the step committed (a retried step must not add
-    them twice)."""
-    if drift is not None:
-        sink.after_commit(functools.partial(drift.add_counts, drift.reference.count(values)))
 
 
 def _missing(values: list[object]) -> np.ndarray:

@@ -16,6 +16,7 @@ from otel_ml.processor.stage import BaseStage, MetricSink, PredictionBatch, Stag
 from otel_ml.processor.stages.estimation.artifacts import ArtifactDirectory
 from otel_ml.processor.stages.estimation.correctness import estimation_counters
 from otel_ml.processor.stages.estimation.novelty import drift_gauges, feature_counters, novelty_counters
+from otel_ml.processor.stages.estimation.reference_gauges import reference_gauges
 from otel_ml.processor.stages.estimation.relabel_samples import write_relabel_samples
 from otel_ml.processor.stages.estimation.weak_segments import weak_segment_counters
 from otel_ml.reference.fit import AT_K
@@ -78,6 +79,7 @@ class EstimationStage(BaseStage):
                     sink.set_gauge(m.ESTIMATOR_ERROR_MARGIN, float(margin), {**attrs, a.ML_METRIC: metric})
             if rt.scores is not None and rt.scores.due(now):
                 sink.set_gauge(m.ESTIMATED_CLASSIFICATION_ROC_AUC, rt.scores.roc_auc(now), attrs)
+            reference_gauges(art, attrs, sink)
             drift_gauges(rt, attrs, sink)
 
     def _warn_once(self, model: str, version: str, message: str) -> None:
