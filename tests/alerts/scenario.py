@@ -208,7 +208,7 @@ def events(model: str, task: str, n: int, wrong_every: int, mode: Mode, version:
         healthy = mode == "healthy" and task != "ranking"  # ranking traffic: fixed items below
         row = _healthy_row(task, i) if healthy else _degraded_row(task, i, rng)
         attrs: dict[str, Any] = {a.ML_MODEL_VERSION: version, a.ML_SEGMENT_PREFIX + "region": row["region"],
-                                 a.ML_FEATURE_PREFIX + "x": row["x"]}
+                                 a.ML_FEATURE_PREFIX + "x": row["x"], a.ML_FEATURE_PREFIX + "region": row["region"]}
         wrong = _wrong(i, wrong_every)
         if task in ("multiclass", "binary"):
             pred = str(row["pred"])
@@ -248,7 +248,7 @@ def unlabeled(model: str, task: str, start: int, n: int, version: str) -> list[A
     for i in range(start, start + n):
         row = _degraded_row(task, i, rng)
         attrs: dict[str, Any] = {a.ML_MODEL_VERSION: version, a.ML_SEGMENT_PREFIX + "region": row["region"],
-                                 a.ML_FEATURE_PREFIX + "x": row["x"]}
+                                 a.ML_FEATURE_PREFIX + "x": row["x"], a.ML_FEATURE_PREFIX + "region": row["region"]}
         if task == "multiclass":
             attrs[a.ML_PREDICTION_SCORES] = row["scores"]
             attrs[a.ML_PREDICTION_CLASSES] = CLASSES

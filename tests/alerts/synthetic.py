@@ -44,6 +44,8 @@ _RATE: dict[str, tuple[float, float]] = {
     m.RANKING_PRECISION_AT_K.name: (14.0, 8.0),
     m.RANKING_NDCG_AT_K.name: (14.0, 8.0),
     m.UNSEEN_CLASS_PREDICTIONS.name: (0.0, 1.0),
+    m.ESTIMATED_UNKNOWN_PREDICTIONS.name: (0.0, 2.0),
+    m.FEATURE_MISSING.name: (0.0, 2.0),
     m.WEAK_SEGMENT_PREDICTIONS.name: (2.0, 12.0),
     m.RELABEL_SAMPLES.name: (0.1, 1.0),
     m.FEATURE_DRIFT.name: (0.05, 0.5),

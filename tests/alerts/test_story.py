@@ -57,6 +57,8 @@ class Expect:
     cause: str
     onset: float
     within: float
+    earliest: float | None = None
+    """Another cause it may legitimately fire for first (default: ``onset``)."""
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +123,10 @@ def deepchecks_expectations(model: sr.StoryModel) -> list[Expect]:
         Expect("MLModelPredictionDrift", name, "unseen_class", s.unseen_class, 2.0),
         Expect("MLModelWeakSegmentTrafficRising", {**name, "ml_weak_segment": f"language={story.WEAK_LANGUAGE}"},
                "weak_segment", s.weak_segment, 2.0),
+        # the estimate sees the weak segment (less confident scores); its pessimistic bound also counts the new
+        # tags' predictions wrong, which may be enough on its own
         Expect("MLModelEstimatedQualityDrop", {**name, "ml_metric": "exact_match"}, "weak_segment",
-               s.weak_segment, 2.0),
+               s.weak_segment, 2.0, earliest=s.unseen_class),
         Expect("MLModelPredictionsPerSampleShift", name, "predictions_per_sample", s.predictions_per_sample, 2.0),
     ]
     onset = realized_onset(s, model.seed)
@@ -151,9 +155,10 @@ def _report(run: sr.Run, model: sr.StoryModel, expectations: list[Expect]) -> li
     for e in expectations:
         hit = sr.first_firing(run, e.alert, **e.labels)
         delay = None if hit is None else run.day(hit.start) - e.onset
+        earliest = (e.onset if e.earliest is None else e.earliest) - e.onset
         print(f"  {model.name} {e.cause:>22} day {e.onset:5.2f} -> {e.alert} "
               + ("NOT FIRED" if delay is None else f"after {delay:.2f} days (two windows: {e.within:g})"))
-        if delay is None or not -0.01 <= delay <= e.within + STEP_DAYS:
+        if delay is None or not earliest - 0.01 <= delay <= e.within + STEP_DAYS:
             failures.append(f"{model.name}: {e.alert} {e.labels} for {e.cause} (day {e.onset:.2f}): "
                             + ("never fired" if hit is None else f"fired on day {run.day(hit.start):.2f}"))
     for f in run.firings:  # alerts a cause also explains (language drift with the weak segment...), for the record

@@ -358,8 +358,11 @@ def test_reference_values_are_pinned_in_the_cardinality_caps(refs, tmp_path):
     stage = stage_for(refs, tmp_path)
     sink = RecordingSink()
     stage.on_tick(0.0, sink)
+    art = load(refs / "router" / "default")
+    bins = {label for d in (*art.feature_distributions.values(), art.distribution("prediction")) for label in d.labels}
     assert sink.pinned["router"] == {a.ML_MODEL_VERSION: set(), a.ML_CLASS: set(CLASSES),
-                                     a.ML_FEATURE_NAME: {"x", "region"}}
+                                     a.ML_FEATURE_NAME: {"x", "region"}, a.ML_BIN: bins,
+                                     a.ML_WEAK_SEGMENT: {w.name for w in art.weak_segments}}
     stage.on_tick(60.0, sink)  # nothing changed: nothing declared again
     assert set(sink.pinned) == {"router", "fraud", "price"}
 

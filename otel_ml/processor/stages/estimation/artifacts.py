@@ -141,7 +141,8 @@ class ArtifactDirectory:
 
     def take_reference_values(self) -> dict[str, dict[str, set[str]]]:
         """For each model whose artifacts changed since the last call: the metric attribute values they know
-        (versions with their own artifact, classes, feature names); an empty mapping when none is left."""
+        (versions with their own artifact, classes, feature names, reference bins, weak slices); an empty mapping
+        when none is left."""
         out: dict[str, dict[str, set[str]]] = {}
         for model in self._changed:
             values: dict[str, set[str]] = {}
@@ -154,6 +155,13 @@ class ArtifactDirectory:
                     values[a.ML_MODEL_VERSION].add(version)
                 values.setdefault(a.ML_CLASS, set()).update(map(str, art.classes))
                 values.setdefault(a.ML_FEATURE_NAME, set()).update(art.feature_distributions)
+                # the reference bins and weak slices: PromQL's PSI and weak-slice shares need every one of them
+                bins = values.setdefault(a.ML_BIN, set())
+                for dist in (*art.feature_distributions.values(), art.distribution("prediction"),
+                             art.distribution(SET_SIZE)):
+                    if dist is not None:
+                        bins.update(dist.labels)
+                values.setdefault(a.ML_WEAK_SEGMENT, set()).update(w.name for w in art.weak_segments)
             out[model] = values
         self._changed.clear()
         return out
