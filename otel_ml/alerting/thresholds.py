@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from otel_ml import promql as q
 from otel_ml.alerting import stats
@@ -203,8 +203,28 @@ class ThresholdConfig:
         return {model: values[name] for model, values in sorted(self.models.items()) if name in values}
 
 
+RETIRED: Final[Mapping[str, str]] = {
+    "quality_tolerance": "quality_min_effect",
+    "error_tolerance": "error_min_effect",
+    "estimated_quality_tolerance": "estimated_quality_min_effect",
+    "predictions_per_sample_shift": "predictions_per_sample_min_effect",
+    "unseen_class_predictions": "unseen_class_min_share",
+    "weak_segment_share_increase": "weak_segment_min_increase",
+    "feature_drift_psi": "drift_min_psi",
+    "feature_drift_jensen_shannon": "drift_min_psi",
+    "feature_drift_ks": "drift_min_psi",
+    "min_estimated_predictions": "min_predictions",
+}
+"""Fixed thresholds of earlier releases and what replaced them: an alert now needs a significant change (``z``, from
+``false_alarms_per_month``) that is also at least the minimum effect, so an old value does not carry over as is."""
+
+
 def _check(name: str, value: Any, where: str) -> float:
     spec = THRESHOLDS.get(name)
+    if spec is None and name in RETIRED:
+        raise ConfigurationError(
+            f"{where}: {name!r} was retired: alerts now fire on a change that is both significant and at least "
+            f"{RETIRED[name]!r} (see alerts/README.md); set {RETIRED[name]} instead")
     if spec is None:
         raise ConfigurationError(f"{where}: unknown threshold {name!r}; known: {', '.join(sorted(THRESHOLDS))}")
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -222,9 +242,9 @@ def load_thresholds(raw: Mapping[str, Any] | None) -> ThresholdConfig:
     Example::
 
         thresholds:
-          defaults: {quality_tolerance: 0.03}
+          defaults: {quality_min_effect: 0.03}
           models:
-            fraud: {quality_tolerance: 0.02, latency_slo_seconds: 0.1}
+            fraud: {quality_min_effect: 0.02, latency_slo_seconds: 0.1}
     """
     raw = raw or {}
     unknown = set(raw) - {"defaults", "models"}

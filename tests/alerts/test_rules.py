@@ -94,6 +94,7 @@ def test_grafana_alerting_mirrors_the_prometheus_alerts() -> None:
 
 @pytest.mark.parametrize(("raw", "message"), [
     ({"defaults": {"nope": 1}}, "unknown threshold 'nope'"),
+    ({"models": {"churn": {"quality_tolerance": 0.05}}}, "'quality_tolerance' was retired.*set quality_min_effect"),
     ({"defaults": {"quality_min_effect": "high"}}, "must be a number"),
     ({"defaults": {"quality_min_effect": 2}}, "outside"),
     ({"defaults": {"false_alarms_per_month": 0}}, "outside"),

@@ -29,7 +29,7 @@ grafana_url: https://grafana.example.com
 thresholds:
   defaults: {}
   models:
-    churn: {quality_tolerance: 0.125}
+    churn: {quality_min_effect: 0.125}
 """
 
 
