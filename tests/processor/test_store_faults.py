@@ -11,6 +11,7 @@ counted by kind, and no write ever ran outside a transaction.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,8 +64,10 @@ def _run(store: BaseJoinStore, n: int, committed: list[float]) -> tuple[int, int
 
 
 @pytest.mark.parametrize("fault", FAULT_CASES, indirect=True, ids=[f"{b}-{k}" for b, k in FAULT_CASES])
-def test_fault_rolls_back_and_recovers_without_reopen(fault: tuple[StoreBackend, Fault]) -> None:
+def test_fault_rolls_back_and_recovers_without_reopen(fault: tuple[StoreBackend, Fault],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     backend, f = fault
+    caplog.set_level(logging.INFO, logger="otel_ml.processor.store")
     store = f.open()
     store.ingest([pred_row(f"base{i}", T0, cls="1") for i in range(BASE)], [], T0)
     committed = [float(BASE)]
@@ -86,6 +89,10 @@ def test_fault_rolls_back_and_recovers_without_reopen(fault: tuple[StoreBackend,
     errors = store.take_errors()
     assert set(errors) == {f.kind} and errors[f.kind] >= 2, errors  # the first failure and the later attempt
     assert backend.writes_outside_transactions(store) == []
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    # the episode is logged once by its kind (again only if the kind changes: injecting may first cut connections)
+    assert logged and f"({f.kind})" in logged[-1] and len(logged) <= 2, logged
+    caplog.clear()
 
     f.heal(store)
     deadline = time.monotonic() + 20
@@ -97,6 +104,9 @@ def test_fault_rolls_back_and_recovers_without_reopen(fault: tuple[StoreBackend,
             except StorageError:
                 assert time.monotonic() < deadline, f"no recovery from {f.kind} within 20s"
                 time.sleep(0.05)
+
+    recovered = [r.getMessage() for r in caplog.records if "recovered after" in r.getMessage()]
+    assert len(recovered) == 1 and f.kind in recovered[0], caplog.text
 
     for n in range(4):  # every step counted exactly once: nothing of a failed attempt was committed
         assert acked[n] == (STEP, 20, 20), (n, acked[n])

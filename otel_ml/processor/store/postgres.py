@@ -304,6 +304,8 @@ class PostgresJoinStore(BaseJoinStore):
         self._leader = False
         self._now = 0.0  # the step's time, for the gone tombstones _pop_oldest leaves
         self._connect_failed_at = float("-inf")
+        self._failing: str | None = None  # the kind of the failure episode under way (logged once), None: healthy
+        self._failures = 0
         self._last_heartbeat = 0.0
         self._pending_base: int | None = None  # committed pending count (every replica) at the last read
         self._pending_read_at = 0.0
@@ -359,6 +361,7 @@ class PostgresJoinStore(BaseJoinStore):
         except PostgresStoreError as exc:  # raised by connect() / the reconnect back-off
             self._reset()
             self._count_error(exc.kind)
+            self._note_failure(exc)
             raise
         except pg.Error as exc:
             kind = error_kind(exc)
@@ -370,9 +373,26 @@ class PostgresJoinStore(BaseJoinStore):
             self._reset()
             self._count_error(kind)
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PostgresStoreError(kind, f"{what} failed: {detail}",
-                                     retryable=isinstance(exc, pg.errors.SerializationFailure
-                                                          | pg.errors.DeadlockDetected)) from exc
+            error = PostgresStoreError(kind, f"{what} failed: {detail}",
+                                       retryable=isinstance(exc, pg.errors.SerializationFailure
+                                                            | pg.errors.DeadlockDetected))
+            if not error.retryable:
+                self._note_failure(error)
+            raise error from exc
+
+    def _note_failure(self, error: PostgresStoreError) -> None:
+        """Log the first failure of an episode (and a change of kind); later ones are counted, not logged."""
+        self._failures += 1
+        if self._failing != error.kind:
+            _logger.error("%s; requests are answered with a retryable code until it recovers", error)
+            self._failing = error.kind
+
+    def _healthy(self) -> None:
+        """A commit went through: end the failure episode (logged with how many operations failed)."""
+        if self._failing is not None:
+            _logger.warning("join store recovered after %d failed operations (last: %s)", self._failures,
+                            self._failing)
+            self._failing, self._failures = None, 0
 
     def _reset(self) -> None:
         """Roll back (never raising) and restore this transaction's in-memory state."""
@@ -660,6 +680,7 @@ class PostgresJoinStore(BaseJoinStore):
                                "(%s, %s, now(), now()) ON CONFLICT (instance) DO UPDATE SET last_seen = now(), "
                                "host = excluded.host, retired_at = NULL", (self.instance_id, socket.gethostname()))
                 db.commit()
+        self._healthy()
         if heartbeat:
             self._last_heartbeat = wall
         if self._pending_base is not None:
