@@ -89,12 +89,7 @@ def feature_counters(batch: PredictionBatch, rt: ModelRuntime, attrs: Mapping[st
         values = batch.features.get(name)
         if values is None:
             continue
-        counts = drift.reference.count(values)
-        sink.after_commit(functools.partial(drift.add_counts, counts))  # the window changes once committed
-        for label, count in zip(drift.reference.labels, counts, strict=True):
-            if count > 0:
-                sink.add(m.FEATURE_BIN_OBSERVATIONS, float(count),
-                         {**attrs, a.ML_FEATURE_NAME: name, a.ML_BIN: label})
+        _observe(drift, values, m.FEATURE_BIN_OBSERVATIONS, {**attrs, a.ML_FEATURE_NAME: name}, sink)
         outside[name] = drift.reference.outside(values)
     return outside
 
