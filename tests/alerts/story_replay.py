@@ -249,17 +249,26 @@ def _settled(processor: StoryProcessor, sent: Mapping[str, Mapping[str, int]], e
                    for x in sent["predictions"])
         return done and sum(_total(samples, names["expired"]).values()) == expired
 
-    _poll(check, what=f"step {step}: every event counted and expired")
+    def missing() -> str:
+        samples = fast_parse(last[0], set(names.values())) if last else []
+        preds, labels = _total(samples, names["predictions"]), _total(samples, names["labels"])
+        off = {x: (preds.get(x, 0), sent["predictions"][x], labels.get(x, 0), sent["labels"][x])
+               for x in sent["predictions"]
+               if (preds.get(x, 0), labels.get(x, 0)) != (sent["predictions"][x], sent["labels"][x])}
+        return (f"(counted, sent) predictions and labels that differ: {off}; expired counted "
+                f"{sum(_total(samples, names['expired']).values())} of {expired}")
+
+    _poll(check, what=f"step {step}: every event counted and expired", why=missing)
     return last[0]
 
 
-def _poll(check: Any, what: str, timeout: float = 180.0) -> None:
+def _poll(check: Any, what: str, timeout: float = 180.0, why: Any = None) -> None:
     """``check()`` until true, backing off from 10 ms to 0.5 s (each check costs the processor a full exposition)."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     while not check():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f": {why()}" if why else ""))
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
 
