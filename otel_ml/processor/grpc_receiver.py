@@ -19,6 +19,15 @@ Answers (what the collector's ``otlp_grpc`` / ``load_balancing`` exporters expec
 * ``INTERNAL`` with a bounded message, counted ``internal_error``: anything unexpected. No exception escapes to grpc,
   which would answer ``UNKNOWN``.
 
+Memory: grpc reads the whole message before ``Export`` runs, and reading one costs about :data:`GRPC_READ_EXPANSION`
+times its size (grpc core's buffer, the bytearray cygrpc copies it into, the final bytes), none of it visible to
+the request's own code. So the handler lookup reserves that much for a message of ``receiver.max_request_bytes``
+with the memory limiter (or refuses the call, ``memory_limit``, unread) and hands the reservation to ``Export``,
+which resizes it to the body's share (``EXPANSION`` times its size). A call that never reaches ``Export``
+(cancelled, or beyond grpc's own limit) gives it back when grpc drops its handler. Not covered: a message between
+``max_request_bytes`` and grpc's own limit (rejected ``too_large`` once read) is read with the reservation of one
+of ``max_request_bytes``.
+
 TLS and mTLS come from ``receiver.grpc.tls`` (:func:`otel_ml.processor.security.grpc_credentials`).
 """
 
@@ -38,6 +47,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from otel_ml.errors import OtelMLError
 from otel_ml.processor.config import ProcessorConfig
 from otel_ml.processor.ingest import COMMIT_TIMEOUT_S, Ingest, bounded, response
+from otel_ml.processor.memory import Reservation
 from otel_ml.processor.security import Authenticator, check_tls_files, grpc_credentials
 from otel_ml.processor.writer import StoreUnavailable
 from otel_ml.semconv.attributes import FailReason, Receiver, RefuseReason, RejectReason
@@ -45,6 +55,9 @@ from otel_ml.semconv.attributes import FailReason, Receiver, RefuseReason, Rejec
 _logger = logging.getLogger(__name__)
 GRPC_HARD_LIMIT_FACTOR: Final = 4
 """grpc's own receive limit, as a multiple of ``receiver.max_request_bytes`` (see the module docstring)."""
+GRPC_READ_EXPANSION: Final = 3
+"""Peak bytes grpc allocates per message byte while reading a message, before the handler runs (measured with grpc
+1.85, 14 MiB message: +32 to +43 MiB RSS; grpc core's buffer, cygrpc's bytearray and the bytes made from it)."""
 LOGS_SERVICE: Final = "opentelemetry.proto.collector.logs.v1.LogsService"
 GRPC_HANDSHAKE_TIMEOUT_MS: Final = 10_000
 """Time a new connection has to complete its TLS and HTTP/2 handshakes."""
@@ -84,9 +97,9 @@ class LogsServicer:
     def precheck(self, metadata: Any) -> tuple[grpc.StatusCode, str, bool] | None:
         """Refusal of a call from its metadata alone (auth, shutdown, in-flight bound, memory), counted; None: go on.
 
-        Runs when the call starts, before its message is read. A call that passes takes its in-flight slot and
-        memory reservation only in ``Export`` (a slot taken here would leak if the call were cancelled in between),
-        so a race can still refuse it there, after the read.
+        Runs when the call starts, before its message is read. A call that passes takes its in-flight slot only in
+        ``Export`` (a slot taken here would leak if the call were cancelled in between), so a race can still refuse
+        it there, after the read; its memory for the read is reserved by :meth:`accepted`.
         """
         if self._auth is not None:
             token = None
@@ -119,9 +132,29 @@ class LogsServicer:
                 self._refusals[key] = handler
         return handler
 
-    def Export(self, body: bytes, context: grpc.ServicerContext) -> ExportLogsServiceResponse:
+    def accepted(self) -> grpc.RpcMethodHandler:
+        """The handler of a call that passed :meth:`precheck`: with a reservation for reading its message when the
+        memory limiter is on (see the module docstring), or a refusal (``memory_limit``) when there is no room."""
+        limiter = self._ingest.limiter
+        if limiter is None:
+            return self._export
+        reservation = limiter.reserve_bytes(GRPC_READ_EXPANSION * self._limit)
+        if reservation is None:
+            self._counters.refused(_RECEIVER, RefuseReason.MEMORY_LIMIT)
+            return self.refusal(grpc.StatusCode.UNAVAILABLE, "otel-ml processor refused the request "
+                                f"({RefuseReason.MEMORY_LIMIT}); retry later", True)
         try:
-            return self._admit(body, context)
+            return grpc.unary_unary_rpc_method_handler(
+                _ReservedExport(self, reservation), request_deserializer=None,
+                response_serializer=ExportLogsServiceResponse.SerializeToString)
+        except BaseException:
+            reservation.release()
+            raise
+
+    def Export(self, body: bytes, context: grpc.ServicerContext,
+               reservation: Reservation | None = None) -> ExportLogsServiceResponse:
+        try:
+            return self._admit(body, context, reservation)
         except _Answered:
             return _EMPTY
         except MemoryError:
@@ -134,8 +167,9 @@ class LogsServicer:
             self._fail(context, grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
             return _EMPTY
 
-    def _admit(self, body: bytes, context: grpc.ServicerContext) -> ExportLogsServiceResponse:
-        admitted = self._ingest.admit(_RECEIVER, len(body))
+    def _admit(self, body: bytes, context: grpc.ServicerContext,
+               reservation: Reservation | None) -> ExportLogsServiceResponse:
+        admitted = self._ingest.admit(_RECEIVER, len(body), reservation)
         if admitted is None:
             raise self._fail(context, grpc.StatusCode.UNAVAILABLE,
                              "otel-ml processor is busy, low on memory or shutting down; retry later", True)
@@ -168,6 +202,24 @@ class LogsServicer:
         return _Handler(self)
 
 
+class _ReservedExport:
+    """``Export`` of one call, holding the memory reserved for reading its message; a call grpc drops without
+    running it (cancelled before its message arrived, message beyond grpc's limit) releases it when the handler is
+    freed."""
+
+    __slots__ = ("_reservation", "_servicer")
+
+    def __init__(self, servicer: LogsServicer, reservation: Reservation) -> None:
+        self._servicer = servicer
+        self._reservation = reservation
+
+    def __call__(self, body: bytes, context: grpc.ServicerContext) -> ExportLogsServiceResponse:
+        return self._servicer.Export(body, context, self._reservation)
+
+    def __del__(self) -> None:
+        self._reservation.release_later()
+
+
 class _Handler(grpc.GenericRpcHandler):
     """Looked up by grpc when a call starts, before its message is read: the place to refuse it cheaply."""
 
@@ -184,9 +236,13 @@ class _Handler(grpc.GenericRpcHandler):
         except Exception:  # never let a check failure become UNKNOWN: let Export decide
             _logger.exception("OTLP/gRPC pre-read check failed")
             refusal = None
-        if refusal is None:
+        if refusal is not None:
+            return self._servicer.refusal(*refusal)
+        try:
+            return self._servicer.accepted()
+        except Exception:  # as above: Export reserves then
+            _logger.exception("OTLP/gRPC memory reservation failed")
             return self._servicer._export
-        return self._servicer.refusal(*refusal)
 
 
 def grpc_server(ingest: Ingest, config: ProcessorConfig) -> tuple[grpc.Server, int]:

@@ -132,21 +132,31 @@ class Ingest:
             return RefuseReason.MEMORY_LIMIT
         return None
 
-    def admit(self, receiver: str, body_bytes: int = 0) -> Admitted | None:
-        """Admit a request whose body (``body_bytes``, 0 when unknown) is not read yet; None: refused and counted."""
+    def admit(self, receiver: str, body_bytes: int = 0, reservation: Reservation | None = None) -> Admitted | None:
+        """Admit a request whose body (``body_bytes``, 0 when unknown) is not read yet; None: refused and counted.
+
+        ``reservation``: memory the receiver reserved for the request before this call (gRPC reserves for reading
+        the message before grpc reads it): resized to ``body_bytes``' share, or released when the request is refused.
+        """
+        reason = None
         if self._closing.is_set():
-            self.counters.refused(receiver, RefuseReason.SHUTTING_DOWN)
-            return None
-        if not self.admission.try_enter():
-            self.counters.refused(receiver, RefuseReason.OVERLOADED)
-            return None
-        reservation = None
-        if self.limiter is not None:
-            reservation = self.limiter.reserve(body_bytes)
+            reason = RefuseReason.SHUTTING_DOWN
+        elif not self.admission.try_enter():
+            reason = RefuseReason.OVERLOADED
+        elif self.limiter is not None:
+            if reservation is None:
+                reservation = self.limiter.reserve(body_bytes)
+            elif not reservation.resize(body_bytes):
+                reservation.release()
+                reservation = None
             if reservation is None:
                 self.admission.leave()
-                self.counters.refused(receiver, RefuseReason.MEMORY_LIMIT)
-                return None
+                reason = RefuseReason.MEMORY_LIMIT
+        if reason is not None:
+            if reservation is not None:
+                reservation.release()
+            self.counters.refused(receiver, reason)
+            return None
         return Admitted(self.admission, reservation)
 
     def decode(self, body: bytes) -> Decoded:

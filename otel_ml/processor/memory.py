@@ -19,6 +19,7 @@ Thread safety: every method may be called from any thread.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import gc
@@ -128,12 +129,33 @@ class Reservation:
         self.bytes += extra
         return True
 
+    def resize(self, body_bytes: int) -> bool:
+        """Make the reservation ``EXPANSION * body_bytes``, giving back or taking the difference; False: refused
+        (the reservation is then unchanged). For a reservation taken before the size was known, e.g. one covering a
+        read whose bytes land outside the request's code (:meth:`MemoryLimiter.reserve_bytes`)."""
+        delta = EXPANSION * body_bytes - self.bytes
+        if self._done:
+            return False
+        if delta > 0:
+            if self._limiter._take(delta, self.seq) is None:
+                return False
+        elif delta < 0:
+            self._limiter._shrink(-delta)
+        self.bytes += delta
+        return True
+
     def release(self) -> None:
         """Give the reservation back."""
         if not self._done:
             self._done = True
             self._limiter._give(self.bytes, self.seq)
             self.bytes = 0
+
+    def release_later(self) -> None:
+        """Have the limiter release the reservation before its next decision (for finalizers: ``__del__`` may run
+        during a garbage collection inside the limiter's lock, so it must not take it)."""
+        if not self._done:
+            self._limiter._orphans.append(self)
 
 
 class MemoryLimiter:
@@ -157,6 +179,7 @@ class MemoryLimiter:
         self._thread: threading.Thread | None = None
         self._last_shed = 0.0
         self.sheds = 0
+        self._orphans: collections.deque[Reservation] = collections.deque()
 
     def register_shedder(self, shed: Callable[[], object]) -> None:
         """Like the module's :func:`register_shedder`, for this limiter only. Shedders run before the garbage
@@ -176,14 +199,21 @@ class MemoryLimiter:
         seq = self._take(nbytes, None)
         return None if seq is None else Reservation(self, nbytes, seq)
 
+    def reserve_bytes(self, nbytes: int) -> Reservation | None:
+        """Reserve ``nbytes`` (not a body size: no expansion) for a new request; None: refuse it."""
+        seq = self._take(nbytes, None)
+        return None if seq is None else Reservation(self, nbytes, seq)
+
     def would_admit(self) -> bool:
         """Whether :meth:`reserve` of an unknown-size request would succeed now (nothing is reserved)."""
+        self._release_orphans()
         rss = self._rss()
         with self._lock:
             return rss + self.reserved + MIN_RESERVATION <= (self.hard if not self._active else self.soft)
 
     def _take(self, nbytes: int, seq: int | None) -> int | None:
         """Reserve ``nbytes`` for a new request (``seq`` None) or a growing one; its sequence number, or None."""
+        self._release_orphans()
         rss = self._rss()
         with self._lock:
             self.last_rss = rss
@@ -204,6 +234,17 @@ class MemoryLimiter:
                 self._active[seq] = None
             return seq
 
+    def _release_orphans(self) -> None:
+        while self._orphans:
+            try:
+                self._orphans.popleft().release()
+            except IndexError:  # another thread took the last one
+                break
+
+    def _shrink(self, nbytes: int) -> None:
+        with self._lock:
+            self.reserved = max(self.reserved - nbytes, 0)
+
     def _give(self, nbytes: int, seq: int) -> None:
         with self._lock:
             self.reserved = max(self.reserved - nbytes, 0)
@@ -218,6 +259,7 @@ class MemoryLimiter:
     def check(self, pressure: bool = False) -> None:
         """Sample RSS; shed when above the hard limit, above the soft limit with nothing in flight, or when a request
         alone in flight was refused (``pressure``): at most once per ``check_interval`` (and per 0.5 s)."""
+        self._release_orphans()
         rss = self.rss()
         with self._lock:
             idle = self.reserved == 0

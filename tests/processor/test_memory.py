@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,9 @@ from otel_ml.processor.decode import decode_body
 from otel_ml.processor.memory import EXPANSION, MIN_RESERVATION, MemoryLimiter
 from otel_ml.processor.step import Processor
 from otel_ml.processor.store import open_store
+from otel_ml.semconv import attributes as a
+from otel_ml.semconv import metrics as m
+from otel_ml.semconv.attributes import Receiver, RefuseReason
 from tests.support.workload import benchmark_requests
 
 MIB = 2**20
@@ -139,3 +143,81 @@ def test_expansion_covers_a_real_decode_and_commit(tmp_path: Path, extras: bool)
     peak = _status("VmHWM:") - base
     step.close()
     assert peak + len(body) <= EXPANSION * len(body), peak / len(body)
+
+
+def test_resize_and_deferred_release() -> None:
+    lim = MemoryLimiter(soft=200 * MIB, hard=250 * MIB, rss=FakeRss(100 * MIB))
+    read = lim.reserve_bytes(48 * MIB)  # e.g. a gRPC message being read: no expansion
+    assert read is not None and lim.reserved == 48 * MIB
+    other = lim.reserve(5 * MIB)  # 100 + 48 + 40 = 188
+    assert other is not None
+    assert not read.resize(20 * MIB)  # 160 MiB: 188 + 112 > hard even for the oldest; unchanged
+    assert read.bytes == 48 * MIB and lim.reserved == 88 * MIB
+    assert read.resize(1 * MIB)  # shrinks to the body's share
+    assert read.bytes == EXPANSION * MIB and lim.reserved == 48 * MIB and lim.active == 2
+    read.release_later()  # what a finalizer does: no lock taken now, applied before the next decision
+    assert lim.reserved == 48 * MIB
+    assert lim.would_admit() and lim.reserved == 40 * MIB and lim.active == 1
+    other.release_later()
+    lim.check()
+    assert lim.reserved == 0 and lim.active == 0
+    assert not read.resize(1)  # released: cannot come back
+
+
+def test_grpc_reserves_for_the_message_before_grpc_reads_it() -> None:
+    """grpc reads a whole message (about GRPC_READ_EXPANSION times its size) before ``Export`` runs: the handler
+    lookup reserves that for a message of max_request_bytes, Export resizes it to the body's share, and a call
+    cancelled before its message arrived gives it back."""
+    import queue
+    import time
+
+    import grpc
+
+    from otel_ml.processor.grpc_receiver import GRPC_READ_EXPANSION
+    from otel_ml.processor.server import ProcessorApp
+    from tests.processor.conftest import prediction_event
+    from tests.support import otlp_events as ev
+
+    limit = 4 * MIB
+    app = ProcessorApp(cfg.from_mapping({
+        "receiver": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": None, "max_request_bytes": limit},
+        "metrics": {"otlp": None}, "store": {"backend": "memory"},
+        "memory_limiter": {"limit_mib": 1000, "spike_limit_mib": 200}}), stages=[]).start()
+    lim = app.limiter
+    assert lim is not None
+    rss = FakeRss(100 * MIB)
+    lim._rss = rss
+    method = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+    def wait_until(cond: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+            lim.would_admit()  # applies releases deferred by finalizers
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            # a call whose message has not arrived: its read is reserved already
+            pending: queue.Queue[bytes | None] = queue.Queue()
+            stream = channel.stream_unary(method, request_serializer=None, response_deserializer=None)
+            call = stream.future(iter(pending.get, None), timeout=30)
+            wait_until(lambda: lim.reserved == GRPC_READ_EXPANSION * limit and lim.active == 1)
+            call.cancel()
+            pending.put(None)
+            wait_until(lambda: lim.reserved == 0 and lim.active == 0)
+            # an answered call gives everything back
+            body = ev.request([prediction_event("r1")]).SerializeToString()
+            channel.unary_unary(method, request_serializer=None, response_deserializer=None)(body, timeout=30)
+            wait_until(lambda: lim.reserved == 0 and lim.active == 0)
+            # room for an unknown-size HTTP request but not for reading a gRPC message: refused before the read
+            rss.value = lim.hard - GRPC_READ_EXPANSION * limit + 1
+            assert lim.would_admit()
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary(method, request_serializer=None, response_deserializer=None)(body, timeout=30)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert lim.reserved == 0 and lim.active == 0
+        assert app.pipeline.aggregates.value(m.PROCESSOR_REQUESTS_REFUSED.name, {
+            a.ML_REASON: RefuseReason.MEMORY_LIMIT, a.ML_RECEIVER: Receiver.GRPC}) == 1
+    finally:
+        app.stop(grace=0.5)
