@@ -37,11 +37,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 import psutil
+import psycopg
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +59,8 @@ from tests.support.workload import PER_REQUEST, benchmark_requests, label, predi
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
-def start_processor(tmp: Path, store: dict[str, Any], name: str) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_processor(tmp: Path, store: dict[str, Any], name: str,
+                    root: Path = ROOT) -> tuple[subprocess.Popen[bytes], int, int]:
     grpc_port, prom_port = free_port(), free_port()
     cfg = {"instance_id": name, "receiver": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}, "http": None},
            "store": store, "metrics": {"otlp": None, "prometheus": {"endpoint": f"127.0.0.1:{prom_port}"}}}
@@ -65,7 +68,7 @@ def start_processor(tmp: Path, store: dict[str, Any], name: str) -> tuple[subpro
     path.write_text(yaml.safe_dump(cfg))
     log = open(tmp / f"processor-{name}-{grpc_port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "otel_ml.processor", "--config", str(path)], stdout=log,
-                            stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, PG_PASSWORD_ENV: PG_PASSWORD})
+                            stderr=subprocess.STDOUT, cwd=root, env={**os.environ, PG_PASSWORD_ENV: PG_PASSWORD})
     wait_until(lambda: tcp_open(grpc_port) and http_ok(f"http://127.0.0.1:{prom_port}/metrics"), 90,
                what=f"processor {name}")
     return proc, grpc_port, prom_port
@@ -134,24 +137,40 @@ def server_pids(server: PostgresServer) -> list[int]:
     return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
 
 
+def wal_lsn(server: PostgresServer) -> str:
+    """The server's WAL insert position (over a psycopg connection: a psql subprocess forked from this process, which
+    has gRPC threads by then, can hang in ``preexec_fn``)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def wal_bytes_since(server: PostgresServer, lsn: str) -> float:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn,)).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
 def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: int,
-             server: PostgresServer | None, inflight: int = 4) -> dict[str, float]:
+             server: PostgresServer | None, inflight: int = 4, root: Path = ROOT) -> dict[str, float]:
     procs, ports, proms = [], [], []
     try:
         for r in range(replicas):
-            p, port, prom = start_processor(tmp, store, f"bench-{r}")
+            p, port, prom = start_processor(tmp, store, f"bench-{r}", root)
             procs.append(p)
             ports.append(port)
             proms.append(prom)
         warm, rest = bodies[:10], bodies[10:]
         send_round_robin(ports, warm)
         pg0 = cpu(server_pids(server)) if server else 0.0
-        lsn0 = server.psql("SELECT pg_current_wal_lsn()") if server else ""
+        lsn0 = wal_lsn(server) if server else ""
         cpu0 = cpu([p.pid for p in procs])
         elapsed, acked = send_round_robin(ports, rest, inflight)
         proc_cpu = cpu([p.pid for p in procs]) - cpu0
         pg_cpu = (cpu(server_pids(server)) - pg0) if server else 0.0
-        wal = float(server.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn0}')")) if server else 0.0
+        wal = wal_bytes_since(server, lsn0) if server else 0.0
         time.sleep(1.5)
         joins = sum(scrape_total(port, "ml_processor_joins_total") for port in proms)
         rss = max(psutil.Process(p.pid).memory_info().rss for p in procs)
@@ -165,34 +184,44 @@ def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: in
 
 
 def throughput(tmp: Path, server: PostgresServer, n_requests: int, rounds: int, replica_counts: list[int],
-               inflight: int) -> None:
-    configs: list[tuple[str, dict[str, Any], int]] = [("sqlite x1", {}, 1)]
-    configs += [(f"postgres x{n}", {}, n) for n in replica_counts]
+               inflight: int, variants: Sequence[tuple[str, Path]] = ()) -> None:
+    configs: list[tuple[str, Path, int]] = [("sqlite x1", ROOT, 1)]
+    configs += [(f"postgres x{n}", ROOT, n) for n in replica_counts]
+    configs += [(f"postgres x{n} {name}", tree, n) for name, tree in variants for n in replica_counts]
     results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in configs}
     dsn = server.dsn(password=None).replace("otelml@", "otelml:${env:" + PG_PASSWORD_ENV + "}@", 1)
+    order = list(enumerate(configs))
     for rnd in range(rounds):
-        for name, _, n in configs:
+        random.Random(rnd).shuffle(order)  # the load drifts within a round: no configuration always runs first
+        for i, (name, root, n) in order:
             bodies = benchmark_requests(n_requests)  # fresh ids per run
             if name.startswith("sqlite"):
                 store = {"backend": "sqlite", "path": str(tmp / f"bench-{rnd}.db")}
                 r = run_once(tmp, bodies, store, 1, None, inflight)
             else:
-                store = {"backend": "postgres", "dsn": dsn, "schema": f"bench_{rnd}_{n}"}
-                r = run_once(tmp, bodies, store, n, server, inflight)
+                store = {"backend": "postgres", "dsn": dsn, "schema": f"bench_{rnd}_{i}"}
+                r = run_once(tmp, bodies, store, n, server, inflight, root)
+            r["load"] = os.getloadavg()[0]
             results[name].append(r)
             print(f"  round {rnd + 1} {name:12s}: {r['events/s']:9,.0f} events/s, processors {r['proc us/event']:5.1f} "
                   f"µs CPU/event, PostgreSQL {r['pg us/event']:5.1f} µs CPU/event, WAL {r['wal B/event']:4.0f} B/event, joins "
-                  f"{'ok' if r['joins ok'] else 'MISMATCH ' + str(r['joins'])}, RSS {r['rss MB']:.0f} MB", flush=True)
+                  f"{'ok' if r['joins ok'] else 'MISMATCH ' + str(r['joins'])}, RSS {r['rss MB']:.0f} MB, load "
+                  f"{r['load']:.1f}", flush=True)
     base = statistics.median(r["events/s"] for r in results["sqlite x1"])
     print(f"\nmedians over {rounds} rounds ({n_requests} requests of {PER_REQUEST} records each, {inflight} in "
-          "flight):")
-    print("| store | replicas | events/s | vs SQLite x1 | processor CPU µs/event | PostgreSQL CPU µs/event | "
+          f"flight); load average {min(r['load'] for rs in results.values() for r in rs):.1f}-"
+          f"{max(r['load'] for rs in results.values() for r in rs):.1f}; 'per round' = median of each round's ratio to "
+          "that round's SQLite run:")
+    print("| store | replicas | events/s | vs SQLite x1 | per round | processor CPU µs/event | PostgreSQL CPU µs/event | "
           "WAL bytes/event |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, _, n in configs:
         rs = results[name]
         eps = statistics.median(r["events/s"] for r in rs)
-        print(f"| {name.split()[0]} | {n} | {eps:,.0f} | {eps / base:.2f} | "
+        per_round = statistics.median(r["events/s"] / s["events/s"] for r, s in zip(rs, results["sqlite x1"],
+                                                                                      strict=True))
+        label = name.split()[0] + (f" ({name.split(maxsplit=2)[2]})" if len(name.split()) > 2 else "")
+        print(f"| {label} | {n} | {eps:,.0f} | {eps / base:.2f} | {per_round:.2f} | "
               f"{statistics.median(r['proc us/event'] for r in rs):.1f} | "
               f"{statistics.median(r['pg us/event'] for r in rs):.1f} | "
               f"{statistics.median(r['wal B/event'] for r in rs):.0f} |")
@@ -259,6 +288,9 @@ def main() -> None:
     ap.add_argument("--replicas", default="1,2,3", help="replica counts on PostgreSQL")
     ap.add_argument("--inflight", type=int, default=4, help="requests in flight (the collector's num_consumers)")
     ap.add_argument("--pending", type=int, default=0, help="pending predictions for the footprint run (0: skip)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=TREE",
+                    help="also run the processor replicas (every --replicas count) from another source tree (e.g. a "
+                         "worktree of an earlier commit, its C extension built), side by side in the same rounds")
     args = ap.parse_args()
     random.seed(1)
     with tempfile.TemporaryDirectory(prefix="bench-postgres-") as d:
@@ -268,8 +300,9 @@ def main() -> None:
             print(f"PostgreSQL {server.psql('SHOW server_version')} at {server.dsn(password=None)}; "
                   f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
             if args.requests:
-                throughput(tmp, server, args.requests, args.rounds, [int(x) for x in args.replicas.split(",")],
-                           args.inflight)
+                variants = [(v.split("=", 1)[0], Path(v.split("=", 1)[1]).resolve()) for v in args.variant]
+                throughput(tmp, server, args.requests, args.rounds,
+                           [int(x) for x in args.replicas.split(",") if x], args.inflight, variants)
             if args.pending:
                 pending(tmp, server, args.pending)
         finally:
