@@ -210,6 +210,8 @@ def test_migrations_concurrent_and_versioned(postgres_server: PostgresServer, sc
     assert not errors
     rows = postgres_server.psql(f"SELECT version FROM {schema}.schema_migrations ORDER BY 1", "otelml")
     assert rows.split() == [str(v) for v, _, _ in MIGRATIONS] and SCHEMA_VERSION == MIGRATIONS[-1][0]
+    assert postgres_server.psql(f"SELECT reloptions FROM pg_class WHERE oid = '{schema}.joins'::regclass",
+                                "otelml") == "{fillfactor=70}"  # migration 4: room for in-page tombstone updates
     postgres_server.psql(f"INSERT INTO {schema}.schema_migrations VALUES ({SCHEMA_VERSION + 1}, 'future', now(), "
                          "'a newer processor')", "otelml")
     with pytest.raises(PostgresStoreError, match=f"version {SCHEMA_VERSION + 1}, newer than this processor"):

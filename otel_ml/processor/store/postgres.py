@@ -16,7 +16,8 @@ Tables (schema :data:`SCHEMA_VERSION`, migrations in :data:`MIGRATIONS`):
 
 * ``joins``: ONE row per join key (model + prediction id). A pending prediction has ``pred`` set, a pending label
   ``label``; when the second half arrives the row becomes a *tombstone* in place (``joined`` = time of the join,
-  both payloads cleared, a HOT update: no index changes). Tombstones make re-sent records duplicates for the label
+  both payloads cleared, a HOT update: no index changes, as long as the page has room: the table's fillfactor is
+  70). Tombstones make re-sent records duplicates for the label
   window (and at most ``max_pending`` of them are kept, like the SQLite store). Expiry is by ``arrived`` (the first
   half's arrival), through the ``joins_arrived`` index.
 * ``aggregates`` and ``state``: the cumulative metric totals and state blobs (ROC-AUC windows) of each replica,
@@ -111,7 +112,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 STATEMENT_TIMEOUT: Final = "20s"
 DEFAULT_LOCK_TIMEOUT_S: Final = 5.0
 IDLE_TIMEOUT: Final = "60s"
@@ -240,6 +241,12 @@ ALTER TABLE {s}.instances ADD COLUMN retired_at timestamptz;
 ALTER TABLE {s}.joins ADD COLUMN gone smallint;  -- tombstone of a half that left unjoined: 1 prediction, 2 label
 CREATE TABLE {s}.quarantine (k text NOT NULL, pred bytea, label bytea, reason text NOT NULL,
   at timestamptz NOT NULL DEFAULT now(), instance text NOT NULL);
+"""),
+    (4, "joins fillfactor 70: room on the page for the update that turns a pending row into a tombstone", """
+-- with room left on its page the new version stays there (a HOT update: no index entries). Measured on groups of
+-- 4000 events: 42 % of these updates were HOT at fillfactor 85, 99.6 % at 70 (the UPDATE's WAL -63 %). Applies to
+-- pages written from now on; no rewrite.
+ALTER TABLE {s}.joins SET (fillfactor = 70);
 """),
 )
 """Versioned migrations ``(version, description, SQL with {s} = quoted schema)``; append only, never edit."""
