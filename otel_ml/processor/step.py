@@ -69,9 +69,16 @@ class Processor:
         self._last_expire = 0.0
         self.wants_extras = bool(self.stage_runner.stages)
         """Whether decoding should collect features, scores and classes (only stages use them)."""
+        self.reads_ahead = callable(getattr(store, "prefetch", None))
+        """Whether the store starts the next step's reads early (:meth:`process`'s ``lookahead``; PostgreSQL)."""
 
-    def process(self, items: Sequence[Decoded]) -> list[StepResult]:
+    def process(self, items: Sequence[Decoded],
+                lookahead: Callable[[], Sequence[Decoded]] | None = None) -> list[StepResult]:
         """Ingest decoded requests in ONE transaction; returns their answers after the commit.
+
+        ``lookahead`` (the writer's, when :attr:`reads_ahead`): called once this step's joins are decided, it takes
+        the requests of the next step off the queue; the store starts that step's reads (``prefetch``, PostgreSQL: on
+        its second connection) while this step computes its metrics and commits.
 
         Raises:
             Exception: Whatever the store raised; the transaction is rolled back and nothing was published.
@@ -85,6 +92,8 @@ class Processor:
             whole = [d for d in items if d.parts is None]
             outcome: dict[int, tuple[Counter[str], str]] = {}
             ingested = self.store.ingest_many([(d.predictions, d.labels) for d in whole], now)
+            if lookahead is not None and len(whole) == len(items):
+                self._read_ahead(lookahead)
             for d, res in zip(whole, ingested, strict=True):
                 outcome[id(d)] = self._one(d, res, step, auc_updates)
             for d in items:  # large requests: one part at a time (bounded memory), in the same transaction
@@ -172,6 +181,16 @@ class Processor:
         self.aggregates.apply(totals, step.gauges)
         for q in quarantined:
             _log_quarantined(q)
+
+    def _read_ahead(self, lookahead: Callable[[], Sequence[Decoded]]) -> None:
+        """Hand the next step's requests to a store that reads ahead (none decoded in parts: those ingest part by
+        part, keys unknown in advance)."""
+        prefetch = getattr(self.store, "prefetch", None)
+        if prefetch is None:
+            return
+        following = lookahead()
+        if following and all(d.parts is None for d in following):
+            prefetch([(d.predictions, d.labels) for d in following])
 
     def _failed(self, exc: BaseException) -> None:
         """After a failed step: roll back (a store's rollback never raises and tolerates one already done)."""

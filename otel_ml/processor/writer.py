@@ -71,6 +71,8 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="otel-ml-writer", daemon=True)
         self._stopping = False
         self._on_error = on_error
+        self._next: list[tuple[Decoded, Future[StepResult]]] = []  # the next group, taken early (_take_next)
+        self._stop_taken = False
 
     def start(self) -> Writer:
         """Start the thread."""
@@ -97,28 +99,22 @@ class Writer:
         running = True
         while running:
             group: list[tuple[Decoded, Future[StepResult]]] = []
-            try:
-                item = self._queue.get(timeout=max(next_tick - time.monotonic(), 0.0))
-            except queue.Empty:
-                pass
+            if self._next or self._stop_taken:  # taken during the last group (the store may be reading it already)
+                group, self._next = self._next, []
+                running = not self._stop_taken
             else:
-                if item is None:
-                    running = False
+                try:
+                    item = self._queue.get(timeout=max(next_tick - time.monotonic(), 0.0))
+                except queue.Empty:
+                    pass
                 else:
-                    group.append(item)
-                    records = item[0].received
-                    while records < MAX_GROUP_RECORDS:
-                        try:
-                            nxt = self._queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if nxt is None:
-                            running = False
-                            break
-                        group.append(nxt)
-                        records += nxt[0].received
+                    if item is None:
+                        running = False
+                    else:
+                        group.append(item)
+                        running = self._fill(group)
             if group:
-                self._process(group)
+                self._process(group, lookahead=running)
             if time.monotonic() >= next_tick or not running:
                 next_tick = time.monotonic() + self.tick_interval
                 try:
@@ -140,9 +136,36 @@ class Writer:
             if rest is not None:
                 rest[1].set_exception(StoreUnavailable("processor is shutting down"))
 
-    def _process(self, group: list[tuple[Decoded, Future[StepResult]]], attempt: int = 1) -> None:
+    def _fill(self, group: list[tuple[Decoded, Future[StepResult]]]) -> bool:
+        """Add the requests queued now to ``group`` (up to :data:`MAX_GROUP_RECORDS`); False if the stop marker
+        was taken."""
+        records = sum(d.received for d, _ in group)
+        while records < MAX_GROUP_RECORDS:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return True
+            if nxt is None:
+                return False
+            group.append(nxt)
+            records += nxt[0].received
+        return True
+
+    def _take_next(self) -> list[Decoded]:
+        """The step's lookahead: the requests queued now become the next group (processed right after this one, so a
+        store that reads ahead can start on them while this group finishes)."""
+        if self._next or self._stop_taken:
+            return []
+        if not self._fill(self._next):
+            self._stop_taken = True
+        return [d for d, _ in self._next]
+
+    def _process(self, group: list[tuple[Decoded, Future[StepResult]]], attempt: int = 1,
+                 lookahead: bool = False) -> None:
         try:
-            results = self.processor.process([d for d, _ in group])
+            items = [d for d, _ in group]
+            results = (self.processor.process(items, lookahead=self._take_next)
+                       if lookahead and self.processor.reads_ahead else self.processor.process(items))
         except Exception as exc:
             if getattr(exc, "retryable", False) and attempt < TRANSIENT_RETRIES:
                 _logger.warning("transient store conflict, running the step again: %s", exc)

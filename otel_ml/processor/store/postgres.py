@@ -46,6 +46,17 @@ commit is one READ COMMITTED transaction:
    counters and the tombstone are one atomic outcome. The replica that completes a join counts it; a re-sent record
    meets a tombstone (or its own pending half) and counts nothing.
 
+Read-ahead (:meth:`PostgresJoinStore.prefetch`, called by the pipeline once a step's joins are decided): steps 1 and
+2 of the NEXT group run on the replica's second connection, in its own transaction, while this step computes its
+metrics and commits; the next step then takes that connection as its own (the transaction it continues is the one
+that holds the locks). The keys this step's transaction holds go in a separate, second statement, which waits for
+this step's ``COMMIT`` (or rollback) exactly as another replica's would, so the state it reads is the committed one.
+After its reads start, a step takes no further row lock that could wait (the leader's sweep and eviction use
+``SKIP LOCKED``), so the two connections of a replica cannot wait on each other in a cycle. A rollback ends this
+step's transaction first, then the read-ahead's; a read-ahead that failed, or of other requests than the next
+step's, is rolled back and the step reads for itself (``tests/processor/test_postgres_store.py``:
+``test_read_ahead_joins_each_key_exactly_once``).
+
 Expiry, the tombstone bound and the shared store's gauges are the work of one *leader* replica at a time (the
 holder
 of a session-level advisory lock; another replica takes over within ``store.expire_interval`` once the leader's
@@ -62,7 +73,9 @@ then tells the pipeline to reload this replica's totals from the database before
 records are duplicates if the commit did happen, and the totals include their counts). A read-only transaction
 (``default_transaction_read_only``, a standby after a failover) also drops the connection, so that a multi-host DSN
 with ``target_session_attrs=read-write`` finds the new primary. Deadlocks and serialization failures (only
-possible when a DBA forces a stricter isolation level) are marked ``retryable``. Session settings bound every wait:
+possible when a DBA forces a stricter isolation level) are marked ``retryable``. The first failure of an episode
+is logged (ERROR, with its kind), later ones are only counted, the recovery is logged once (WARNING). Session
+settings bound every wait:
 ``statement_timeout`` :data:`STATEMENT_TIMEOUT`, ``lock_timeout`` :data:`LOCK_TIMEOUT`,
 ``idle_in_transaction_session_timeout`` :data:`IDLE_TIMEOUT` (a hung replica cannot hold row locks for long), and
 ``connect_timeout`` 5 s unless the DSN sets one.
@@ -70,8 +83,9 @@ possible when a DBA forces a stricter isolation level) are marked ``retryable``.
 Privileges: none beyond owning the schema (or ``CREATE`` on the database to create it). Migrations are versioned
 (``schema_migrations``), run at start-up inside one transaction under ``pg_advisory_xact_lock``, so replicas
 starting together apply each one once; a database migrated by a newer processor is refused with a clear error.
-Each replica holds exactly one connection (its single writer thread; no pool to size), plus one short-lived one
-during start-up; the leader's advisory lock is session-level, so use session pooling (or none) in PgBouncer.
+Each replica holds two connections for its single writer thread (the current step's and the read-ahead's; no pool
+to size), one for the publisher of gone replicas' totals (:class:`ReplicaAdopter`) and a short-lived one during
+start-up; the leader's advisory lock is session-level, so use session pooling (or none) in PgBouncer.
 
 Row payloads are marshal-encoded tuples as in the SQLite store (the same :data:`MARSHAL_VERSION` pin and per-Python
 canaries in ``meta``: a replica whose Python decodes another version's canary differently refuses to start while
@@ -87,6 +101,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Final
@@ -112,7 +127,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 STATEMENT_TIMEOUT: Final = "20s"
 DEFAULT_LOCK_TIMEOUT_S: Final = 5.0
 IDLE_TIMEOUT: Final = "60s"
@@ -248,6 +263,9 @@ CREATE TABLE {s}.quarantine (k text NOT NULL, pred bytea, label bytea, reason te
 -- pages written from now on; no rewrite.
 ALTER TABLE {s}.joins SET (fillfactor = 70);
 """),
+    (5, 'join keys compared byte by byte (COLLATE "C"): no locale collation in the primary key', """
+ALTER TABLE {s}.joins ALTER COLUMN k TYPE text COLLATE "C";  -- rebuilds the primary key (the heap is not rewritten)
+"""),
 )
 """Versioned migrations ``(version, description, SQL with {s} = quoted schema)``; append only, never edit."""
 
@@ -365,6 +383,29 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _close(conn: psycopg.Connection[Any] | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # already broken
+            pass
+
+
+class _Prefetch:
+    """Steps 1-2 of a group started ahead (:meth:`PostgresJoinStore.prefetch`) on its own connection."""
+
+    __slots__ = ("batches", "conn", "future", "plan")
+
+    def __init__(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]], plan: _Plan,
+                 future: Future[tuple[set[str], list[tuple[Any, ...]]]], conn: psycopg.Connection[Any]) -> None:
+        self.batches, self.plan, self.future, self.conn = batches, plan, future, conn
+
+    def matches(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]]) -> bool:
+        """Whether ``batches`` hold the very same row lists."""
+        return len(batches) == len(self.batches) and all(
+            p is q and l_ is m for (p, l_), (q, m) in zip(batches, self.batches, strict=True))
+
+
 class _Plan:
     """What a group's records write for each key if the store held nothing for it (the join logic over an empty
     state): pending rows (``ks[:n_new]``) and tombstones of records joined within the group (``ks[n_new:]``)."""
@@ -412,7 +453,8 @@ class PostgresJoinStore(BaseJoinStore):
         s = self._s = _quote(schema)
         self._sql_insert = (
             f"INSERT INTO {s}.joins AS t (k, arrived, joined, pred, label) "
-            "SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[], %b::bytea[], %b::bytea[]) ORDER BY 1 "
+            "SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[], %b::bytea[], %b::bytea[]) "
+            "AS u(k, arrived, joined, pred, label) ORDER BY k COLLATE \"C\" "
             "ON CONFLICT (k) DO UPDATE SET arrived = t.arrived WHERE false RETURNING k")
         self._sql_locked = f"SELECT k, arrived, joined, pred, label, gone FROM {s}.joins WHERE k = ANY(%b::text[])"
         self._sql_existing = self._sql_locked + " AND xmin <> pg_current_xact_id()::xid"  # not inserted by us
@@ -424,7 +466,11 @@ class PostgresJoinStore(BaseJoinStore):
         self._ddone = 0
         self._head = float("-inf")  # no pending row arrived before this (oldest_pending_arrival's cursor)
         self._saved_head = self._head
-        self._leader = False
+        self._leader_conn: psycopg.Connection[Any] | None = None  # the session holding the sweep's advisory lock
+        self._spare: psycopg.Connection[Any] | None = None  # the second connection: the next group's reads (prefetch)
+        self._pool: ThreadPoolExecutor | None = None
+        self._prefetched: _Prefetch | None = None
+        self._txn_keys: set[str] = set()  # join keys this transaction inserted or locked
         self._now = 0.0  # the step's time, for the gone tombstones _pop_oldest leaves
         self._connect_failed_at = float("-inf")
         self._failing: str | None = None  # the kind of the failure episode under way (logged once), None: healthy
@@ -456,18 +502,15 @@ class PostgresJoinStore(BaseJoinStore):
             except PostgresStoreError:
                 self._connect_failed_at = time.monotonic()
                 raise
-            self._leader = False
             self._head = self._saved_head = float("-inf")
             _logger.info("join store: reconnected to PostgreSQL (%s)", dsn_without_password(self.dsn))
         return self._conn
 
     def _drop(self) -> None:
-        conn, self._conn, self._leader = self._conn, None, False
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # already broken
-                pass
+        conn, self._conn = self._conn, None
+        _close(conn)
+        if conn is self._leader_conn:
+            self._leader_conn = None
 
     @contextmanager
     def _guard(self, what: str, committing: bool = False) -> Iterator[None]:
@@ -527,9 +570,11 @@ class PostgresJoinStore(BaseJoinStore):
                 self._drop()
         self._wrote = False
         self._deferred.clear()
+        self._txn_keys.clear()
         self._dpending = self._ddone = 0
         self._head = self._saved_head
         self._quarantined.clear()
+        self._discard_prefetch()
 
     def _flush(self) -> None:
         """Run the statements deferred to the commit now (a read of this transaction depends on them)."""
@@ -604,8 +649,12 @@ class PostgresJoinStore(BaseJoinStore):
     def ingest_many(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]], now: float) -> list[IngestResult]:
         """See :class:`~otel_ml.processor.store.base.JoinStore` and the module docstring (steps 1-3)."""
         fresh = not self._wrote  # nothing written by this transaction yet: one round trip suffices (see _fetch)
+        ahead = self._take_prefetched(batches, fresh)
         self._wrote = True
         with self._guard("ingest"):
+            if ahead is not None:  # this group's reads ran on the spare connection, now this transaction's
+                inserted, stored = ahead.future.result()
+                return self._decide(batches, ahead.plan, inserted, stored, now)
             db = self._db()
             self._flush()
             plan = _Plan(batches, now)
@@ -613,6 +662,65 @@ class PostgresJoinStore(BaseJoinStore):
                 return [IngestResult() for _ in batches]
             inserted, stored = self._fetch(db, plan, [range(len(plan.ks))], fresh)
             return self._decide(batches, plan, inserted, stored, now)
+
+    def prefetch(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]]) -> bool:
+        """Start steps 1-2 of the next group (:meth:`ingest_many` of the same ``batches`` in the next transaction)
+        now, on the spare connection in the background, while this transaction is still open; True if started.
+
+        The pipeline calls it once this transaction's joins are decided: the database inserts and locks the next
+        group's keys while the processor computes this group's metrics and commits it. Keys this transaction holds
+        go in a second statement, which waits for this transaction's ``COMMIT`` (or rollback) like another
+        replica's would: their state is read only after it. Discarded by :meth:`rollback`.
+        """
+        if self._prefetched is not None or self._conn is None or self._conn.closed or self._needs_resync:
+            return False
+        plan = _Plan(batches, self.clock())
+        if not plan.ks:
+            return False
+        spare = self._spare
+        if spare is None or spare.closed:
+            try:
+                spare = self._spare = connect(self.dsn, self._app, self.lock_timeout)
+            except PostgresStoreError as exc:
+                _logger.debug("no second connection for reading ahead: %s", exc)
+                return False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="otel-ml-pg-ahead")
+        held = self._txn_keys
+        parts = ([i for i, k in enumerate(plan.ks) if k not in held], [i for i, k in enumerate(plan.ks) if k in held])
+        future = self._pool.submit(self._fetch, spare, plan, parts, True)
+        self._prefetched = _Prefetch(batches, plan, future, spare)
+        return True
+
+    def _take_prefetched(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]],
+                         fresh: bool) -> _Prefetch | None:
+        """The prefetch of exactly ``batches``, its connection made the current one (the idle current connection
+        becomes the spare); None if there is none (a prefetch of other batches is discarded)."""
+        ahead = self._prefetched
+        if ahead is None:
+            return None
+        current = self._conn
+        idle = current is None or current.closed or (
+            current.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE)
+        if not fresh or not idle or not ahead.matches(batches) or ahead.future.exception() is not None:
+            self._discard_prefetch()  # a failed read-ahead (lock timeout, lost connection): this step reads itself
+            return None
+        self._prefetched = None
+        self._conn, self._spare = ahead.conn, self._conn
+        return ahead
+
+    def _discard_prefetch(self) -> None:
+        """Wait for an outstanding prefetch and roll it back (its locks are released; never raises)."""
+        ahead, self._prefetched = self._prefetched, None
+        if ahead is None:
+            return
+        try:
+            ahead.future.result()
+            ahead.conn.rollback()
+        except Exception:  # failed or broken: a new spare connection is opened when needed
+            _close(ahead.conn)
+            if ahead.conn is self._leader_conn:
+                self._leader_conn = None
 
     def _fetch(self, db: psycopg.Connection[Any], plan: _Plan, parts: Sequence[Sequence[int]],
                fresh: bool) -> tuple[set[str], list[tuple[Any, ...]]]:
@@ -625,17 +733,18 @@ class PostgresJoinStore(BaseJoinStore):
         """
         if fresh:
             with db.pipeline():
-                cursors = [db.execute(self._sql_insert, plan.params(part)) for part in parts if part]
-                read = db.execute(self._sql_existing, (_texts(plan.ks),))
+                cursors = [db.execute(self._sql_insert, plan.params(part), binary=True) for part in parts if part]
+                read = db.execute(self._sql_existing, (_texts(plan.ks),), binary=True)
                 inserted = {r[0] for c in cursors for r in c.fetchall()}
                 return inserted, read.fetchall()
         inserted = set()
         for part in parts:
             if part:
-                inserted.update(r[0] for r in db.execute(self._sql_insert, plan.params(part)).fetchall())
+                inserted.update(r[0] for r in db.execute(self._sql_insert, plan.params(part), binary=True).fetchall())
         if len(inserted) == len(plan.ks):
             return inserted, []
-        return inserted, db.execute(self._sql_locked, (_texts([k for k in plan.ks if k not in inserted]),)).fetchall()
+        rest = _texts([k for k in plan.ks if k not in inserted])
+        return inserted, db.execute(self._sql_locked, (rest,), binary=True).fetchall()
 
     def _decide(self, batches: Sequence[tuple[Sequence[Row], Sequence[Row]]], plan: _Plan, inserted: set[str],
                 stored: list[tuple[Any, ...]], now: float) -> list[IngestResult]:
@@ -659,6 +768,7 @@ class PostgresJoinStore(BaseJoinStore):
             redo = {b[0] for b in bad}
             self._db().execute(self._sql_insert, plan.params([i for i, k in enumerate(plan.ks) if k in redo]))
             inserted |= redo
+        self._txn_keys.update(plan.ks)
         stored_pending = {k for k, v in state.items() if type(v) is tuple}  # _Joins marks them DONE as it goes
         joins = _Joins(state)
         results = [joins.batch(predictions, labels) for predictions, labels in batches]
@@ -755,14 +865,16 @@ class PostgresJoinStore(BaseJoinStore):
 
     def is_leader(self) -> bool:
         """Whether this replica holds the store's sweep (expiry, tombstone bound); tries to take it when free."""
-        if not self._leader:
+        if self._leader_conn is None or self._leader_conn.closed:
+            self._leader_conn = None
             with self._guard("leader election"):
-                row = self._db().execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
-                                         (_LOCK_CLASS_LEADER, self.schema)).fetchone()
-                self._leader = bool(row and row[0])
-                if self._leader:
+                db = self._db()
+                row = db.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                 (_LOCK_CLASS_LEADER, self.schema)).fetchone()
+                if row and row[0]:
+                    self._leader_conn = db
                     _logger.info("join store: this replica (%s) now runs the expiry sweep", self.instance_id)
-        return self._leader
+        return self._leader_conn is not None
 
     def expire(self, now: float) -> list[Row]:
         """Expiry on the leader only (other replicas return ``[]``); see the base class."""
@@ -825,6 +937,7 @@ class PostgresJoinStore(BaseJoinStore):
         if self._pending_base is not None:
             self._pending_base += self._dpending
         self._deferred.clear()
+        self._txn_keys.clear()
         self._wrote = False
         self._dpending = self._ddone = 0
         self._saved_head = self._head
@@ -879,9 +992,14 @@ class PostgresJoinStore(BaseJoinStore):
                               interval=min(10.0, max(timeout / 3, 0.5)))
 
     def close(self) -> None:
-        """Roll back uncommitted work and close the connection (releasing the leader lock)."""
+        """Roll back uncommitted work and close the connections (releasing the leader lock)."""
         self.rollback()
         self._drop()
+        spare, self._spare = self._spare, None
+        _close(spare)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 Publish = Callable[[str, dict[Key, float]], bool]
