@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import http.client
 import os
 import shutil
@@ -60,9 +61,15 @@ def checkout(ref: str, tmp: Path) -> Path:
         shutil.copy(built[0], tree / "otel_ml" / "processor" / built[0].name)
     else:  # compiled directly: an old setup.py/pyproject may not load with today's setuptools
         out = tree / "otel_ml" / "processor" / f"_fastdecode{sysconfig.get_config_var('EXT_SUFFIX')}"
+        digest = hashlib.sha256((tree / c_src).read_bytes()).hexdigest()[:16]  # what the tree's _native checks
         subprocess.run([sysconfig.get_config_var("CC").split()[0], "-shared", "-fPIC", "-O2",
-                        f"-I{sysconfig.get_paths()['include']}", str(tree / c_src), "-o", str(out)], check=True,
-                       capture_output=True)
+                        f'-DOTEL_ML_SOURCE_HASH="{digest}"', f"-I{sysconfig.get_paths()['include']}",
+                        str(tree / c_src), "-o", str(out)], check=True, capture_output=True)
+    check = subprocess.run([sys.executable, "-c", "from otel_ml.processor import _native; "
+                            "assert _native.decoder is not None, _native.status"],
+                           cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
+    if check.returncode:  # a baseline on the Python decoder would not measure what this compares
+        raise SystemExit(f"the C decoder of {ref} does not load: {check.stderr.strip()[-500:]}")
     return tree
 
 
