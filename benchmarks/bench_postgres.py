@@ -34,14 +34,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psutil
 import psycopg
 import yaml
@@ -52,11 +50,10 @@ sys.path.insert(0, str(ROOT))
 from otel_ml.processor.records import join_key  # noqa: E402
 from otel_ml.processor.store.postgres import PostgresJoinStore  # noqa: E402
 from tests.support import otlp_events as ev  # noqa: E402
+from tests.support.grpc_sender import send_requests  # noqa: E402
 from tests.support.postgres import PG_PASSWORD, PG_PASSWORD_ENV, PostgresServer  # noqa: E402
 from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
 from tests.support.workload import PER_REQUEST, benchmark_requests, label, prediction  # noqa: E402
-
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 def start_processor(tmp: Path, store: dict[str, Any], name: str,
@@ -88,36 +85,6 @@ def scrape_total(prom_port: int, family: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/metrics", timeout=10) as resp:
         lines = resp.read().decode().splitlines()
     return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(family + "{") or ln.startswith(family + " "))
-
-
-def send_round_robin(ports: list[int], bodies: list[bytes], inflight: int = 4) -> tuple[float, int]:
-    """Send every body, request i to ``ports[i % len(ports)]``; returns (seconds, acknowledged requests)."""
-    channels = [grpc.insecure_channel(f"127.0.0.1:{p}", options=[("grpc.max_send_message_length", 64 << 20)])
-                for p in ports]
-    exports = [c.unary_unary(EXPORT, request_serializer=None, response_deserializer=None) for c in channels]
-    sem = threading.Semaphore(inflight)
-    acked = [0]
-    lock = threading.Lock()
-
-    def done(fut: Any) -> None:
-        try:
-            fut.result()
-            with lock:
-                acked[0] += 1
-        except grpc.RpcError as exc:
-            print("  request failed:", exc.code(), exc.details(), file=sys.stderr)
-        sem.release()
-
-    start = time.perf_counter()
-    for i, body in enumerate(bodies):
-        sem.acquire()
-        exports[i % len(exports)].future(body, timeout=120).add_done_callback(done)
-    for _ in range(inflight):
-        sem.acquire()
-    elapsed = time.perf_counter() - start
-    for c in channels:
-        c.close()
-    return elapsed, acked[0]
 
 
 def cpu(pids: list[int]) -> float:
@@ -163,11 +130,11 @@ def run_once(tmp: Path, bodies: list[bytes], store: dict[str, Any], replicas: in
             ports.append(port)
             proms.append(prom)
         warm, rest = bodies[:10], bodies[10:]
-        send_round_robin(ports, warm)
+        send_requests(ports, warm)
         pg0 = cpu(server_pids(server)) if server else 0.0
         lsn0 = wal_lsn(server) if server else ""
         cpu0 = cpu([p.pid for p in procs])
-        elapsed, acked = send_round_robin(ports, rest, inflight)
+        elapsed, acked = send_requests(ports, rest, inflight)
         proc_cpu = cpu([p.pid for p in procs]) - cpu0
         pg_cpu = (cpu(server_pids(server)) - pg0) if server else 0.0
         wal = wal_bytes_since(server, lsn0) if server else 0.0
@@ -269,7 +236,7 @@ def pending(tmp: Path, server: PostgresServer, n: int, batch: int = 20_000) -> N
     dsn = server.dsn(password=None).replace("otelml@", "otelml:${env:" + PG_PASSWORD_ENV + "}@", 1)
     proc, port, prom = start_processor(tmp, {"backend": "postgres", "dsn": dsn, "schema": schema}, "pending")
     try:
-        seconds, _ = send_round_robin([port], bodies)
+        seconds, _ = send_requests([port], bodies)
         time.sleep(2)
         rss = psutil.Process(proc.pid).memory_info().rss
         pend = scrape_total(prom, "ml_processor_store_pending")

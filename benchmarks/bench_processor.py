@@ -31,13 +31,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-import grpc
 import psutil
 import yaml
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -50,10 +47,9 @@ from otel_ml.processor.decode import decode_body, decode_request  # noqa: E402
 from otel_ml.processor.records import join_key  # noqa: E402
 from otel_ml.processor.store import SqliteJoinStore  # noqa: E402
 from tests.support import otlp_events as ev  # noqa: E402
+from tests.support.grpc_sender import send_requests  # noqa: E402
 from tests.support.procs import free_port, http_ok, tcp_open, wait_until  # noqa: E402
 from tests.support.workload import PER_REQUEST, benchmark_requests, label, prediction  # noqa: E402
-
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 def walk(request: ExportLogsServiceRequest) -> int:
@@ -107,34 +103,6 @@ def scrape_total(prom_port: int, family: str) -> float:
     return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(family + "{") or ln.startswith(family + " "))
 
 
-def send_all(port: int, bodies: list[bytes], inflight: int = 4) -> tuple[float, int]:
-    """Send every body (identity serializer: no client-side protobuf work); returns (seconds, acknowledged)."""
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
-    export = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
-    sem = threading.Semaphore(inflight)
-    acked = [0]
-    lock = threading.Lock()
-
-    def done(fut: Any) -> None:
-        try:
-            fut.result()
-            with lock:
-                acked[0] += 1
-        except grpc.RpcError as exc:
-            print("  request failed:", exc.code(), file=sys.stderr)
-        sem.release()
-
-    start = time.perf_counter()
-    for body in bodies:
-        sem.acquire()
-        export.future(body, timeout=120).add_done_callback(done)
-    for _ in range(inflight):
-        sem.acquire()
-    elapsed = time.perf_counter() - start
-    channel.close()
-    return elapsed, acked[0]
-
-
 def cpu_seconds(pid: int) -> float:
     t = psutil.Process(pid).cpu_times()
     return float(t.user + t.system)
@@ -145,9 +113,9 @@ def end_to_end(tmp: Path, bodies: list[bytes]) -> dict[str, float]:
     proc, port, prom_port = start_processor(tmp, tmp / "e2e.db")
     try:
         warm, rest = bodies[:10], bodies[10:]
-        send_all(port, warm)
+        send_requests([port], warm)
         cpu0 = cpu_seconds(proc.pid)
-        elapsed, acked = send_all(port, rest)
+        elapsed, acked = send_requests([port], rest)
         cpu = cpu_seconds(proc.pid) - cpu0
         time.sleep(1.5)
         joins = scrape_total(prom_port, "ml_processor_joins_total")
@@ -195,7 +163,7 @@ def pending(tmp: Path, n: int, batch: int = 20_000) -> dict[str, float]:
             recs = []
     proc, port, prom_port = start_processor(tmp, path)
     try:
-        traffic, _ = send_all(port, bodies)
+        traffic, _ = send_requests([port], bodies)
         time.sleep(2)
         proc_rss = psutil.Process(proc.pid).memory_info().rss
         pending_now = scrape_total(prom_port, "ml_processor_store_pending")

@@ -34,19 +34,16 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import grpc
 import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.grpc_sender import send_requests  # noqa: E402
 from tests.support.procs import free_port, tcp_open, wait_until  # noqa: E402
 from tests.support.workload import PER_REQUEST, benchmark_requests  # noqa: E402
-
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 def checkout(ref: str, tmp: Path) -> Path:
@@ -123,33 +120,6 @@ def send_http(port: int, bodies: list[bytes], gz: bool, inflight: int = 4) -> tu
     return time.perf_counter() - t0, acked[0]
 
 
-def send_grpc(port: int, bodies: list[bytes], inflight: int = 4) -> tuple[float, int]:
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
-    export = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
-    sem = threading.Semaphore(inflight)
-    acked = [0]
-    lock = threading.Lock()
-
-    def done(fut: Any) -> None:
-        try:
-            fut.result()
-            with lock:
-                acked[0] += 1
-        except grpc.RpcError as exc:
-            print("  gRPC", exc.code(), file=sys.stderr)
-        sem.release()
-
-    t0 = time.perf_counter()
-    for body in bodies:
-        sem.acquire()
-        export.future(body, timeout=120).add_done_callback(done)
-    for _ in range(inflight):
-        sem.acquire()
-    elapsed = time.perf_counter() - t0
-    channel.close()
-    return elapsed, acked[0]
-
-
 def measure(proc: subprocess.Popen[bytes], send: Callable[[], tuple[float, int]]) -> tuple[float, float]:
     p = psutil.Process(proc.pid)
     cpu0 = sum(p.cpu_times()[:2])
@@ -179,11 +149,11 @@ def main() -> None:
                     proc, gport, hport = start(trees[name], tmp, f"{name}-{r}")
                     try:
                         n = args.requests
-                        send_grpc(gport, bodies[:10])  # warm-up
+                        send_requests([gport], bodies[:10])  # warm-up
                         cases = {
                             "http identity": partial(send_http, hport, bodies[10:10 + n], False),
                             "http gzip": partial(send_http, hport, bodies[10 + n:10 + 2 * n], True),
-                            "grpc": partial(send_grpc, gport, bodies[10 + 2 * n:10 + 3 * n]),
+                            "grpc": partial(send_requests, [gport], bodies[10 + 2 * n:10 + 3 * n]),
                         }
                         for case, fn in cases.items():
                             wall, per_cpu = measure(proc, fn)
