@@ -35,9 +35,9 @@ from opentelemetry.proto.logs.v1 import logs_pb2  # noqa: E402
 from otel_ml.semconv import events  # noqa: E402
 from tests.integration.collector_stack import GATEWAY, ML_EXPORTER, Collector, Processor  # noqa: E402
 from tests.integration.collector_workload import make_workload  # noqa: E402
+from tests.support.grpc_sender import EXPORT  # noqa: E402
 from tests.support.procs import free_port, wait_until  # noqa: E402
 
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

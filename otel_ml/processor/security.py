@@ -118,13 +118,7 @@ def ssl_context(tls: TlsConfig, on_failure: FailureSink) -> ssl.SSLContext:
 
     ctx = _Context(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[tls.min_version]
-    try:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        if tls.client_ca_file:
-            ctx.load_verify_locations(tls.client_ca_file)
-    except (OSError, ValueError) as exc:
-        raise OSError(f"cannot load the TLS certificate, key or client CA ({tls.cert_file}, {tls.key_file}, "
-                      f"{tls.client_ca_file}): {exc}") from exc
+    _load_files(ctx, tls, "cannot load the TLS certificate, key or client CA")
     if tls.client_ca_file:
         ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.set_alpn_protocols(["http/1.1"])
@@ -138,14 +132,17 @@ def check_tls_files(tls: TlsConfig, key: str) -> None:
     Raises:
         OSError: Naming ``key`` and the problem.
     """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _load_files(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), tls, f"{key}: cannot load the certificate, key or client CA")
+
+
+def _load_files(ctx: ssl.SSLContext, tls: TlsConfig, what: str) -> None:
+    """Load the certificate chain and the client CA of ``tls`` into ``ctx``; OSError ``what (files): reason``."""
     try:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
         if tls.client_ca_file:
             ctx.load_verify_locations(tls.client_ca_file)
     except (OSError, ValueError) as exc:
-        raise OSError(f"{key}: cannot load the certificate, key or client CA ({tls.cert_file}, {tls.key_file}, "
-                      f"{tls.client_ca_file}): {exc}") from exc
+        raise OSError(f"{what} ({tls.cert_file}, {tls.key_file}, {tls.client_ca_file}): {exc}") from exc
 
 
 def grpc_credentials(tls: TlsConfig) -> Any:

@@ -31,9 +31,9 @@ from otel_ml.semconv.attributes import RejectReason
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support import otlp_events as ev
+from tests.support.grpc_sender import EXPORT
 
 pytestmark = pytest.mark.integration
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 MAX_REQUEST = 16 << 20
 RSS_FACTOR = 4
 RSS_SLACK = 8 << 20

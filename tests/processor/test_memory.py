@@ -18,6 +18,7 @@ from otel_ml.processor.store import open_store
 from otel_ml.semconv import attributes as a
 from otel_ml.semconv import metrics as m
 from otel_ml.semconv.attributes import Receiver, RefuseReason
+from tests.support.procs import proc_status
 from tests.support.workload import benchmark_requests
 
 MIB = 2**20
@@ -111,14 +112,6 @@ def test_limits_of_the_config() -> None:
     assert memory.total_memory() > 0 and memory.read_rss() > 0
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
 @pytest.mark.parametrize("extras", [False, True])
 def test_expansion_covers_a_real_decode_and_commit(tmp_path: Path, extras: bool) -> None:
     """EXPANSION bounds what a request holds at its peak (C decoder here; the Python path's 7.0x is measured in
@@ -138,9 +131,9 @@ def test_expansion_covers_a_real_decode_and_commit(tmp_path: Path, extras: bool)
         pytest.skip("needs Linux /proc to read the peak RSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM
-    base = _status("VmRSS:")
+    base = proc_status("self", "VmRSS:")
     step.process([decode_body(body, 1.7e9, extras)])
-    peak = _status("VmHWM:") - base
+    peak = proc_status("self", "VmHWM:") - base
     step.close()
     assert peak + len(body) <= EXPANSION * len(body), peak / len(body)
 

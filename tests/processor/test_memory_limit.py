@@ -17,6 +17,8 @@ import pytest
 from tests.processor.conftest import prediction_event
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support import otlp_events as ev
+from tests.support.grpc_sender import EXPORT
+from tests.support.procs import proc_status
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +26,6 @@ MIB = 1 << 20
 HARD_MIB, SPIKE_MIB = 400, 100
 MAX_REQUEST = 16 * MIB
 RECORDS = 2800  # ~14 MiB per request (records padded with a 5 kB attribute the decoder ignores)
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def _status(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
 
 
 def _request(tag: str) -> bytes:
@@ -123,14 +116,14 @@ def test_rss_never_passes_the_hard_limit_and_refused_data_arrives(tmp_path: Path
     def sample() -> None:
         while not stop.is_set():
             try:
-                samples.append(_status(pid, "VmRSS:"))
+                samples.append(proc_status(pid, "VmRSS:"))
             except (OSError, KeyError):
                 return
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        baseline = _status(pid, "VmRSS:")
+        baseline = proc_status(pid, "VmRSS:")
         sampler.start()
         for c in clients:
             c.start()
@@ -140,7 +133,7 @@ def test_rss_never_passes_the_hard_limit_and_refused_data_arrives(tmp_path: Path
         sampler.join(5)
         errors = [(c.kind, c.error) for c in clients if c.error is not None or c.is_alive()]
         assert errors == []
-        peak = _status(pid, "VmHWM:")
+        peak = proc_status(pid, "VmHWM:")
         refusals = sum(v for k, v in proc.scrape().items()
                        if k.startswith("ml_processor_requests_refused_total{") and 'ml_reason="memory_limit"' in k)
         sent = len(kinds) * per_client * RECORDS

@@ -24,6 +24,7 @@ import pytest
 from tests.processor.conftest import prediction_event
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support import otlp_events as ev
+from tests.support.grpc_sender import EXPORT
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,6 @@ SIGINT_RUNS = (10, 21)
 """Runs stopped with SIGINT (Ctrl-C) instead of SIGTERM: 20 SIGTERMs and 2 SIGINTs."""
 GRACE_S = 5.0
 PER_REQUEST = 40
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 def _body(i: int) -> bytes:

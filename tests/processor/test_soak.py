@@ -30,9 +30,9 @@ from otel_ml.semconv.attributes import RejectReason
 from otel_ml.semconv.events import ML_LABEL_EVENT, ML_PREDICTION_EVENT
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support import otlp_events as ev
+from tests.support.grpc_sender import EXPORT
 
 pytestmark = pytest.mark.integration
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 SOAK_SECONDS = 30.0
 MODELS = {"router": ["billing", "shipping", "tech", "account"], "triage": ["low", "high"],
           "intent": [f"i{k}" for k in range(8)]}

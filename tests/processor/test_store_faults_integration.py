@@ -28,11 +28,11 @@ from tests.processor.conftest import label_event, prediction_event
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support import otlp_events as ev
 from tests.support.faultfs import Ext4Loop, Tmpfs
+from tests.support.grpc_sender import EXPORT
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.integration
 
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 PAD = "x" * 160
 """Class names are long so that the store grows fast (3 distinct classes: no cardinality cost)."""
 

@@ -67,6 +67,15 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def proc_status(pid: int | str, key: str) -> int:
+    """A byte figure of ``/proc/<pid>/status``: ``key`` e.g. ``"VmRSS:"`` or ``"VmHWM:"``; ``pid`` may be "self"."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
     """True when something accepts TCP connections on ``host:port``."""
     try:

@@ -27,6 +27,8 @@ from otel_ml.semconv import attributes as a
 from tests.processor.conftest import prediction_event
 from tests.processor.procs_helpers import ProcessorProcess
 from tests.support import otlp_events as ev
+from tests.support.grpc_sender import EXPORT
+from tests.support.procs import proc_status
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +38,6 @@ HEADER_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 1.5
 RSS_SLACK = 64 << 20
 """Bound of the RSS growth over the module (the largest body is 1 MiB; the memory limiter reserves 8x per byte)."""
-EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def _status(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
 
 
 @dataclass
@@ -73,10 +66,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         "http": {"max_connections": MAX_CONNECTIONS, "read_header_timeout": f"{HEADER_TIMEOUT_S}s",
                  "read_timeout": f"{READ_TIMEOUT_S}s", "idle_timeout": "2s"}}).start()
     try:
-        yield Target(proc, _status(proc.process.pid, "VmRSS:"))
+        yield Target(proc, proc_status(proc.process.pid, "VmRSS:"))
     finally:
         t = Target(proc, 0)
-        peak = _status(t.pid, "VmHWM:") if proc.process.alive() else None
+        peak = proc_status(t.pid, "VmHWM:") if proc.process.alive() else None
         proc.process.stop()
         print(f"adversarial module: VmHWM {peak}")
 
@@ -140,7 +133,7 @@ def check(t: Target, case: Callable[[], Any], family: str, labels: dict[str, str
         time.sleep(0.05)
     assert t.counter(family, **labels) == before + expected, (family, labels)
     canary(t)
-    assert _status(t.pid, "VmRSS:") <= t.rss0 + RSS_SLACK
+    assert proc_status(t.pid, "VmRSS:") <= t.rss0 + RSS_SLACK
     return result
 
 
@@ -426,4 +419,4 @@ def test_grpc_connection_cap(target: Target) -> None:
 
 
 def test_rss_peak_stayed_bounded(target: Target) -> None:
-    assert _status(target.pid, "VmHWM:") <= target.rss0 + RSS_SLACK + (16 << 20)
+    assert proc_status(target.pid, "VmHWM:") <= target.rss0 + RSS_SLACK + (16 << 20)
