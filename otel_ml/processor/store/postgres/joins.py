@@ -6,7 +6,7 @@ commit; and :class:`PostgresJoinStore`, assembled from the connection, read-ahea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from otel_ml.processor.records import Row
 from otel_ml.processor.store.base import DONE, GONE_LABEL, GONE_PREDICTION, IngestResult, _Joins
@@ -14,8 +14,6 @@ from otel_ml.processor.store.postgres.arrays import _texts
 from otel_ml.processor.store.postgres.expiry import PostgresExpiry
 from otel_ml.processor.store.postgres.readahead import PostgresReadAhead, _Plan
 from otel_ml.processor.store.postgres.totals import PostgresTotals
-
-_CHUNK: Final = 1000
 
 
 class PostgresJoinStore(PostgresReadAhead, PostgresExpiry, PostgresTotals):
