@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 warnings.filterwarnings("ignore")
@@ -38,6 +36,7 @@ import nannyml as nml  # noqa: E402
 import nannyml.datasets as nds  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from readme_section import write_section  # noqa: E402
 
 from otel_ml.estimation import ESTIMATORS, create_estimator  # noqa: E402
 from otel_ml.estimation import metrics as m  # noqa: E402
@@ -71,7 +70,6 @@ FINDINGS = """Findings of the run recorded here (goals from the issues):
   reference's latitude range, with accuracy from 0.43 to 0.84.
 """
 NOISE_FACTOR = float(np.sqrt(2 / np.pi))
-README = Path(__file__).with_name("README.md")
 
 
 @dataclass
@@ -349,9 +347,7 @@ def write_readme(text: str, machine: str, cases: list[Case]) -> None:
         f"{text}\n\nNannyML = CBPE for classification, DLE for regression, on the same chunks. Machine: {machine}.\n\n"
         f"{FINDINGS}\nData sets:\n{notes}\n<!-- /section:estimation -->"
     )
-    readme = README.read_text()
-    new = re.sub(r"<!-- section:estimation -->.*?<!-- /section:estimation -->", lambda _: body, readme, flags=re.S)
-    README.write_text(new)
+    write_section("estimation", body)
 
 
 if __name__ == "__main__":

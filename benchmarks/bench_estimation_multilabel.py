@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from readme_section import write_section
 from sklearn.datasets import make_multilabel_classification
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -37,7 +36,6 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from otel_ml.estimation import MultilabelEstimator
 
-README = Path(__file__).with_name("README.md")
 LABELS = [f"l{j}" for j in range(5)]
 SCORES = [f"s_{c}" for c in LABELS]
 FEATURES = [f"f{i}" for i in range(10)]
@@ -131,13 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "`product` = per-label probabilities multiplied as if labels were independent, `reference` = the "
                 "evaluation set's exact match as a constant).\n\n"
                 f"{text}\n\nMachine: {machine}.\n\n{FINDINGS}\n<!-- /section:estimation-multilabel -->")
-        readme = README.read_text()
-        pattern = r"<!-- section:estimation-multilabel -->.*?<!-- /section:estimation-multilabel -->"
-        if re.search(pattern, readme, flags=re.S):
-            readme = re.sub(pattern, lambda _: body, readme, flags=re.S)
-        else:
-            readme = readme.replace("<!-- /section:estimation -->", "<!-- /section:estimation -->\n\n" + body, 1)
-        README.write_text(readme)
+        write_section("estimation-multilabel", body, after="estimation")
     return 0
 
 

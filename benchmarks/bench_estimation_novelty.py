@@ -32,12 +32,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 warnings.filterwarnings("ignore")
@@ -45,6 +43,7 @@ warnings.filterwarnings("ignore")
 import nannyml as nml  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from readme_section import write_section  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
@@ -52,7 +51,6 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 import otel_ml  # noqa: E402
 from otel_ml.estimation import create_estimator  # noqa: E402
 
-README = Path(__file__).with_name("README.md")
 FINDINGS = """Before and after (issues #16 and #12.3), `otel-ml auto`, same script and chunks; before = main at c621fa3:
 
 | data set | accuracy MAE before -> after | coverage before -> after | NannyML CBPE MAE (coverage) |
@@ -349,13 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "benchmarks/bench_estimation_novelty.py --readme` (see its docstring for the data sets).\n\n"
                 f"{text}\n\nMachine: {machine}.\n\n{FINDINGS}\nData sets:\n{notes}\n"
                 "<!-- /section:estimation-novelty -->")
-        readme = README.read_text()
-        pattern = r"<!-- section:estimation-novelty -->.*?<!-- /section:estimation-novelty -->"
-        if re.search(pattern, readme, flags=re.S):
-            readme = re.sub(pattern, lambda _: body, readme, flags=re.S)
-        else:
-            readme = readme.replace("<!-- /section:estimation -->", "<!-- /section:estimation -->\n\n" + body, 1)
-        README.write_text(readme)
+        write_section("estimation-novelty", body, after="estimation")
     return 0
 
 
